@@ -1,0 +1,62 @@
+"""Errors the ledger reports to people and programs."""
+
+from __future__ import annotations
+
+
+class LedgerError(Exception):
+    """Base of the ledger's own errors."""
+
+
+class CommandRejected(LedgerError):
+    """A command broke a rule or was malformed. Nothing was written.
+
+    ``code`` is a stable machine-readable name, ``message`` says what was
+    wrong, ``field`` where (a JSON path inside the command, when known), and
+    ``hint`` how to fix it.
+    """
+
+    def __init__(
+        self,
+        code: str,
+        message: str,
+        *,
+        field: str | None = None,
+        hint: str | None = None,
+        violations: list[dict] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.field = field
+        self.hint = hint
+        self.violations = violations or []
+
+    def __str__(self) -> str:
+        text = self.message
+        if self.field:
+            text = f"{text} [field: {self.field}]"
+        if self.hint:
+            text = f"{text} (fix: {self.hint})"
+        return text
+
+    def as_dict(self) -> dict:
+        out: dict = {"code": self.code, "message": self.message}
+        if self.field:
+            out["field"] = self.field
+        if self.hint:
+            out["hint"] = self.hint
+        if self.violations:
+            out["violations"] = self.violations
+        return out
+
+
+class LedgerBusy(LedgerError):
+    """Another writer holds the ledger's lock for too long."""
+
+
+class ConcurrencyConflict(LedgerError):
+    """Another writer changed the same aggregates; retries were exhausted."""
+
+
+class StoreError(LedgerError):
+    """The store cannot be opened or read (bad URL, wrong key, corrupt data)."""

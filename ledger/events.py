@@ -1,0 +1,303 @@
+"""The ledger's events: immutable facts, one msgspec Struct per kind.
+
+Every event carries the business time it happened at (``at``), who did it
+(``actor``) and the ``command_id`` of the command that caused it. Order events
+carry the ``order_id``; events that change an order's status carry the status
+*after* the event, so read models never re-implement the rules.
+
+Events are stored as JSON produced by msgspec, under the topic ``Name:vN``
+(see :mod:`ledger.codec`). ``Decimal``, ``datetime`` and ``UUID`` come back as
+those types on decode because the schema says so.
+
+To change an event's shape: bump its ``VERSION`` and add an upcaster in
+:data:`ledger.codec.UPCASTERS` that turns the old dict into the new one.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import ClassVar, Literal, Union
+
+import msgspec
+
+Status = Literal["Pending", "Unshipped", "PartiallyShipped", "Shipped", "Canceled"]
+
+PENDING: Status = "Pending"
+UNSHIPPED: Status = "Unshipped"
+PARTIALLY_SHIPPED: Status = "PartiallyShipped"
+SHIPPED: Status = "Shipped"
+CANCELED: Status = "Canceled"
+
+ZERO = Decimal("0")
+
+
+class Buyer(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    name: str
+    language: str
+    email: str | None = None
+    phone: str | None = None
+
+
+class Address(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    name: str
+    address_1: str
+    city: str
+    postal_code: str
+    country: str
+    address_2: str | None = None
+    address_3: str | None = None
+    state: str | None = None
+    phone: str | None = None
+
+
+class OrderItem(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    order_item_id: str
+    sku: str
+    title: str
+    quantity: int
+    item_price: Decimal
+    item_tax: Decimal = ZERO
+    shipping_price: Decimal = ZERO
+    shipping_tax: Decimal = ZERO
+
+
+class ItemQuantity(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    order_item_id: str
+    quantity: int
+
+
+class ItemAdjustment(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    order_item_id: str
+    reason: str
+    quantity_cancelled: int = 0
+    item_price_adj: Decimal = ZERO
+    item_tax_adj: Decimal = ZERO
+    shipping_price_adj: Decimal = ZERO
+    shipping_tax_adj: Decimal = ZERO
+
+
+class Attachment(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    name: str
+    kind: str
+
+
+class Event(msgspec.Struct, kw_only=True, frozen=True, tag_field="type", tag=True):
+    """Base of every event. ``type`` (the class name) is the tag."""
+
+    VERSION: ClassVar[int] = 1
+
+    at: datetime
+    actor: str
+    command_id: str
+
+
+class InventoryEvent(Event, kw_only=True, frozen=True):
+    sku: str
+
+
+class OrderEvent(Event, kw_only=True, frozen=True):
+    order_id: str
+
+
+# --- inventory -----------------------------------------------------------------
+
+
+class InventorySet(InventoryEvent, kw_only=True, frozen=True):
+    """The seller set the available quantity of a SKU."""
+
+    quantity: int
+
+
+class InventoryAllocated(InventoryEvent, kw_only=True, frozen=True):
+    """A placed order took ``quantity`` units of a tracked SKU."""
+
+    order_id: str
+    quantity: int
+    available: int
+
+
+class InventoryReturned(InventoryEvent, kw_only=True, frozen=True):
+    """Canceled unshipped units went back to a tracked SKU."""
+
+    order_id: str
+    quantity: int
+    available: int
+
+
+# --- orders --------------------------------------------------------------------
+
+
+class OrderPlaced(OrderEvent, kw_only=True, frozen=True):
+    items: list[OrderItem]
+    currency: str
+    ship_service_level: str
+    latest_ship_date: datetime
+    latest_delivery_date: datetime
+    buyer: Buyer
+    ship_to: Address
+    hold_until: datetime
+    status: Status = PENDING
+
+
+class HoldExpired(OrderEvent, kw_only=True, frozen=True):
+    """The 30-minute buyer hold ended (written by the ledger's clock).
+
+    ``applied_outcome`` is a payment outcome recorded during the hold that takes
+    effect now: ``verified`` releases the order, ``declined``/``fraud`` cancel it.
+    """
+
+    status: Status
+    applied_outcome: str | None = None
+    canceled: list[ItemQuantity] = []
+
+
+class PaymentVerified(OrderEvent, kw_only=True, frozen=True):
+    """Payment verified. ``effective`` is false when recorded during the hold.
+
+    When effective, the order leaves Pending now; the promise dates are the
+    ones after shifting for a delayed release.
+    """
+
+    effective: bool
+    status: Status
+    latest_ship_date: datetime
+    latest_delivery_date: datetime
+
+
+class PaymentExtended(OrderEvent, kw_only=True, frozen=True):
+    """Verification initially unsuccessful or extended: the order stays Pending."""
+
+
+class PaymentDeclined(OrderEvent, kw_only=True, frozen=True):
+    """Authorization failed (``declined``) or ``fraud``. Nobody is notified."""
+
+    outcome: Literal["declined", "fraud"]
+    effective: bool
+    status: Status
+    canceled: list[ItemQuantity] = []
+
+
+class BuyerCanceled(OrderEvent, kw_only=True, frozen=True):
+    """The buyer canceled the whole order inside the 30-minute hold."""
+
+    reason: str | None = None
+    canceled: list[ItemQuantity]
+    status: Status = CANCELED
+
+
+class CancellationRequested(OrderEvent, kw_only=True, frozen=True):
+    """The buyer asked the seller to cancel (after the hold)."""
+
+    reason: str | None = None
+
+
+class SellerCanceled(OrderEvent, kw_only=True, frozen=True):
+    """The seller canceled what was left to ship, with a reason code."""
+
+    reason: str
+    memo: str | None = None
+    canceled: list[ItemQuantity]
+    status: Status
+    buyer_requested: bool = False
+
+
+class LedgerCanceled(OrderEvent, kw_only=True, frozen=True):
+    """The ledger canceled on a deadline.
+
+    ``PaymentNotVerified`` (still Pending 21 days after purchase) or
+    ``ShipmentNotConfirmed`` (quantities unconfirmed 30 days after purchase).
+    """
+
+    reason: Literal["PaymentNotVerified", "ShipmentNotConfirmed"]
+    canceled: list[ItemQuantity]
+    status: Status
+
+
+class ShipByWarningIssued(OrderEvent, kw_only=True, frozen=True):
+    """Day 23: confirm shipment by ``ship_by`` to avoid cancellation."""
+
+    ship_by: datetime
+    text: str
+
+
+class ShipmentConfirmed(OrderEvent, kw_only=True, frozen=True):
+    carrier_code: str
+    carrier_name: str | None = None
+    tracking_number: str | None = None
+    ship_date: str
+    ship_method: str | None = None
+    items: list[ItemQuantity]
+    status: Status
+
+
+class OrderAdjusted(OrderEvent, kw_only=True, frozen=True):
+    items: list[ItemAdjustment]
+    status: Status
+    buyer_requested: bool = False
+
+
+class MessageSent(OrderEvent, kw_only=True, frozen=True):
+    message_id: str
+    purpose: str
+    language: str
+    body: str
+    attachments: list[Attachment] = []
+    phone_reason: str | None = None
+
+
+class MessageReceived(OrderEvent, kw_only=True, frozen=True):
+    message_id: str
+    sender: Literal["buyer", "customer-service"]
+    body: str
+    requests_address_change: bool = False
+
+
+class ShippingAddressChanged(OrderEvent, kw_only=True, frozen=True):
+    ship_to: Address
+    message_id: str
+
+
+INVENTORY_EVENTS: tuple[type[Event], ...] = (
+    InventorySet,
+    InventoryAllocated,
+    InventoryReturned,
+)
+
+ORDER_EVENTS: tuple[type[Event], ...] = (
+    OrderPlaced,
+    HoldExpired,
+    PaymentVerified,
+    PaymentExtended,
+    PaymentDeclined,
+    BuyerCanceled,
+    CancellationRequested,
+    SellerCanceled,
+    LedgerCanceled,
+    ShipByWarningIssued,
+    ShipmentConfirmed,
+    OrderAdjusted,
+    MessageSent,
+    MessageReceived,
+    ShippingAddressChanged,
+)
+
+ALL_EVENTS: tuple[type[Event], ...] = INVENTORY_EVENTS + ORDER_EVENTS
+
+AnyEvent = Union[ALL_EVENTS]  # type: ignore[valid-type]
+
+EVENT_TYPES: dict[str, type[Event]] = {cls.__name__: cls for cls in ALL_EVENTS}
+
+#: Events after which an order is no longer open for shipping: they end it.
+CANCEL_EVENTS: tuple[type[Event], ...] = (
+    BuyerCanceled,
+    SellerCanceled,
+    LedgerCanceled,
+    PaymentDeclined,
+    HoldExpired,
+)
+
+
+def topic_of(cls: type[Event]) -> str:
+    """The stored topic of an event class: ``Name:vN``."""
+    return f"{cls.__name__}:v{cls.VERSION}"
