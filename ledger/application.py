@@ -1,0 +1,396 @@
+"""The ledger application: commands in, events out, in batched transactions.
+
+``Ledger.apply_lines`` takes command-file lines and groups many of them into
+one transaction, while each line is still accepted or rejected on its own:
+every aggregate a line touches is checkpointed first, and a rejected line is
+undone in memory before the next line runs. Nothing is acknowledged before
+its batch commits. Deadlines (hold expiry, 21-day verification, day-23 warning,
+day-30 cancel) due at or before a command's time are applied first, found
+through the ``ledger_deadlines`` index.
+"""
+
+from __future__ import annotations
+
+import heapq
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Iterable, Iterator
+
+from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.persistence import IntegrityError
+
+from . import commands as c
+from . import events as ev
+from .clock import Clock, SystemClock
+from .codec import PayloadMapper
+from .domain import Inventory, LedgerAggregate, Order, order_key, sku_key, sku_quantities
+from .errors import CommandRejected, ConcurrencyConflict
+from .store import Batch, LedgerRecorderMixin, env_for, resolve_db, to_us
+
+MAX_RETRIES = 5
+DEFAULT_BATCH = 1000
+CACHE_LIMIT = 50_000
+
+
+class LedgerApp(Application[str]):
+    """The ``eventsourcing`` application: recorder, event store, repository."""
+
+    name = "OrderLedger"
+
+    def construct_mapper(self) -> PayloadMapper:  # type: ignore[override]
+        return PayloadMapper(compressor=self.factory.compressor(), cipher=self.factory.cipher())
+
+
+@dataclass
+class Outcome:
+    """What became of one command."""
+
+    line: int | None
+    status: str  # applied | duplicate | rejected
+    type: str | None = None
+    command_id: str | None = None
+    order_id: str | None = None
+    at: str | None = None
+    events: list[str] = field(default_factory=list)
+    error: dict | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status != "rejected"
+
+    def as_dict(self) -> dict:
+        out = {k: v for k, v in self.__dict__.items() if v is not None}
+        return out
+
+
+class Ledger:
+    """The order ledger. ``db`` is a SQLite path or a ``postgresql://`` URL."""
+
+    def __init__(self, db: str | None = None, *, clock: Clock | None = None,
+                 cache_limit: int = CACHE_LIMIT, env: dict[str, str] | None = None) -> None:
+        self.db = resolve_db(db)
+        full_env = env_for(self.db)
+        if env:
+            full_env.update(env)
+        self.app = LedgerApp(env=full_env)
+        self.recorder: LedgerRecorderMixin = self.app.recorder  # type: ignore[assignment]
+        self.mapper: PayloadMapper = self.app.mapper  # type: ignore[assignment]
+        self.clock = clock or SystemClock()
+        self.cache_limit = cache_limit
+        self._cache: dict[str, LedgerAggregate] = {}
+        self._head = -1
+
+    def close(self) -> None:
+        self.app.close()
+
+    def __enter__(self) -> "Ledger":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    # --- reading ----------------------------------------------------------------
+
+    def load(self, key: str) -> LedgerAggregate | None:
+        try:
+            return self.app.repository.get(key)  # type: ignore[return-value]
+        except AggregateNotFoundError:
+            return None
+
+    def order(self, order_id: str) -> Order | None:
+        return self.load(order_key(order_id))  # type: ignore[return-value]
+
+    def inventory(self, sku: str) -> Inventory | None:
+        return self.load(sku_key(sku))  # type: ignore[return-value]
+
+    def now(self) -> datetime | None:
+        """The latest business time the ledger has reached."""
+        return self.recorder.read_clock()
+
+    def head(self) -> int:
+        return self.recorder.head()
+
+    # --- writing ----------------------------------------------------------------
+
+    def execute(self, command: c.Command | dict | str | bytes) -> Outcome:
+        """Apply one command in its own durable transaction."""
+        if isinstance(command, dict):
+            import msgspec
+
+            command = msgspec.json.encode(command)
+        if isinstance(command, (str, bytes)):
+            return self._run_batch([(None, command)])[0]
+        return self._run_batch([(None, command)])[0]
+
+    def tick(self, at: datetime | None = None, command_id: str | None = None) -> Outcome:
+        """Apply every deadline due at or before ``at`` (default: the clock's now)."""
+        return self.execute(c.Tick(at=at or self.clock.now(), command_id=command_id))
+
+    def apply_lines(self, lines: Iterable[str | bytes], *, batch_size: int = DEFAULT_BATCH,
+                    start_line: int = 1) -> Iterator[Outcome]:
+        """Apply command-file lines; yields one outcome per non-blank line once committed."""
+        chunk: list[tuple[int | None, Any]] = []
+        for n, line in enumerate(lines, start_line):
+            if not line.strip():
+                continue
+            chunk.append((n, line))
+            if len(chunk) >= batch_size:
+                yield from self._run_batch(chunk)
+                chunk = []
+        if chunk:
+            yield from self._run_batch(chunk)
+
+    def _run_batch(self, chunk: list[tuple[int | None, Any]]) -> list[Outcome]:
+        parsed: list[tuple[int | None, c.Command | CommandRejected, bytes | None]] = []
+        for n, item in chunk:
+            if isinstance(item, c.Command):
+                parsed.append((n, item, None))
+                continue
+            try:
+                parsed.append((n, c.parse_command(item), None))
+            except CommandRejected as exc:
+                parsed.append((n, exc, None))
+        for _ in range(MAX_RETRIES):
+            head = self.recorder.head()
+            if head != self._head:
+                self._cache.clear()
+            uow = UnitOfWork(self, [p[1] for p in parsed if isinstance(p[1], c.Command)])
+            outcomes = [uow.handle(n, cmd) for n, cmd, _ in parsed]
+            try:
+                ids = uow.commit()
+            except IntegrityError:
+                self._cache.clear()
+                self._head = -1
+                continue
+            if len(self._cache) > self.cache_limit:
+                self._cache.clear()
+            self._cache.update({k: a for k, a in uow.aggs.items() if a is not None})
+            self._head = max(ids) if ids else head
+            return outcomes
+        raise ConcurrencyConflict(
+            f"gave up after {MAX_RETRIES} attempts: other writers kept changing the same orders")
+
+
+class UnitOfWork:
+    """One batch: aggregates loaded once, lines checkpointed, one commit."""
+
+    def __init__(self, ledger: Ledger, commands: list[c.Command]) -> None:
+        self.ledger = ledger
+        self.aggs: dict[str, LedgerAggregate | None] = {}
+        self.sink: list[Any] = []
+        self.clock = ledger.recorder.read_clock()
+        self.start_clock = self.clock
+        ids = [cmd.command_id for cmd in commands if cmd.command_id]
+        self.known = ledger.recorder.known_commands(ids) if ids else set()
+        self.accepted: list[tuple[str, str, int]] = []
+        self.heap: list[tuple[int, str, str]] = []
+        if commands:
+            latest = max(cmd.at for cmd in commands)
+            self.heap = [(due, oid, kind) for oid, due, kind in
+                         ledger.recorder.due_deadlines(latest)]
+            heapq.heapify(self.heap)
+        self._line: dict[str, tuple | None] = {}
+
+    # aggregates --------------------------------------------------------------
+
+    def get(self, key: str) -> Any:
+        if key in self.aggs:
+            return self.aggs[key]
+        agg = self.ledger._cache.get(key)
+        if agg is None:
+            agg = self.ledger.load(key)
+        self.aggs[key] = agg
+        return agg
+
+    def touch(self, agg: LedgerAggregate) -> LedgerAggregate:
+        """Checkpoint an aggregate before this line changes it."""
+        if agg.id not in self._line:
+            self._line[agg.id] = agg.checkpoint()
+            agg._sink = self.sink  # type: ignore[attr-defined]
+        return agg
+
+    def create(self, agg: LedgerAggregate) -> LedgerAggregate:
+        self._line[agg.id] = None
+        agg._sink = self.sink  # type: ignore[attr-defined]
+        self.aggs[agg.id] = agg
+        return agg
+
+    def order(self, order_id: str) -> Order:
+        order = self.get(order_key(order_id))
+        if order is None:
+            raise CommandRejected(
+                "unknown-order", f"no order {order_id} in the ledger", field="order_id",
+                hint="check the order id, or place the order first")
+        return self.touch(order)  # type: ignore[return-value]
+
+    # lines -------------------------------------------------------------------
+
+    def handle(self, line: int | None, cmd: c.Command | CommandRejected) -> Outcome:
+        if isinstance(cmd, CommandRejected):
+            return Outcome(line, "rejected", error=cmd.as_dict())
+        ctype = c.command_type(cmd)
+        order_id = getattr(cmd, "order_id", None)
+        out = Outcome(line, "applied", ctype, cmd.command_id, order_id, cmd.at.isoformat())
+        cid = cmd.command_id
+        if cid is not None and (cid in self.known):
+            out.status = "duplicate"
+            return out
+        if cid is None:
+            cid = out.command_id = str(uuid.uuid4())
+        if self.clock is not None and cmd.at < self.clock:
+            out.status = "rejected"
+            out.error = CommandRejected(
+                "time-backwards",
+                f"command time {cmd.at.isoformat()} is before the ledger's clock "
+                f"{self.clock.isoformat()}",
+                field="at", hint="commands must come in time order").as_dict()
+            return out
+        self._line = {}
+        mark = len(self.sink)
+        try:
+            self._advance(cmd.at, cid)
+            self._dispatch(cmd, c.actor_of(cmd), cid)
+        except CommandRejected as exc:
+            self._rollback(mark)
+            out.status = "rejected"
+            out.error = exc.as_dict()
+            return out
+        except BaseException:
+            self._rollback(mark)
+            raise
+        self._after_line()
+        out.events = [type(e.payload).__name__ for e in self.sink[mark:]]
+        self.clock = cmd.at if self.clock is None or cmd.at > self.clock else self.clock
+        self.known.add(cid)
+        self.accepted.append((cid, ctype, to_us(cmd.at)))
+        return out
+
+    def _rollback(self, mark: int) -> None:
+        for key, cp in self._line.items():
+            agg = self.aggs.get(key)
+            if cp is None:
+                self.aggs[key] = None
+            elif agg is not None:
+                agg.restore(cp)
+                if isinstance(agg, Order):
+                    self._push(agg)
+        del self.sink[mark:]
+        self._line = {}
+
+    def _after_line(self) -> None:
+        for key in self._line:
+            agg = self.aggs.get(key)
+            if isinstance(agg, Order):
+                self._push(agg)
+        self._line = {}
+
+    def _push(self, order: Order) -> None:
+        nd = order.next_deadline()
+        if nd is not None:
+            heapq.heappush(self.heap, (to_us(nd[0]), order.order_id, nd[1]))
+
+    def _advance(self, at: datetime, cid: str) -> None:
+        """Apply every deadline due at or before ``at``, in due order."""
+        limit = to_us(at)
+        heap = self.heap
+        while heap and heap[0][0] <= limit:
+            due_us, order_id, kind = heapq.heappop(heap)
+            order = self.get(order_key(order_id))
+            if order is None:
+                continue
+            nd = order.next_deadline()
+            if nd is None or nd[1] != kind or to_us(nd[0]) != due_us:
+                continue  # a stale hint: the order moved on
+            self.touch(order)
+            canceled = order.apply_deadline(kind, nd[0], cid)
+            self._give_back(order, canceled, nd[0], "ledger", cid)
+            self._push(order)
+
+    def _give_back(self, order: Order, lines: list[ev.ItemQuantity], at: datetime,
+                   actor: str, cid: str) -> None:
+        for sku, qty in sku_quantities(lines, order).items():
+            inv = self.get(sku_key(sku))
+            if inv is not None:
+                self.touch(inv).give_back(order.order_id, qty, at, actor, cid)  # type: ignore[attr-defined]
+
+    def _dispatch(self, cmd: c.Command, actor: str, cid: str) -> None:
+        if isinstance(cmd, c.Tick):
+            return
+        if isinstance(cmd, c.SetInventory):
+            key = sku_key(cmd.sku)
+            inv = self.get(key)
+            inv = self.touch(inv) if inv is not None else self.create(Inventory.blank(key, cmd.at))
+            inv.record(ev.InventorySet(at=cmd.at, actor=actor, command_id=cid, sku=cmd.sku,
+                                       quantity=cmd.quantity))
+            return
+        if isinstance(cmd, c.Place):
+            self._place(cmd, actor, cid)
+            return
+        order = self.order(cmd.order_id)  # type: ignore[attr-defined]
+        if isinstance(cmd, c.Cancel):
+            self._give_back(order, order.cancel(cmd, actor, cid), cmd.at, actor, cid)
+        elif isinstance(cmd, c.RequestCancel):
+            order.request_cancel(cmd, actor, cid)
+        elif isinstance(cmd, c.VerifyPayment):
+            self._give_back(order, order.verify_payment(cmd, actor, cid), cmd.at, actor, cid)
+        elif isinstance(cmd, c.Ship):
+            order.ship(cmd, actor, cid)
+        elif isinstance(cmd, c.Adjust):
+            self._give_back(order, order.adjust(cmd, actor, cid), cmd.at, actor, cid)
+        elif isinstance(cmd, c.SendMessage):
+            order.send_message(cmd, actor, cid)
+        elif isinstance(cmd, c.ReceiveMessage):
+            order.receive_message(cmd, actor, cid)
+        elif isinstance(cmd, c.ChangeAddress):
+            order.change_address(cmd, actor, cid)
+        else:  # pragma: no cover - the union is closed
+            raise CommandRejected("unknown-type", f"cannot handle {type(cmd).__name__}")
+
+    def _place(self, cmd: c.Place, actor: str, cid: str) -> None:
+        key = order_key(cmd.order_id)
+        if self.get(key) is not None:
+            raise CommandRejected(
+                "order-exists", f"order {cmd.order_id} was already placed", field="order_id",
+                hint="order ids are unique; use a new one")
+        wanted: dict[str, int] = {}
+        for item in cmd.items:
+            wanted[item.sku] = wanted.get(item.sku, 0) + item.quantity
+        tracked: list[tuple[Inventory, int]] = []
+        for sku, qty in wanted.items():
+            inv = self.get(sku_key(sku))
+            if inv is None:
+                continue  # untracked SKU: not checked
+            if inv.available < qty:
+                raise CommandRejected(
+                    "insufficient-inventory",
+                    f"SKU {sku!r} has {inv.available} available, the order needs {qty}",
+                    field="items", hint="set a higher quantity with set-inventory first")
+            tracked.append((inv, qty))
+        order = Order.blank(key, cmd.at)
+        order.place(cmd, actor, cid)  # validates before recording
+        self.create(order)
+        self.sink.append(order.pending_events[-1])
+        for inv, qty in tracked:
+            self.touch(inv).allocate(cmd.order_id, qty, cmd.at, actor, cid)
+
+    # commit ------------------------------------------------------------------
+
+    def commit(self) -> list[int]:
+        batch = Batch(commands=self.accepted)
+        for agg in self.aggs.values():
+            if agg is None or not agg.pending_events:
+                continue
+            agg.collect_events()
+            if isinstance(agg, Order):
+                nd = agg.next_deadline()
+                if nd is None:
+                    batch.cleared.append(agg.order_id)
+                else:
+                    batch.deadlines.append((agg.order_id, to_us(nd[0]), nd[1]))
+        if self.clock is not None and self.clock != self.start_clock:
+            batch.clock = self.clock
+        if not self.sink and not batch.commands and batch.clock is None:
+            return []
+        recordings = self.ledger.app.events.put(self.sink, batch=batch)
+        return [r.notification.id for r in recordings]

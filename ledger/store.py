@@ -1,0 +1,269 @@
+"""Storage: the library's SQLite and PostgreSQL recorders, extended.
+
+Besides the events table, the ledger keeps three small tables that are
+written in the *same transaction* as the events of each batch:
+
+- ``ledger_commands``: accepted command ids (idempotency);
+- ``ledger_deadlines``: each open order's next deadline, indexed by due time,
+  so due deadlines are found without scanning orders;
+- ``ledger_clock``: the latest business time the ledger has reached.
+
+One setting chooses the backend: a file path (SQLite) or a
+``postgresql://user@host:port/db?schema=name`` URL.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Iterable, Sequence
+from urllib.parse import parse_qs, unquote, urlparse
+
+from eventsourcing.persistence import IntegrityError, OperationalError, StoredEvent
+from eventsourcing.postgres import PostgresApplicationRecorder
+from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteCursor
+
+from .errors import LedgerBusy, StoreError
+
+DEFAULT_DB = "order-ledger.db"
+EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+def to_us(t: datetime) -> int:
+    """Microseconds since the epoch: sortable in any database."""
+    d = t - EPOCH
+    return (d.days * 86_400 + d.seconds) * 1_000_000 + d.microseconds
+
+
+def from_us(us: int) -> datetime:
+    from datetime import timedelta
+
+    return EPOCH + timedelta(microseconds=us)
+
+
+@dataclass
+class Batch:
+    """What a batch writes besides its events."""
+
+    commands: list[tuple[str, str, int]] = field(default_factory=list)  # id, type, at_us
+    deadlines: list[tuple[str, int, str]] = field(default_factory=list)  # order, due_us, kind
+    cleared: list[str] = field(default_factory=list)  # orders with no deadline any more
+    clock: datetime | None = None
+
+
+EXTRA_TABLES_SQLITE = [
+    "CREATE TABLE IF NOT EXISTS ledger_commands ("
+    " command_id TEXT PRIMARY KEY, type TEXT NOT NULL, at_us INTEGER NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS ledger_deadlines ("
+    " order_id TEXT PRIMARY KEY, due_us INTEGER NOT NULL, kind TEXT NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS ledger_deadlines_due ON ledger_deadlines (due_us)",
+    "CREATE TABLE IF NOT EXISTS ledger_clock ("
+    " id INTEGER PRIMARY KEY CHECK (id = 1), at TEXT NOT NULL, at_us INTEGER NOT NULL)",
+]
+
+
+class LedgerRecorderMixin:
+    """SQL shared by both backends; ``P`` is the parameter placeholder."""
+
+    P = "?"
+
+    def _write_batch(self, cursor: Any, batch: Batch | None) -> None:
+        if batch is None:
+            return
+        p = self.P
+        if batch.commands:
+            cursor.executemany(
+                f"INSERT INTO ledger_commands (command_id, type, at_us) VALUES ({p}, {p}, {p})",
+                batch.commands,
+            )
+        if batch.deadlines:
+            cursor.executemany(
+                f"INSERT INTO ledger_deadlines (order_id, due_us, kind) VALUES ({p}, {p}, {p}) "
+                "ON CONFLICT (order_id) DO UPDATE SET due_us = excluded.due_us, "
+                "kind = excluded.kind",
+                batch.deadlines,
+            )
+        if batch.cleared:
+            cursor.executemany(
+                f"DELETE FROM ledger_deadlines WHERE order_id = {p}",
+                [(o,) for o in batch.cleared],
+            )
+        if batch.clock is not None:
+            us = to_us(batch.clock)
+            cursor.execute(
+                f"INSERT INTO ledger_clock (id, at, at_us) VALUES (1, {p}, {p}) "
+                "ON CONFLICT (id) DO UPDATE SET at = excluded.at, at_us = excluded.at_us "
+                "WHERE excluded.at_us > ledger_clock.at_us",
+                (batch.clock.isoformat(), us),
+            )
+
+    # --- reads ----------------------------------------------------------------
+
+    def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
+        raise NotImplementedError
+
+    def read_clock(self) -> datetime | None:
+        rows = self._rows("SELECT at FROM ledger_clock WHERE id = 1")
+        return datetime.fromisoformat(rows[0][0]) if rows else None
+
+    def known_commands(self, ids: Iterable[str]) -> set[str]:
+        ids = list(ids)
+        found: set[str] = set()
+        for i in range(0, len(ids), 500):
+            chunk = ids[i:i + 500]
+            marks = ", ".join([self.P] * len(chunk))
+            found.update(r[0] for r in self._rows(
+                f"SELECT command_id FROM ledger_commands WHERE command_id IN ({marks})", chunk))
+        return found
+
+    def due_deadlines(self, until: datetime) -> list[tuple[str, int, str]]:
+        return [tuple(r) for r in self._rows(  # type: ignore[misc]
+            f"SELECT order_id, due_us, kind FROM ledger_deadlines WHERE due_us <= {self.P} "
+            "ORDER BY due_us, order_id", (to_us(until),))]
+
+    def next_deadline(self) -> tuple[str, int, str] | None:
+        rows = self._rows(
+            "SELECT order_id, due_us, kind FROM ledger_deadlines ORDER BY due_us, order_id LIMIT 1")
+        return tuple(rows[0]) if rows else None  # type: ignore[return-value]
+
+    def count_deadlines(self) -> int:
+        return self._rows("SELECT COUNT(*) FROM ledger_deadlines")[0][0]
+
+    def head(self) -> int:
+        return self.max_notification_id() or 0  # type: ignore[attr-defined]
+
+    def aggregate_ids(self, prefix: str) -> list[str]:
+        table = self.events_table_name  # type: ignore[attr-defined]
+        return [r[0] for r in self._rows(
+            f"SELECT DISTINCT originator_id FROM {table} WHERE originator_id LIKE {self.P} "
+            "ORDER BY originator_id", (prefix + "%",))]
+
+
+class LedgerSQLiteRecorder(LedgerRecorderMixin, SQLiteApplicationRecorder):
+    def construct_create_table_statements(self) -> list[str]:
+        return super().construct_create_table_statements() + EXTRA_TABLES_SQLITE
+
+    def insert_events(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Sequence[int] | None:
+        # BEGIN IMMEDIATE takes the write lock up front, so two writers never
+        # deadlock upgrading a read lock, and rowids below are ours alone.
+        pool = self.datastore.pool
+        conn = pool.get_connection(is_writer=True)
+        try:
+            cursor = conn.cursor()
+            try:
+                cursor.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as exc:
+                raise LedgerBusy(
+                    f"the ledger file is locked by another writer ({exc}); try again") from None
+            try:
+                ids = self._insert_events(cursor, stored_events, **kwargs)
+                conn.commit()
+            except sqlite3.IntegrityError as exc:
+                conn.rollback()
+                raise IntegrityError(exc) from exc
+            except sqlite3.OperationalError as exc:
+                conn.rollback()
+                raise OperationalError(exc) from exc
+            except BaseException:
+                conn.rollback()
+                raise
+            return ids
+        finally:
+            pool.put_connection(conn)
+
+    def _insert_events(self, c: SQLiteCursor, stored_events: Sequence[StoredEvent],
+                       **kwargs: Any) -> Sequence[int] | None:
+        ids: list[int] = []
+        if stored_events:
+            c.execute(f"SELECT MAX(rowid) FROM {self.events_table_name}")
+            start = (c.fetchone()[0] or 0) + 1
+            c.executemany(
+                self.insert_events_statement,
+                [(s.originator_id, s.originator_version, s.topic, s.state) for s in stored_events],
+            )
+            ids = list(range(start, start + len(stored_events)))
+        self._write_batch(c, kwargs.get("batch"))
+        return ids
+
+    def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(sql, params)
+            return [tuple(r) for r in c.fetchall()]
+
+
+EXTRA_TABLES_PG = [
+    "CREATE TABLE IF NOT EXISTS {schema}.ledger_commands ("
+    " command_id text PRIMARY KEY, type text NOT NULL, at_us bigint NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS {schema}.ledger_deadlines ("
+    " order_id text PRIMARY KEY, due_us bigint NOT NULL, kind text NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS ledger_deadlines_due ON {schema}.ledger_deadlines (due_us)",
+    "CREATE TABLE IF NOT EXISTS {schema}.ledger_clock ("
+    " id integer PRIMARY KEY CHECK (id = 1), at text NOT NULL, at_us bigint NOT NULL)",
+]
+
+
+class LedgerPostgresRecorder(LedgerRecorderMixin, PostgresApplicationRecorder):
+    P = "%s"
+
+    def __init__(self, datastore: Any, **kwargs: Any) -> None:
+        super().__init__(datastore, **kwargs)
+        from psycopg.sql import SQL
+
+        for stmt in EXTRA_TABLES_PG:
+            self.sql_create_statements.append(SQL(stmt.format(schema=f'"{datastore.schema}"')))
+
+    def _insert_events(self, curs: Any, stored_events: Sequence[StoredEvent], **kwargs: Any) -> None:
+        self._write_batch(curs, kwargs.get("batch"))
+
+    def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(sql, params)
+            return [tuple(r.values()) for r in curs.fetchall()]
+
+
+# --- choosing a backend -------------------------------------------------------------
+
+
+def is_postgres(url: str) -> bool:
+    return url.startswith(("postgresql://", "postgres://"))
+
+
+def resolve_db(db: str | None) -> str:
+    return db or os.environ.get("ORDER_LEDGER_DB") or DEFAULT_DB
+
+
+def env_for(db: str) -> dict[str, str]:
+    """The ``eventsourcing`` environment for a ledger location."""
+    env: dict[str, str] = {"ORIGINATOR_ID_TYPE": "text", "CREATE_TABLE": "y"}
+    if is_postgres(db):
+        u = urlparse(db)
+        q = parse_qs(u.query)
+        env.update(
+            PERSISTENCE_MODULE="eventsourcing.postgres",
+            APPLICATION_RECORDER_TOPIC="ledger.store:LedgerPostgresRecorder",
+            POSTGRES_DBNAME=(u.path or "/").lstrip("/") or "postgres",
+            POSTGRES_HOST=u.hostname or "localhost",
+            POSTGRES_PORT=str(u.port or 5432),
+            POSTGRES_USER=unquote(u.username or os.environ.get("PGUSER", "postgres")),
+            POSTGRES_PASSWORD=unquote(u.password or os.environ.get("PGPASSWORD", "")),
+            POSTGRES_SCHEMA=q.get("schema", ["public"])[0],
+            POSTGRES_LOCK_TIMEOUT="10",
+            POSTGRES_POOL_SIZE="2",
+            POSTGRES_MAX_OVERFLOW="4",
+        )
+    else:
+        if db.startswith("sqlite:///"):
+            db = db[len("sqlite:///"):]
+        parent = os.path.dirname(os.path.abspath(db))
+        if not os.path.isdir(parent):
+            raise StoreError(
+                f"cannot create the ledger {db!r}: directory {parent!r} does not exist")
+        env.update(
+            PERSISTENCE_MODULE="eventsourcing.sqlite",
+            APPLICATION_RECORDER_TOPIC="ledger.store:LedgerSQLiteRecorder",
+            SQLITE_DBNAME=db,
+            SQLITE_LOCK_TIMEOUT="10",
+        )
+    return env
