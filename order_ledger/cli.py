@@ -1,0 +1,400 @@
+"""``order-ledger``: the command line over the ledger, its views and replay.
+
+Every command has ``--help``; reads print tables for people and ``--json`` for
+programs. Exit status: 0 when everything was applied, 1 when a command or
+line was rejected, 2 for a usage error (no such file, bad option).
+"""
+
+from __future__ import annotations
+
+import sys
+from datetime import datetime
+from typing import Any
+
+import click
+import msgspec
+
+from ledger.errors import LedgerError
+
+from .common import (
+    WHEN,
+    console,
+    db_option,
+    describe_error,
+    err_console,
+    json_option,
+    now_option,
+    open_ledger,
+    print_json,
+)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="order-ledger")
+def main() -> None:
+    """An event-sourced ledger for seller-fulfilled marketplace orders.
+
+    Every order action is an immutable event; every view is rebuilt from them.
+    Start with `order-ledger apply examples/walkthrough.jsonl`, then
+    `order-ledger show ORDER_ID`.
+    """
+
+
+# --- apply ---------------------------------------------------------------------------
+
+
+@main.command()
+@click.argument("file", type=click.File("rb"))
+@db_option
+@json_option
+@click.option("--batch-size", default=1000, show_default=True, type=click.IntRange(1, 100_000),
+              help="Commands per transaction.")
+@click.option("--quiet", "-q", is_flag=True, help="Print only the summary, not each rejection.")
+def apply(file: Any, db: str | None, as_json: bool, batch_size: int, quiet: bool) -> None:
+    """Apply a command file (JSON Lines; - for stdin) line by line.
+
+    Each line is applied or rejected with its line number and a reason; rejected
+    lines change nothing. Exit 0 when every line was applied, 1 when any was rejected.
+    """
+    ledger = open_ledger(db)
+    counts = {"applied": 0, "duplicate": 0, "rejected": 0}
+    events = 0
+    try:
+        for out in ledger.apply_lines(file, batch_size=batch_size):
+            counts[out.status] += 1
+            events += len(out.events)
+            if as_json:
+                print_json(out.as_dict())
+            elif out.status == "rejected" and not quiet:
+                console.print(f"line {out.line}: rejected {describe_error(out.error or {})}",
+                              markup=False)
+    except LedgerError as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        ledger.close()
+    total = sum(counts.values())
+    if not as_json:
+        console.print(
+            f"{total} lines: {counts['applied']} applied, {counts['duplicate']} already applied "
+            f"(duplicate command_id), {counts['rejected']} rejected; {events} events written",
+            markup=False)
+    sys.exit(1 if counts["rejected"] else 0)
+
+
+# --- show ----------------------------------------------------------------------------
+
+
+@main.command()
+@click.argument("order_id")
+@db_option
+@json_option
+def show(order_id: str, db: str | None, as_json: bool) -> None:
+    """Print an order's current state."""
+    ledger = open_ledger(db)
+    try:
+        order = ledger.order(order_id)
+    finally:
+        ledger.close()
+    if order is None:
+        err_console.print(f"no order {order_id} in the ledger", markup=False)
+        sys.exit(1)
+    view = order.view()
+    if as_json:
+        print_json(view)
+        return
+    _print_order(view)
+
+
+def _print_order(view: dict) -> None:
+    from rich.table import Table
+
+    grey = "" if view["actionable"] else " (greyed out)"
+    console.print(f"Order {view['order_id']}: {view['status']}{grey}", markup=False)
+    for key in ("purchase_date", "payments_date", "latest_ship_date", "latest_delivery_date",
+                "buyer_name", "ship_service_level", "payment", "cancel_reason", "canceled_by"):
+        if view.get(key) is not None:
+            console.print(f"  {key.replace('_', ' ')}: {view[key]}", markup=False)
+    if view.get("buyer_requested_cancel"):
+        console.print("  the buyer asked to cancel", markup=False)
+    if view.get("warning"):
+        console.print(f"  WARNING: {view['warning']}", markup=False)
+    nd = view.get("next_deadline")
+    if nd:
+        console.print(f"  next deadline: {nd['kind']} at {nd['at']}", markup=False)
+    table = Table()
+    for col in ("item", "sku", "title", "qty", "shipped", "canceled", "to ship"):
+        table.add_column(col)
+    for it in view["items"]:
+        table.add_row(it["order_item_id"], it["sku"], it["title"], str(it["quantity"]),
+                      str(it["quantity_shipped"]), str(it["quantity_canceled"]),
+                      str(it["quantity_to_ship"]))
+    console.print(table)
+
+
+# --- one command by hand --------------------------------------------------------------
+
+
+def _common(fn: Any) -> Any:
+    fn = db_option(fn)
+    fn = json_option(fn)
+    fn = now_option(fn)
+    fn = click.option("--command-id", default=None, help="Idempotency key for this command.")(fn)
+    fn = click.option("--actor", default=None, help="Who does it (default depends on the command).")(fn)
+    return fn
+
+
+def run_one(ctype: str, fields: dict, *, db: str | None, now: datetime | None,
+            command_id: str | None, actor: str | None, as_json: bool) -> None:
+    """Build one command, apply it, print the outcome, exit 0/1."""
+    ledger = open_ledger(db, now)
+    try:
+        at = ledger.clock.now()
+        cmd: dict = {"type": ctype, "at": at.isoformat()}
+        if command_id:
+            cmd["command_id"] = command_id
+        if actor:
+            cmd["actor"] = actor
+        cmd.update({k: v for k, v in fields.items() if v is not None})
+        out = ledger.execute(msgspec.json.encode(cmd))
+    except LedgerError as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        ledger.close()
+    if as_json:
+        print_json(out.as_dict())
+    elif out.ok:
+        what = "already applied (same command id)" if out.status == "duplicate" else "applied"
+        events = ", ".join(out.events) or "no events"
+        console.print(f"{ctype}: {what}: {events}", markup=False)
+    else:
+        err_console.print(f"{ctype}: rejected {describe_error(out.error or {})}", markup=False)
+        for v in (out.error or {}).get("violations", []):
+            err_console.print(f"  - {v.get('rule')}: {v.get('message')}", markup=False)
+    sys.exit(0 if out.ok else 1)
+
+
+@main.command("tick")
+@_common
+def tick_cmd(db: str | None, as_json: bool, now: datetime | None, command_id: str | None,
+             actor: str | None) -> None:
+    """Apply every deadline due by now: hold expiry, 21-day verification, day-23 warning,
+    day-30 cancel."""
+    run_one("tick", {}, db=db, now=now, command_id=command_id, actor=actor, as_json=as_json)
+
+
+@main.command("set-inventory")
+@click.argument("sku")
+@click.argument("quantity", type=click.IntRange(min=0))
+@_common
+def set_inventory(sku: str, quantity: int, **kw: Any) -> None:
+    """Set the available quantity of a SKU."""
+    run_one("set-inventory", {"sku": sku, "quantity": quantity}, **kw)
+
+
+@main.command()
+@click.argument("order_id")
+@click.option("--item", "items", multiple=True, nargs=5, required=True,
+              metavar="ITEM_ID SKU TITLE QTY PRICE",
+              help="An item line (repeat for several): id, SKU, title, quantity, line price.")
+@click.option("--currency", required=True, help="ISO 4217 code, e.g. SEK.")
+@click.option("--ship-service-level", default="Standard", show_default=True)
+@click.option("--buyer-name", required=True)
+@click.option("--buyer-email", default=None)
+@click.option("--buyer-phone", default=None)
+@click.option("--language", required=True, help="Buyer's language, BCP-47 (e.g. sv-SE).")
+@click.option("--ship-name", default=None, help="Recipient (default: the buyer's name).")
+@click.option("--address-1", required=True)
+@click.option("--address-2", default=None)
+@click.option("--city", required=True)
+@click.option("--state", default=None)
+@click.option("--postal-code", required=True)
+@click.option("--country", required=True, help="ISO 3166 alpha-2, e.g. SE.")
+@click.option("--latest-ship-date", type=WHEN, default=None)
+@click.option("--latest-delivery-date", type=WHEN, default=None)
+@_common
+def place(order_id: str, items: tuple, currency: str, ship_service_level: str, buyer_name: str,
+          buyer_email: str | None, buyer_phone: str | None, language: str,
+          ship_name: str | None, address_1: str, address_2: str | None, city: str,
+          state: str | None, postal_code: str, country: str,
+          latest_ship_date: datetime | None, latest_delivery_date: datetime | None,
+          **kw: Any) -> None:
+    """Place an order (it starts Pending, in its 30-minute hold)."""
+    lines = []
+    for item_id, sku, title, qty, price in items:
+        try:
+            quantity = int(qty)
+        except ValueError:
+            raise click.BadParameter(f"quantity {qty!r} is not a whole number",
+                                     param_hint="--item") from None
+        lines.append({"order_item_id": item_id, "sku": sku, "title": title,
+                      "quantity": quantity, "item_price": price})
+    fields = {
+        "order_id": order_id, "items": lines, "currency": currency,
+        "ship_service_level": ship_service_level,
+        "buyer": {k: v for k, v in {"name": buyer_name, "email": buyer_email,
+                                     "phone": buyer_phone, "language": language}.items()
+                  if v is not None},
+        "ship_to": {k: v for k, v in {
+            "name": ship_name or buyer_name, "address_1": address_1, "address_2": address_2,
+            "city": city, "state": state, "postal_code": postal_code,
+            "country": country}.items() if v is not None},
+        "latest_ship_date": latest_ship_date.isoformat() if latest_ship_date else None,
+        "latest_delivery_date": latest_delivery_date.isoformat() if latest_delivery_date else None,
+    }
+    run_one("place", fields, **kw)
+
+
+@main.command()
+@click.argument("order_id")
+@click.option("--by", type=click.Choice(["seller", "buyer"]), default="seller", show_default=True)
+@click.option("--reason", default=None,
+              help="Reason code (required for the seller): NoInventory, BuyerCanceled, "
+                   "GeneralAdjustment, PricingError, ShippingAddressUndeliverable, CustomerExchange.")
+@click.option("--memo", default=None, help="Seller memo.")
+@_common
+def cancel(order_id: str, by: str, reason: str | None, memo: str | None, **kw: Any) -> None:
+    """Cancel an order: the seller with a reason, or the buyer inside the hold."""
+    run_one("cancel", {"order_id": order_id, "by": by, "reason": reason, "memo": memo}, **kw)
+
+
+@main.command("request-cancel")
+@click.argument("order_id")
+@click.option("--reason", default=None)
+@_common
+def request_cancel(order_id: str, reason: str | None, **kw: Any) -> None:
+    """Record the buyer's request to cancel (after the hold)."""
+    run_one("request-cancel", {"order_id": order_id, "reason": reason}, **kw)
+
+
+@main.command("verify-payment")
+@click.argument("order_id")
+@click.argument("outcome", type=click.Choice(["verified", "extended", "declined", "fraud"]))
+@_common
+def verify_payment(order_id: str, outcome: str, **kw: Any) -> None:
+    """Record a payment verification outcome."""
+    run_one("verify-payment", {"order_id": order_id, "outcome": outcome}, **kw)
+
+
+@main.command()
+@click.argument("order_id")
+@click.option("--carrier-code", required=True)
+@click.option("--carrier-name", default=None, help="Required when the carrier code is Other.")
+@click.option("--tracking-number", default=None)
+@click.option("--ship-date", required=True, help="yyyy-mm-dd or an ISO timestamp.")
+@click.option("--ship-method", default=None)
+@click.option("--item", "items", multiple=True, nargs=2, metavar="ITEM_ID QTY",
+              help="Ship only this quantity of an item (repeat); omitted = everything left.")
+@_common
+def ship(order_id: str, carrier_code: str, carrier_name: str | None,
+         tracking_number: str | None, ship_date: str, ship_method: str | None,
+         items: tuple, **kw: Any) -> None:
+    """Confirm a shipment, in full or in part."""
+    lines = None
+    if items:
+        lines = []
+        for item_id, qty in items:
+            try:
+                lines.append({"order_item_id": item_id, "quantity": int(qty)})
+            except ValueError:
+                raise click.BadParameter(f"quantity {qty!r} is not a whole number",
+                                         param_hint="--item") from None
+    run_one("ship", {"order_id": order_id, "carrier_code": carrier_code,
+                     "carrier_name": carrier_name, "tracking_number": tracking_number,
+                     "ship_date": ship_date, "ship_method": ship_method, "items": lines}, **kw)
+
+
+@main.command()
+@click.argument("order_id")
+@click.option("--item", "item_id", required=True, help="The order item to adjust.")
+@click.option("--reason", required=True, help="Adjustment reason code, e.g. NoInventory.")
+@click.option("--quantity-cancelled", default=0, type=click.IntRange(min=0))
+@click.option("--item-price-adj", default="0")
+@click.option("--item-tax-adj", default="0")
+@click.option("--shipping-price-adj", default="0")
+@click.option("--shipping-tax-adj", default="0")
+@_common
+def adjust(order_id: str, item_id: str, reason: str, quantity_cancelled: int,
+           item_price_adj: str, item_tax_adj: str, shipping_price_adj: str,
+           shipping_tax_adj: str, **kw: Any) -> None:
+    """Cancel part of an item and/or refund amounts (positive = refunded)."""
+    run_one("adjust", {"order_id": order_id, "items": [{
+        "order_item_id": item_id, "reason": reason, "quantity_cancelled": quantity_cancelled,
+        "item_price_adj": item_price_adj, "item_tax_adj": item_tax_adj,
+        "shipping_price_adj": shipping_price_adj, "shipping_tax_adj": shipping_tax_adj}]}, **kw)
+
+
+@main.command("send-message")
+@click.argument("order_id")
+@click.option("--purpose", required=True, help="e.g. delivery-problem, order-information.")
+@click.option("--language", required=True, help="Must be the buyer's language.")
+@click.option("--body", default=None, help="The text (or --body-file).")
+@click.option("--body-file", type=click.File("r", encoding="utf-8"), default=None)
+@click.option("--attachment", "attachments", multiple=True, nargs=2, metavar="NAME KIND",
+              help="An attachment and its kind (label, invoice, custom-design).")
+@click.option("--phone-reason", type=click.Choice(["warranty", "carrier", "manufacturer"]),
+              default=None)
+@_common
+def send_message(order_id: str, purpose: str, language: str, body: str | None,
+                 body_file: Any, attachments: tuple, phone_reason: str | None, **kw: Any) -> None:
+    """Send a message to the buyer; it is checked against the messaging rules first."""
+    if body_file is not None:
+        body = body_file.read()
+    if body is None:
+        raise click.UsageError("give the message with --body or --body-file")
+    run_one("send-message", {
+        "order_id": order_id, "purpose": purpose, "language": language, "body": body,
+        "attachments": [{"name": n, "kind": k} for n, k in attachments] or None,
+        "phone_reason": phone_reason}, **kw)
+
+
+@main.command("receive-message")
+@click.argument("order_id")
+@click.option("--from", "sender", type=click.Choice(["buyer", "customer-service"]),
+              default="buyer", show_default=True)
+@click.option("--body", required=True)
+@click.option("--requests-address-change", is_flag=True)
+@_common
+def receive_message(order_id: str, sender: str, body: str, requests_address_change: bool,
+                    **kw: Any) -> None:
+    """Record a message from the buyer or customer service."""
+    run_one("receive-message", {"order_id": order_id, "from": sender, "body": body,
+                                "requests_address_change": requests_address_change}, **kw)
+
+
+@main.command("change-address")
+@click.argument("order_id")
+@click.option("--name", required=True)
+@click.option("--address-1", required=True)
+@click.option("--address-2", default=None)
+@click.option("--city", required=True)
+@click.option("--state", default=None)
+@click.option("--postal-code", required=True)
+@click.option("--country", required=True)
+@click.option("--phone", default=None)
+@_common
+def change_address(order_id: str, name: str, address_1: str, address_2: str | None, city: str,
+                   state: str | None, postal_code: str, country: str, phone: str | None,
+                   **kw: Any) -> None:
+    """Redirect an order, after a received message asked for it."""
+    ship_to = {k: v for k, v in {"name": name, "address_1": address_1, "address_2": address_2,
+                                 "city": city, "state": state, "postal_code": postal_code,
+                                 "country": country, "phone": phone}.items() if v is not None}
+    run_one("change-address", {"order_id": order_id, "ship_to": ship_to}, **kw)
+
+
+def _register_optional() -> None:
+    """Commands from the other packages' front modules, when present."""
+    import importlib
+
+    for name in ("order_ledger.read_commands", "order_ledger.replay_commands",
+                 "order_ledger.feed_commands", "order_ledger.ops_commands"):
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name != name:
+                raise
+            continue
+        module.register(main)
+
+
+_register_optional()
