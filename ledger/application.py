@@ -109,7 +109,26 @@ class Ledger:
         return self.recorder.read_clock()
 
     def head(self) -> int:
+        """The global position of the newest event (0 when empty)."""
         return self.recorder.head()
+
+    def read_events(self, after: int = 0, limit: int = 10_000,
+                    upto: int | None = None) -> list[tuple[int, str, ev.Event]]:
+        """Events in global order: ``(position, aggregate id, payload)`` after ``after``."""
+        rows = self.recorder.select_notifications(  # type: ignore[attr-defined]
+            start=after + 1, limit=limit, stop=upto)
+        decode = self.mapper.decode_state
+        return [(n.id, n.originator_id, decode(n.topic, n.state)) for n in rows]
+
+    def iter_events(self, after: int = 0, upto: int | None = None,
+                    batch: int = 10_000) -> Iterator[tuple[int, str, ev.Event]]:
+        """All events after ``after`` (up to ``upto``), read in batches."""
+        while True:
+            rows = self.read_events(after, batch, upto)
+            yield from rows
+            if len(rows) < batch:
+                return
+            after = rows[-1][0]
 
     # --- writing ----------------------------------------------------------------
 

@@ -23,6 +23,7 @@ from urllib.parse import parse_qs, unquote, urlparse
 
 from eventsourcing.persistence import IntegrityError, OperationalError, StoredEvent
 from eventsourcing.postgres import PostgresApplicationRecorder
+from psycopg.sql import Identifier
 from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteCursor
 
 from .errors import LedgerBusy, StoreError
@@ -68,6 +69,7 @@ class LedgerRecorderMixin:
     """SQL shared by both backends; ``P`` is the parameter placeholder."""
 
     P = "?"
+    prefix = ""  # schema qualifier for the extra tables
 
     def _write_batch(self, cursor: Any, batch: Batch | None) -> None:
         if batch is None:
@@ -75,27 +77,28 @@ class LedgerRecorderMixin:
         p = self.P
         if batch.commands:
             cursor.executemany(
-                f"INSERT INTO ledger_commands (command_id, type, at_us) VALUES ({p}, {p}, {p})",
+                f"INSERT INTO {self.prefix}ledger_commands (command_id, type, at_us) VALUES ({p}, {p}, {p})",
                 batch.commands,
             )
         if batch.deadlines:
             cursor.executemany(
-                f"INSERT INTO ledger_deadlines (order_id, due_us, kind) VALUES ({p}, {p}, {p}) "
+                f"INSERT INTO {self.prefix}ledger_deadlines (order_id, due_us, kind) VALUES ({p}, {p}, {p}) "
                 "ON CONFLICT (order_id) DO UPDATE SET due_us = excluded.due_us, "
                 "kind = excluded.kind",
                 batch.deadlines,
             )
         if batch.cleared:
             cursor.executemany(
-                f"DELETE FROM ledger_deadlines WHERE order_id = {p}",
+                f"DELETE FROM {self.prefix}ledger_deadlines WHERE order_id = {p}",
                 [(o,) for o in batch.cleared],
             )
         if batch.clock is not None:
             us = to_us(batch.clock)
             cursor.execute(
-                f"INSERT INTO ledger_clock (id, at, at_us) VALUES (1, {p}, {p}) "
+                f"INSERT INTO {self.prefix}ledger_clock AS clock (id, at, at_us) "
+                f"VALUES (1, {p}, {p}) "
                 "ON CONFLICT (id) DO UPDATE SET at = excluded.at, at_us = excluded.at_us "
-                "WHERE excluded.at_us > ledger_clock.at_us",
+                "WHERE excluded.at_us > clock.at_us",
                 (batch.clock.isoformat(), us),
             )
 
@@ -105,7 +108,7 @@ class LedgerRecorderMixin:
         raise NotImplementedError
 
     def read_clock(self) -> datetime | None:
-        rows = self._rows("SELECT at FROM ledger_clock WHERE id = 1")
+        rows = self._rows(f"SELECT at FROM {self.prefix}ledger_clock WHERE id = 1")
         return datetime.fromisoformat(rows[0][0]) if rows else None
 
     def known_commands(self, ids: Iterable[str]) -> set[str]:
@@ -115,27 +118,27 @@ class LedgerRecorderMixin:
             chunk = ids[i:i + 500]
             marks = ", ".join([self.P] * len(chunk))
             found.update(r[0] for r in self._rows(
-                f"SELECT command_id FROM ledger_commands WHERE command_id IN ({marks})", chunk))
+                f"SELECT command_id FROM {self.prefix}ledger_commands WHERE command_id IN ({marks})", chunk))
         return found
 
     def due_deadlines(self, until: datetime) -> list[tuple[str, int, str]]:
         return [tuple(r) for r in self._rows(  # type: ignore[misc]
-            f"SELECT order_id, due_us, kind FROM ledger_deadlines WHERE due_us <= {self.P} "
+            f"SELECT order_id, due_us, kind FROM {self.prefix}ledger_deadlines WHERE due_us <= {self.P} "
             "ORDER BY due_us, order_id", (to_us(until),))]
 
     def next_deadline(self) -> tuple[str, int, str] | None:
         rows = self._rows(
-            "SELECT order_id, due_us, kind FROM ledger_deadlines ORDER BY due_us, order_id LIMIT 1")
+            f"SELECT order_id, due_us, kind FROM {self.prefix}ledger_deadlines ORDER BY due_us, order_id LIMIT 1")
         return tuple(rows[0]) if rows else None  # type: ignore[return-value]
 
     def count_deadlines(self) -> int:
-        return self._rows("SELECT COUNT(*) FROM ledger_deadlines")[0][0]
+        return self._rows(f"SELECT COUNT(*) FROM {self.prefix}ledger_deadlines")[0][0]
 
     def head(self) -> int:
         return self.max_notification_id() or 0  # type: ignore[attr-defined]
 
     def aggregate_ids(self, prefix: str) -> list[str]:
-        table = self.events_table_name  # type: ignore[attr-defined]
+        table = self.prefix + self.events_table_name  # type: ignore[attr-defined]
         return [r[0] for r in self._rows(
             f"SELECT DISTINCT originator_id FROM {table} WHERE originator_id LIKE {self.P} "
             "ORDER BY originator_id", (prefix + "%",))]
@@ -210,6 +213,11 @@ class LedgerPostgresRecorder(LedgerRecorderMixin, PostgresApplicationRecorder):
     def __init__(self, datastore: Any, **kwargs: Any) -> None:
         super().__init__(datastore, **kwargs)
         from psycopg.sql import SQL
+
+        self.prefix = f'"{datastore.schema}".'
+        with datastore.transaction(commit=True) as curs:
+            curs.execute(SQL("CREATE SCHEMA IF NOT EXISTS {0}").format(
+                Identifier(datastore.schema)))
 
         for stmt in EXTRA_TABLES_PG:
             self.sql_create_statements.append(SQL(stmt.format(schema=f'"{datastore.schema}"')))

@@ -1,0 +1,66 @@
+"""Shared fixtures: every ledger test runs on SQLite and on PostgreSQL."""
+
+from __future__ import annotations
+
+import os
+import uuid
+
+import pytest
+
+from ledger.application import Ledger
+
+PG_URL = os.environ.get("ORDER_LEDGER_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
+_pg_ok: bool | None = None
+
+
+def pg_available() -> bool:
+    global _pg_ok
+    if _pg_ok is None:
+        try:
+            import psycopg
+
+            with psycopg.connect(PG_URL, connect_timeout=3):
+                _pg_ok = True
+        except Exception:
+            _pg_ok = False
+    return _pg_ok
+
+
+def _drop_schema(schema: str) -> None:
+    import psycopg
+
+    with psycopg.connect(PG_URL, autocommit=True) as conn:
+        conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+@pytest.fixture
+def pg_url():
+    """A fresh PostgreSQL schema for one test, dropped afterwards."""
+    if not pg_available():
+        if os.environ.get("CI"):
+            pytest.fail(f"PostgreSQL is not reachable at {PG_URL}")
+        pytest.skip(f"PostgreSQL is not reachable at {PG_URL}")
+    schema = "t_" + uuid.uuid4().hex[:12]
+    sep = "&" if "?" in PG_URL else "?"
+    yield f"{PG_URL}{sep}schema={schema}"
+    _drop_schema(schema)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def db_url(request, tmp_path):
+    """A new, empty ledger location on each backend."""
+    if request.param == "sqlite":
+        yield str(tmp_path / "ledger.db")
+    else:
+        yield request.getfixturevalue("pg_url")
+
+
+@pytest.fixture
+def sqlite_url(tmp_path):
+    return str(tmp_path / "ledger.db")
+
+
+@pytest.fixture
+def ledger(db_url):
+    with Ledger(db_url) as led:
+        yield led
