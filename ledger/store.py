@@ -137,6 +137,19 @@ class LedgerRecorderMixin:
     def head(self) -> int:
         return self.max_notification_id() or 0  # type: ignore[attr-defined]
 
+    def select_events_many(self, ids: Sequence[str]) -> list[tuple]:
+        """Stored events of many aggregates at once: (id, version, topic, state)."""
+        table = self.prefix + self.events_table_name  # type: ignore[attr-defined]
+        out: list[tuple] = []
+        for i in range(0, len(ids), 500):
+            chunk = list(ids[i:i + 500])
+            marks = ", ".join([self.P] * len(chunk))
+            out.extend(self._rows(
+                f"SELECT originator_id, originator_version, topic, state FROM {table} "
+                f"WHERE originator_id IN ({marks}) ORDER BY originator_id, originator_version",
+                chunk))
+        return out
+
     def aggregate_ids(self, prefix: str) -> list[str]:
         table = self.prefix + self.events_table_name  # type: ignore[attr-defined]
         return [r[0] for r in self._rows(
