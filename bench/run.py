@@ -1,0 +1,354 @@
+"""The benchmark: each scenario against a baseline measured in the same run.
+
+    python -m bench.run --orders N [--out bench/results/run.json] [--pg URL]
+
+Each scenario runs in its own child process so its peak RSS is its own. The
+table shows events, seconds, events/s, peak RSS and the ratio against the
+scenario's baseline; the JSON has the same and the machine and date.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import shutil
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any, Callable
+
+SCENARIOS: dict[str, Callable[[argparse.Namespace], dict]] = {}
+
+
+def scenario(name: str) -> Callable:
+    def deco(fn: Callable) -> Callable:
+        SCENARIOS[name] = fn
+        return fn
+    return deco
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+# --- fixtures shared by scenarios (built once per run, in the work dir) ----------
+
+
+def commands_file(a: argparse.Namespace) -> Path:
+    path = Path(a.work) / f"commands-{a.orders}.jsonl"
+    if not path.exists():
+        from bench.generate import generate, write
+
+        with open(path, "w") as f:
+            write(generate(a.orders, a.seed), f)
+    return path
+
+
+def built_ledger(a: argparse.Namespace) -> Path:
+    """A SQLite ledger with the whole workload applied (the bulk scenario's output)."""
+    path = Path(a.work) / f"ledger-{a.orders}.db"
+    if not path.exists():
+        from ledger.application import Ledger
+
+        with Ledger(str(path)) as led, open(commands_file(a), "rb") as f:
+            for _ in led.apply_lines(f):
+                pass
+    return path
+
+
+def stored_rows(path: Path) -> list[tuple]:
+    con = sqlite3.connect(path)
+    rows = con.execute(
+        "SELECT originator_id, originator_version, topic, state FROM stored_events ORDER BY rowid"
+    ).fetchall()
+    con.close()
+    return rows
+
+
+def fresh_events_table(path: Path) -> sqlite3.Connection:
+    con = sqlite3.connect(path, isolation_level=None)
+    con.execute("PRAGMA journal_mode=WAL")
+    con.execute("PRAGMA synchronous=FULL")
+    con.execute("CREATE TABLE stored_events (originator_id TEXT, originator_version INTEGER, "
+                "topic TEXT, state BLOB, PRIMARY KEY (originator_id, originator_version))")
+    return con
+
+
+# --- write side ------------------------------------------------------------------
+
+
+@scenario("apply_bulk")
+def apply_bulk(a: argparse.Namespace) -> dict:
+    from ledger.application import Ledger
+
+    src = commands_file(a)
+    db = Path(a.work) / "apply-bulk.db"
+    t = time.perf_counter()
+    with Ledger(str(db)) as led, open(src, "rb") as f:
+        outcomes = sum(1 for o in led.apply_lines(f) if o.ok)
+        events = led.head()
+    secs = time.perf_counter() - t
+    if not (Path(a.work) / f"ledger-{a.orders}.db").exists():
+        shutil.copy(db, Path(a.work) / f"ledger-{a.orders}.db")
+    return {"events": events, "seconds": secs, "lines_ok": outcomes}
+
+
+@scenario("raw_insert_bulk")
+def raw_insert_bulk(a: argparse.Namespace) -> dict:
+    """Baseline: executemany of the same rows, one transaction per 1000 commands' worth."""
+    rows = stored_rows(built_ledger(a))
+    lines = sum(1 for _ in open(commands_file(a), "rb"))
+    per_txn = max(1, round(len(rows) * 1000 / max(lines, 1)))
+    db = Path(a.work) / "raw-bulk.db"
+    db.unlink(missing_ok=True)
+    con = fresh_events_table(db)
+    t = time.perf_counter()
+    for i in range(0, len(rows), per_txn):
+        con.execute("BEGIN")
+        con.executemany("INSERT INTO stored_events VALUES (?, ?, ?, ?)", rows[i:i + per_txn])
+        con.execute("COMMIT")
+    secs = time.perf_counter() - t
+    con.close()
+    return {"events": len(rows), "seconds": secs}
+
+
+@scenario("apply_single")
+def apply_single(a: argparse.Namespace) -> dict:
+    """One command per call, each durable before it returns."""
+    from ledger.application import Ledger
+
+    lines = open(commands_file(a), "rb").read().splitlines()[: a.single]
+    db = Path(a.work) / "apply-single.db"
+    t = time.perf_counter()
+    with Ledger(str(db)) as led:
+        for line in lines:
+            led.execute(line)
+        events = led.head()
+    return {"events": events, "seconds": time.perf_counter() - t, "commands": len(lines)}
+
+
+@scenario("raw_insert_single")
+def raw_insert_single(a: argparse.Namespace) -> dict:
+    """Baseline: the same number of rows, one transaction per row."""
+    rows = stored_rows(built_ledger(a))
+    lines = sum(1 for _ in open(commands_file(a), "rb"))
+    n = max(1, round(a.single * len(rows) / max(lines, 1)))
+    rows = rows[:n]
+    db = Path(a.work) / "raw-single.db"
+    db.unlink(missing_ok=True)
+    con = fresh_events_table(db)
+    t = time.perf_counter()
+    for row in rows:
+        con.execute("BEGIN")
+        con.execute("INSERT INTO stored_events VALUES (?, ?, ?, ?)", row)
+        con.execute("COMMIT")
+    secs = time.perf_counter() - t
+    con.close()
+    return {"events": len(rows), "seconds": secs}
+
+
+def _latency(fn: Callable[[], Any], n: int) -> dict:
+    times = []
+    for _ in range(n):
+        t = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - t) * 1000)
+    times.sort()
+    return {"median_ms": statistics.median(times),
+            "p99_ms": times[min(len(times) - 1, int(len(times) * 0.99))], "calls": n}
+
+
+@scenario("show_latency")
+def show_latency(a: argparse.Namespace) -> dict:
+    from bench.generate import order_id
+    from ledger.application import Ledger
+
+    db = built_ledger(a)
+    with Ledger(str(db)) as led:
+        k = [0]
+
+        def one() -> None:
+            k[0] = (k[0] + 7919) % a.orders
+            led.order(order_id(k[0])).view()
+
+        return _latency(one, 300)
+
+
+@scenario("tick_nothing_due")
+def tick_nothing_due(a: argparse.Namespace) -> dict:
+    from ledger.application import Ledger
+
+    db = Path(a.work) / "tick.db"
+    shutil.copy(built_ledger(a), db)
+    with Ledger(str(db)) as led:
+        start = led.now() + timedelta(days=1)
+        led.tick(start)
+        k = [0]
+
+        def one() -> None:
+            k[0] += 1
+            led.tick(start + timedelta(seconds=k[0]))
+
+        return _latency(one, 200)
+
+
+@scenario("tick_one_percent_due")
+def tick_one_percent_due(a: argparse.Namespace) -> dict:
+    """1 % of N orders placed, then one tick ends all their holds."""
+    import msgspec
+
+    from ledger.application import Ledger
+
+    db = Path(a.work) / "tick1.db"
+    shutil.copy(built_ledger(a), db)
+    n = max(1, a.orders // 100)
+    with Ledger(str(db)) as led:
+        start = led.now() + timedelta(days=1)
+        lines = []
+        for i in range(n):
+            lines.append(msgspec.json.encode({
+                "type": "place", "at": (start + timedelta(seconds=i)).isoformat(),
+                "order_id": f"999-{i:07d}-0000001", "currency": "SEK",
+                "ship_service_level": "Standard",
+                "items": [{"order_item_id": "1", "sku": "T-1", "title": "t", "quantity": 1,
+                           "item_price": "1.00"}],
+                "buyer": {"name": "B", "language": "sv-SE"},
+                "ship_to": {"name": "B", "address_1": "a", "city": "c", "postal_code": "1",
+                            "country": "SE"}}))
+        for _ in led.apply_lines(lines):
+            pass
+        t = time.perf_counter()
+        out = led.tick(start + timedelta(hours=1))
+        ms = (time.perf_counter() - t) * 1000
+    return {"events": len(out.events), "seconds": ms / 1000, "median_ms": ms, "p99_ms": ms,
+            "calls": 1}
+
+
+@scenario("pg_apply_bulk")
+def pg_apply_bulk(a: argparse.Namespace) -> dict:
+    if not a.pg:
+        return {"skipped": "no --pg URL"}
+    import psycopg
+
+    from ledger.application import Ledger
+
+    schema = f"bench_{os.getpid()}"
+    url = f"{a.pg}{'&' if '?' in a.pg else '?'}schema={schema}"
+    try:
+        t = time.perf_counter()
+        with Ledger(url) as led, open(commands_file(a), "rb") as f:
+            for _ in led.apply_lines(f):
+                pass
+            events = led.head()
+        secs = time.perf_counter() - t
+    finally:
+        with psycopg.connect(a.pg, autocommit=True) as con:
+            con.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+    return {"events": events, "seconds": secs}
+
+
+BASELINES = {
+    "apply_bulk": "raw_insert_bulk",
+    "apply_single": "raw_insert_single",
+    "pg_apply_bulk": "raw_insert_bulk",
+}
+
+
+# --- driver -----------------------------------------------------------------------
+
+
+def run_child(name: str, a: argparse.Namespace) -> dict:
+    cmd = [sys.executable, "-m", "bench.run", "--child", name, "--orders", str(a.orders),
+           "--seed", str(a.seed), "--work", a.work, "--single", str(a.single)]
+    if a.pg:
+        cmd += ["--pg", a.pg]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        return {"error": proc.stderr.strip().splitlines()[-1] if proc.stderr else "failed"}
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def main(argv: list[str] | None = None) -> dict:
+    p = argparse.ArgumentParser(description="Order Ledger benchmark")
+    p.add_argument("--orders", type=int, default=2000)
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--single", type=int, default=1000, help="commands in the one-per-call scenario")
+    p.add_argument("--work", default=None, help="work directory (default: a temporary one)")
+    p.add_argument("--out", default=None, help="write the JSON results here")
+    p.add_argument("--pg", default=os.environ.get("ORDER_LEDGER_BENCH_PG"),
+                   help="PostgreSQL URL for the pg_* scenarios")
+    p.add_argument("--only", nargs="*", default=None, help="run only these scenarios")
+    p.add_argument("--child", default=None, help=argparse.SUPPRESS)
+    a = p.parse_args(argv)
+    if a.child:
+        result = SCENARIOS[a.child](a)
+        result["peak_rss_mb"] = round(peak_rss_mb(), 1)
+        print(json.dumps(result))
+        return result
+    tmp = None
+    if a.work is None:
+        tmp = tempfile.mkdtemp(prefix="order-ledger-bench-")
+        a.work = tmp
+    Path(a.work).mkdir(parents=True, exist_ok=True)
+    commands_file(a)
+    built_ledger(a)
+    results: dict[str, dict] = {}
+    names = a.only or list(SCENARIOS)
+    for name in names:
+        results[name] = run_child(name, a)
+        r = results[name]
+        if r.get("events") and r.get("seconds"):
+            r["events_per_s"] = round(r["events"] / r["seconds"], 1)
+    for name, base in BASELINES.items():
+        r, b = results.get(name), results.get(base)
+        if r and b and r.get("events_per_s") and b.get("events_per_s"):
+            r["baseline"] = base
+            r["ratio"] = round(r["events_per_s"] / b["events_per_s"], 3)
+    report = {
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "machine": f"{platform.node()} {platform.machine()} {os.cpu_count()} cores, "
+                   f"Python {platform.python_version()}",
+        "orders": a.orders, "seed": a.seed, "scenarios": results,
+    }
+    print_table(report)
+    if a.out:
+        Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(a.out).write_text(json.dumps(report, indent=2))
+    if tmp:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return report
+
+
+def print_table(report: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"Order Ledger benchmark, N = {report['orders']} orders ({report['date']})")
+    for col in ("scenario", "events", "seconds", "events/s", "median ms", "p99 ms",
+                "peak RSS MB", "vs baseline"):
+        table.add_column(col)
+
+    def f(v: Any, spec: str = ".2f") -> str:
+        return "" if v is None else format(v, spec) if isinstance(v, (int, float)) else str(v)
+
+    for name, r in report["scenarios"].items():
+        if "error" in r or "skipped" in r:
+            table.add_row(name, r.get("error") or r.get("skipped"), "", "", "", "", "", "")
+            continue
+        ratio = f"{r['ratio']:.2f}× {r['baseline']}" if "ratio" in r else ""
+        table.add_row(name, f(r.get("events"), "d"), f(r.get("seconds"), ".3f"),
+                      f(r.get("events_per_s"), ",.0f"), f(r.get("median_ms"), ".2f"),
+                      f(r.get("p99_ms"), ".2f"), f(r.get("peak_rss_mb"), ".0f"), ratio)
+    Console(width=160).print(table)
+
+
+if __name__ == "__main__":
+    main()
