@@ -175,7 +175,7 @@ _NOT_PHONE = re.compile(
     r"|(?<!\d)\d{3}[-\u2010-\u2013\u2212]\d{7}[-\u2010-\u2013\u2212]\d{7}(?!\d)"                    # order ids
     r"|(?<!\d)\d{4}[-./]\d{1,2}[-./]\d{1,2}(?!\d)|(?<!\d)\d{1,2}[-./]\d{1,2}[-./](?:\d{4}|\d{2})(?!\d)"  # dates
     r"|(?<!\d)\d{5}-\d{4}(?!\d)"                                                                  # US ZIP+4
-    r"|(?<!\d)(?:SE-?)?\d{3} \d{2}(?= +[A-ZÅÄÖ])"                                                  # "123 45 Stockholm"
+    r"|(?<!\d)(?:SE-?)?\d{3} \d{2}(?-i:(?= +[A-ZÅÄÖ](?:[a-zåäö]|[A-ZÅÄÖ]{2})))"                      # "123 45 Stockholm"
     r"|(?:[$€£¥\uffe5]|\b(?:SEK|USD|EUR|GBP|CNY|RMB|NOK|DKK|kr)\.?)\s?\d+(?:[ \u00a0.,']\d{3})*(?:[.,]\d{1,2})?"
     r"|\d+(?:[ \u00a0.,']\d{3})*(?:[.,]\d{1,2}|[.,]-)?\s?(?:kronor|kr|SEK|USD|EUR|GBP|CNY|RMB|:-|[€$£元块])",
     re.IGNORECASE)
@@ -412,7 +412,7 @@ def _check_opt_out(m: _Msg) -> Iterator[Violation]:
                      lambda f: f"remove the opt-out/unsubscribe wording or link '{f}'")
 
 
-_BREAK = r"(?:\r\n|[\n\r\x0b\x0c\x1c-\x1e\x85\u2028\u2029]|<br\s*/?>)"
+_BREAK = r"(?:\r\n|\r(?!\n)|[\n\x0b\x0c\x1c-\x1e\x85\u2028\u2029]|<br\s*/?>)"
 _INLINE_SPACE = r"[^\S\n\r\x0b\x0c\x1c-\x1e\x85\u2028\u2029]*"
 _BREAK_RUN = re.compile(rf"{_BREAK}(?:{_INLINE_SPACE}{_BREAK}){{2,}}", re.IGNORECASE)
 
@@ -423,7 +423,8 @@ def _check_line_breaks(m: _Msg) -> Iterator[Violation]:
 
 
 _MARKETING = _rx(
-    r"\bcoupons?\b", r"\bdiscount\w*", r"\bpromo(?:s|tions?|tional)?\b", r"\bvouchers?\b", r"(?<![\d.,])\d+(?:[.,]\d+)?\s*%\s*off\b",
+    r"\bcoupons?\b", r"\bdiscount\w*", r"\bpromo(?:tional)?\s*codes?\b", r"\bpromo(?:s|tions?|tional)?\b",
+    r"\bvouchers?\b", r"(?<![\d.,])\d+(?:[.,]\d+)?\s*%\s*off\b",
     r"\bpercent off\b", r"\bspecial offers?\b", r"\blimited[- ]time\b", r"\bnewsletter\b", r"\b(?:shop|buy) now\b",
     r"\bnew arrivals?\b",
     r"\b(?:on|flash|big|summer|winter|holiday|clearance|spring|black friday|cyber monday)\s+sale\b",
