@@ -137,6 +137,15 @@ class LedgerRecorderMixin:
     def head(self) -> int:
         return self.max_notification_id() or 0  # type: ignore[attr-defined]
 
+    position_column = "rowid"
+
+    def select_with_positions(self, agg_id: str) -> list[tuple]:
+        """One aggregate's events with their global positions: (position, version, topic, state)."""
+        table = self.prefix + self.events_table_name  # type: ignore[attr-defined]
+        return self._rows(
+            f"SELECT {self.position_column}, originator_version, topic, state FROM {table} "
+            f"WHERE originator_id = {self.P} ORDER BY originator_version", (agg_id,))
+
     def select_events_many(self, ids: Sequence[str]) -> list[tuple]:
         """Stored events of many aggregates at once: (id, version, topic, state)."""
         table = self.prefix + self.events_table_name  # type: ignore[attr-defined]
@@ -222,6 +231,7 @@ EXTRA_TABLES_PG = [
 
 class LedgerPostgresRecorder(LedgerRecorderMixin, PostgresApplicationRecorder):
     P = "%s"
+    position_column = "notification_id"
 
     def __init__(self, datastore: Any, **kwargs: Any) -> None:
         super().__init__(datastore, **kwargs)
