@@ -333,14 +333,24 @@ def adjust(order_id: str, item_id: str, reason: str, quantity_cancelled: int,
               help="An attachment and its kind (label, invoice, custom-design).")
 @click.option("--phone-reason", type=click.Choice(["warranty", "carrier", "manufacturer"]),
               default=None)
+@click.option("--check-only", is_flag=True,
+              help="Check against the messaging rules and the order; send nothing.")
 @_common
 def send_message(order_id: str, purpose: str, language: str, body: str | None,
-                 body_file: Any, attachments: tuple, phone_reason: str | None, **kw: Any) -> None:
+                 body_file: Any, attachments: tuple, phone_reason: str | None,
+                 check_only: bool, **kw: Any) -> None:
     """Send a message to the buyer; it is checked against the messaging rules first."""
     if body_file is not None:
         body = body_file.read()
     if body is None:
         raise click.UsageError("give the message with --body or --body-file")
+    if check_only:
+        from .feed_commands import check_send_message
+
+        check_send_message(order_id=order_id, purpose=purpose, language=language, body=body,
+                           attachments=[{"name": n, "kind": k} for n, k in attachments],
+                           phone_reason=phone_reason, db=kw["db"], now=kw["now"],
+                           as_json=kw["as_json"])
     run_one("send-message", {
         "order_id": order_id, "purpose": purpose, "language": language, "body": body,
         "attachments": [{"name": n, "kind": k} for n, k in attachments] or None,

@@ -109,3 +109,27 @@ def test_same_command_id_twice_is_acknowledged_once(sqlite_url):
 def test_every_command_has_help(cmd):
     result = CliRunner().invoke(main, [cmd, "--help"])
     assert result.exit_code == 0 and "Usage:" in result.output and "--db" in result.output
+
+
+def test_send_message_check_only_records_nothing(sqlite_url):
+    db = sqlite_url
+    o = oid(3)
+    run(*place_args(o, T), db=db)
+    run("verify-payment", o, "verified", "--now", "2026-03-02T09:10:00+01:00", db=db)
+    run("tick", "--now", "2026-03-02T09:40:00+01:00", db=db)
+    from ledger.application import Ledger
+
+    with Ledger(db) as led:
+        head = led.head()
+    good = f"Hej! Vi behöver din portkod för leveransen av order {o}."
+    result = CliRunner().invoke(main, ["send-message", o, "--purpose", "order-information",
+                                       "--language", "sv-SE", "--body", good, "--check-only",
+                                       "--now", "2026-03-02T10:00:00+01:00", "--db", db])
+    assert result.exit_code == 0, result.output
+    result = CliRunner().invoke(main, ["send-message", o, "--purpose", "marketing",
+                                       "--language", "sv-SE", "--body", good + " 😀",
+                                       "--check-only", "--now", "2026-03-02T10:00:00+01:00",
+                                       "--db", db])
+    assert result.exit_code == 1 and "emoji" in result.output
+    with Ledger(db) as led:
+        assert led.head() == head

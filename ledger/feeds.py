@@ -1,0 +1,543 @@
+"""The marketplace's flat-file feeds (domain.md section 7) turned into ledger commands.
+
+A feed is a tab-separated file with a header row: shipping confirmation
+(``POST_FLAT_FILE_FULFILLMENT_DATA``), order cancellation
+(``POST_FLAT_FILE_ORDER_ACKNOWLEDGEMENT_DATA``) and order adjustment
+(``POST_FLAT_FILE_PAYMENT_ADJUSTMENT_DATA``). Columns are found by header name
+(any order, unknown extra columns ignored); the file is UTF-8 with or without a
+BOM, CRLF or LF; blank lines are skipped.
+
+Two steps:
+
+1. :func:`build_commands` is pure: file bytes (plus what it needs to know about
+   orders, passed in as a lookup) become one :class:`FeedLine` per data line,
+   each holding ONE command in the command-file format or a line-level
+   rejection with the column at fault.
+2. :func:`process_feed` sends the accepted commands through the ledger in file
+   order (``Ledger.apply_lines``, one batch) and maps every outcome back to its
+   feed line, so ledger rejections (unknown order, quantity too large, order not
+   open...) are reported with the feed's line number and column too.
+
+Line numbers are physical line numbers in the file: the header is line 1.
+Every command gets ``command_id = feed:<feed>:<sha256[:12]>:<line>`` so sending
+the same file again is idempotent (its lines are reported ``duplicate``).
+See ``docs/feeds.md``.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import TYPE_CHECKING, Callable, Iterable
+
+from . import rules
+from .commands import ORDER_ID_RE
+from .errors import CommandRejected
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .application import Ledger
+
+SHIPPING_CONFIRMATION = "shipping-confirmation"
+CANCELLATION = "cancellation"
+ADJUSTMENT = "adjustment"
+
+
+@dataclass(frozen=True)
+class FeedSpec:
+    """One feed type: its columns and how ledger fields map back to them."""
+
+    name: str
+    feed_type: str
+    columns: tuple[str, ...]
+    required: tuple[str, ...]
+    #: ledger error field (``items[n].`` prefix removed) -> feed column
+    fields: dict[str, str]
+    #: column for an error on a whole ``items[n]`` entry
+    item_column: str
+
+
+FEEDS: dict[str, FeedSpec] = {
+    SHIPPING_CONFIRMATION: FeedSpec(
+        name=SHIPPING_CONFIRMATION,
+        feed_type="POST_FLAT_FILE_FULFILLMENT_DATA",
+        columns=("order-id", "order-item-id", "quantity", "ship-date", "carrier-code",
+                 "carrier-name", "tracking-number", "ship-method"),
+        required=("order-id", "ship-date", "carrier-code"),
+        fields={"order_id": "order-id", "order_item_id": "order-item-id",
+                "quantity": "quantity", "items": "order-item-id", "ship_date": "ship-date",
+                "carrier_code": "carrier-code", "carrier_name": "carrier-name",
+                "tracking_number": "tracking-number", "ship_method": "ship-method"},
+        item_column="order-item-id",
+    ),
+    CANCELLATION: FeedSpec(
+        name=CANCELLATION,
+        feed_type="POST_FLAT_FILE_ORDER_ACKNOWLEDGEMENT_DATA",
+        columns=("order-id", "cancellation-reason-code", "amazon-order-item-code"),
+        required=("order-id", "cancellation-reason-code"),
+        fields={"order_id": "order-id", "reason": "cancellation-reason-code",
+                "order_item_id": "amazon-order-item-code",
+                "quantity_cancelled": "amazon-order-item-code",
+                "items": "amazon-order-item-code"},
+        item_column="amazon-order-item-code",
+    ),
+    ADJUSTMENT: FeedSpec(
+        name=ADJUSTMENT,
+        feed_type="POST_FLAT_FILE_PAYMENT_ADJUSTMENT_DATA",
+        columns=("order-id", "order-item-id", "adjustment-reason-code", "currency",
+                 "item-price-adj", "item-tax-adj", "shipping-price-adj", "shipping-tax-adj",
+                 "quantity-cancelled"),
+        required=("order-id", "order-item-id", "adjustment-reason-code", "currency"),
+        fields={"order_id": "order-id", "order_item_id": "order-item-id",
+                "reason": "adjustment-reason-code", "quantity_cancelled": "quantity-cancelled",
+                "item_price_adj": "item-price-adj", "item_tax_adj": "item-tax-adj",
+                "shipping_price_adj": "shipping-price-adj",
+                "shipping_tax_adj": "shipping-tax-adj",
+                "item_price": "item-price-adj", "item_tax": "item-tax-adj",
+                "shipping_price": "shipping-price-adj", "shipping_tax": "shipping-tax-adj",
+                "items": "order-item-id"},
+        item_column="order-item-id",
+    ),
+}
+
+#: An item-level cancellation becomes an adjustment with this reason.
+CANCEL_TO_ADJUSTMENT_REASON: dict[str, str] = {
+    "NoInventory": "NoInventory",
+    "BuyerCanceled": "BuyerCanceled",
+    "GeneralAdjustment": "GeneralAdjustment",
+    "PricingError": "PriceError",
+    "ShippingAddressUndeliverable": "Undeliverable",
+    "CustomerExchange": "Exchange",
+}
+
+ALREADY_PROCESSED = "already processed (the same line of the same file was accepted before)"
+
+_AMOUNT_COLUMNS = ("item-price-adj", "item-tax-adj", "shipping-price-adj", "shipping-tax-adj")
+_QUANTITY_RE = re.compile(r"^\+?\d+$")
+_AMOUNT_RE = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)$")
+_CURRENCY_RE = re.compile(r"^[A-Za-z]{3}$")
+_ITEM_PREFIX = re.compile(r"^items\[\d+\]\.?")
+
+
+class FeedError(Exception):
+    """The whole file is rejected (nothing applied): bad encoding, bad header."""
+
+
+class LineRejected(Exception):
+    """One line is rejected before it reaches the ledger."""
+
+    def __init__(self, column: str | None, code: str, message: str,
+                 hint: str | None = None) -> None:
+        super().__init__(message)
+        self.column = column
+        self.code = code
+        self.message = message
+        self.hint = hint
+
+
+@dataclass(frozen=True)
+class OrderInfo:
+    """What the feed needs to know about an order already in the ledger."""
+
+    status: str
+    currency: str
+    remaining: dict[str, int]
+
+
+OrderLookup = Callable[[str], "OrderInfo | None"]
+
+
+@dataclass
+class FeedRow:
+    line: int
+    values: dict[str, str]
+    extra: list[str] = field(default_factory=list)
+    width: int = 0  # columns in the header
+
+    def get(self, column: str) -> str:
+        return self.values.get(column, "")
+
+
+@dataclass
+class FeedLine:
+    """One data line of a feed and what became of it."""
+
+    line: int
+    status: str = "pending"  # pending -> accepted | duplicate | rejected
+    order_id: str | None = None
+    command_id: str | None = None
+    command: dict | None = None
+    column: str | None = None
+    code: str | None = None
+    message: str | None = None
+    hint: str | None = None
+    events: list[str] = field(default_factory=list)
+
+    def reject(self, column: str | None, code: str, message: str,
+               hint: str | None = None) -> None:
+        self.status = "rejected"
+        self.column, self.code, self.message, self.hint = column, code, message, hint
+
+    def as_dict(self) -> dict:
+        out: dict = {"line": self.line, "status": self.status, "column": self.column,
+                     "code": self.code, "message": self.message}
+        if self.hint:
+            out["hint"] = self.hint
+        if self.order_id:
+            out["order_id"] = self.order_id
+        if self.command:
+            out["command"] = self.command["type"]
+        if self.command_id:
+            out["command_id"] = self.command_id
+        if self.events:
+            out["events"] = self.events
+        return out
+
+
+@dataclass
+class FeedReport:
+    """The processing report: counts and every line's result."""
+
+    feed: str
+    sha256: str
+    lines: list[FeedLine]
+
+    def _count(self, status: str) -> int:
+        return sum(1 for ln in self.lines if ln.status == status)
+
+    @property
+    def processed(self) -> int:
+        return len(self.lines)
+
+    @property
+    def accepted(self) -> int:
+        return self._count("accepted")
+
+    @property
+    def duplicate(self) -> int:
+        return self._count("duplicate")
+
+    @property
+    def rejected(self) -> int:
+        return self._count("rejected")
+
+    @property
+    def events(self) -> int:
+        return sum(len(ln.events) for ln in self.lines)
+
+    def as_dict(self) -> dict:
+        return {"feed": self.feed, "feed_type": FEEDS[self.feed].feed_type,
+                "sha256": self.sha256, "processed": self.processed,
+                "accepted": self.accepted, "duplicate": self.duplicate,
+                "rejected": self.rejected, "events": self.events,
+                "lines": [ln.as_dict() for ln in self.lines]}
+
+
+# --- reading the file -------------------------------------------------------------------
+
+
+def spec_of(feed: str) -> FeedSpec:
+    try:
+        return FEEDS[feed]
+    except KeyError:
+        raise FeedError(f"unknown feed type {feed!r}; use one of: {', '.join(FEEDS)}") from None
+
+
+def file_digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def command_id(feed: str, digest: str, line: int) -> str:
+    return f"feed:{feed}:{digest[:12]}:{line}"
+
+
+def read_feed(feed: str, data: bytes) -> list[FeedRow]:
+    """Decode and split a feed file into rows keyed by header name.
+
+    Raises :class:`FeedError` when the whole file must be rejected.
+    """
+    spec = spec_of(feed)
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise FeedError(f"the file is not UTF-8 (byte {exc.start}): save it as UTF-8 "
+                        "(with or without BOM)") from None
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter="\t",
+                        quoting=csv.QUOTE_NONE, strict=False)
+    header: list[str] | None = None
+    rows: list[FeedRow] = []
+    for record in reader:
+        if not any(v.strip() for v in record):
+            continue  # blank line
+        if header is None:
+            header = [h.strip().lower() for h in record]
+            _check_header(spec, header, reader.line_num)
+            continue
+        values: dict[str, str] = {}
+        for name, value in zip(header, record):
+            if name and name not in values:
+                values[name] = value.strip()
+        extra = [v for v in record[len(header):] if v.strip()]
+        rows.append(FeedRow(reader.line_num, values, extra, len(header)))
+    if header is None:
+        raise FeedError("the file is empty: it needs a header row ("
+                        + "\t".join(spec.columns) + ") and data lines")
+    return rows
+
+
+def _check_header(spec: FeedSpec, header: list[str], line: int) -> None:
+    seen: set[str] = set()
+    for name in header:
+        if name and name in seen:
+            raise FeedError(f"header (line {line}) names column {name!r} twice")
+        seen.add(name)
+    missing = [c for c in spec.required if c not in seen]
+    if missing:
+        known = [c for c in spec.columns if c in seen]
+        raise FeedError(
+            f"header (line {line}) lacks required column(s) {', '.join(missing)} for a "
+            f"{spec.name} feed ({spec.feed_type}); "
+            f"found {', '.join(known) or 'none of its columns'}; "
+            f"the header row must name: {', '.join(spec.columns)} (tab-separated)")
+
+
+# --- building commands (pure) -----------------------------------------------------------
+
+
+def build_commands(feed: str, data: bytes, *, at: datetime, lookup: OrderLookup,
+                   known: Iterable[str] = ()) -> list[FeedLine]:
+    """One :class:`FeedLine` per data line: a command to apply, or a rejection.
+
+    ``lookup(order_id)`` tells what the ledger knows of an order (used for
+    item-level cancellations and the adjustment's currency check); ``known`` are
+    command ids the ledger has already accepted (those lines are ``duplicate``).
+    """
+    rows = read_feed(feed, data)
+    digest = file_digest(data)
+    known = set(known)
+    build = _BUILDERS[feed]
+    claimed: dict[tuple[str, str], tuple[int, int]] = {}
+    out: list[FeedLine] = []
+    for row in rows:
+        fl = FeedLine(row.line, command_id=command_id(feed, digest, row.line))
+        fl.order_id = row.get("order-id") or None
+        out.append(fl)
+        if fl.command_id in known:
+            fl.status = "duplicate"
+            fl.message = ALREADY_PROCESSED
+            continue
+        try:
+            if row.extra:
+                raise LineRejected(
+                    None, "too-many-fields",
+                    f"the line has more values than the header has columns ({row.width}): "
+                    f"{', '.join(repr(v) for v in row.extra)}",
+                    "remove the extra tab-separated values")
+            body = build(row, lookup, claimed)
+        except LineRejected as exc:
+            fl.reject(exc.column, exc.code, exc.message, exc.hint)
+            continue
+        fl.command = {"type": body.pop("type"), "at": at.isoformat(),
+                      "command_id": fl.command_id, **body}
+    return out
+
+
+def _value(row: FeedRow, column: str) -> str:
+    value = row.get(column)
+    if not value:
+        raise LineRejected(column, "missing-value", f"{column} is empty",
+                           f"fill in {column}")
+    return value
+
+
+def _order_id(row: FeedRow) -> str:
+    value = _value(row, "order-id")
+    if not ORDER_ID_RE.match(value):
+        raise LineRejected("order-id", "bad-order-id",
+                           f"order id {value!r} does not have the 3-7-7 digit form",
+                           "write it like 203-1234567-7654321")
+    return value
+
+
+def _quantity(row: FeedRow, column: str, *, allow_zero: bool = False) -> int:
+    value = row.get(column)
+    if not value:
+        if allow_zero:
+            return 0
+        raise LineRejected(column, "missing-value", f"{column} is empty",
+                           f"fill in {column}")
+    if not _QUANTITY_RE.match(value):
+        raise LineRejected(column, "bad-quantity", f"{column} {value!r} is not a whole number",
+                           "write a whole number such as 1")
+    n = int(value)
+    if n == 0 and not allow_zero:
+        raise LineRejected(column, "bad-quantity", f"{column} must be at least 1, not 0",
+                           "leave out lines that ship nothing")
+    return n
+
+
+def _amount(row: FeedRow, column: str) -> str:
+    value = row.get(column)
+    if not value:
+        return "0"
+    if not _AMOUNT_RE.match(value):
+        raise LineRejected(column, "bad-amount", f"{column} {value!r} is not a decimal amount",
+                           "write amounts like 12.50 (a dot, no thousands separator)")
+    return str(Decimal(value))
+
+
+def _ship_line(row: FeedRow, lookup: OrderLookup,
+               claimed: dict[tuple[str, str], tuple[int, int]]) -> dict:
+    order_id = _order_id(row)
+    item_id = row.get("order-item-id")
+    cmd: dict = {"type": "ship", "order_id": order_id}
+    if item_id:
+        cmd["items"] = [{"order_item_id": item_id, "quantity": _quantity(row, "quantity")}]
+    elif row.get("quantity"):
+        raise LineRejected(
+            "quantity", "quantity-without-item",
+            "a quantity needs an order-item-id (an empty order-item-id ships the whole order)",
+            "fill in order-item-id, or empty quantity to ship everything left")
+    ship_date = _value(row, "ship-date")
+    try:
+        rules.parse_ship_date(ship_date)
+    except CommandRejected as exc:
+        raise LineRejected("ship-date", exc.code, exc.message, exc.hint) from None
+    cmd["ship_date"] = ship_date
+    cmd["carrier_code"] = _value(row, "carrier-code")
+    for column, name in (("carrier-name", "carrier_name"), ("tracking-number", "tracking_number"),
+                         ("ship-method", "ship_method")):
+        if row.get(column):
+            cmd[name] = row.get(column)
+    return cmd
+
+
+def _cancel_line(row: FeedRow, lookup: OrderLookup,
+                 claimed: dict[tuple[str, str], tuple[int, int]]) -> dict:
+    order_id = _order_id(row)
+    reason = _value(row, "cancellation-reason-code")
+    item_id = row.get("amazon-order-item-code")
+    if not item_id:
+        # the whole order: the ledger checks the reason code and the status
+        return {"type": "cancel", "order_id": order_id, "by": "seller", "reason": reason}
+    if reason not in CANCEL_TO_ADJUSTMENT_REASON:
+        raise LineRejected("cancellation-reason-code", "bad-reason",
+                           f"unknown cancel reason {reason!r}",
+                           "use one of: " + ", ".join(rules.SELLER_CANCEL_REASONS))
+    info = lookup(order_id)
+    if info is None:
+        raise LineRejected("order-id", "unknown-order", f"no order {order_id} in the ledger",
+                           "check the order id, or place the order first")
+    if item_id not in info.remaining:
+        raise LineRejected("amazon-order-item-code", "unknown-item",
+                           f"order {order_id} has no item {item_id!r}",
+                           "known items: " + ", ".join(info.remaining))
+    left = info.remaining[item_id]
+    if info.status not in ("Pending", "Canceled"):  # those the ledger rejects by status
+        earlier = claimed.get((order_id, item_id))
+        if earlier is not None:
+            raise LineRejected("amazon-order-item-code", "nothing-to-cancel",
+                               f"item {item_id!r} of order {order_id} is already canceled "
+                               f"by line {earlier[0]} of this feed",
+                               "give each item once")
+        if left <= 0:
+            raise LineRejected("amazon-order-item-code", "nothing-to-cancel",
+                               f"item {item_id!r} of order {order_id} has nothing left to "
+                               "cancel (all shipped or canceled)",
+                               "refund shipped items with an adjustment feed instead")
+        claimed[(order_id, item_id)] = (row.line, left)
+    return {"type": "adjust", "order_id": order_id, "items": [{
+        "order_item_id": item_id, "reason": CANCEL_TO_ADJUSTMENT_REASON[reason],
+        "quantity_cancelled": left}]}
+
+
+def _adjust_line(row: FeedRow, lookup: OrderLookup,
+                 claimed: dict[tuple[str, str], tuple[int, int]]) -> dict:
+    order_id = _order_id(row)
+    item_id = _value(row, "order-item-id")
+    reason = _value(row, "adjustment-reason-code")
+    currency = _value(row, "currency")
+    if not _CURRENCY_RE.match(currency):
+        raise LineRejected("currency", "bad-currency",
+                           f"currency {currency!r} is not an ISO 4217 code",
+                           "write e.g. SEK or EUR")
+    amounts = {c: _amount(row, c) for c in _AMOUNT_COLUMNS}
+    quantity = _quantity(row, "quantity-cancelled", allow_zero=True)
+    info = lookup(order_id)
+    if info is not None and currency.upper() != info.currency:
+        raise LineRejected("currency", "wrong-currency",
+                           f"currency {currency} is not the order's currency {info.currency}",
+                           f"write {info.currency}")
+    return {"type": "adjust", "order_id": order_id, "items": [{
+        "order_item_id": item_id, "reason": reason, "quantity_cancelled": quantity,
+        "item_price_adj": amounts["item-price-adj"], "item_tax_adj": amounts["item-tax-adj"],
+        "shipping_price_adj": amounts["shipping-price-adj"],
+        "shipping_tax_adj": amounts["shipping-tax-adj"]}]}
+
+
+_BUILDERS = {SHIPPING_CONFIRMATION: _ship_line, CANCELLATION: _cancel_line,
+             ADJUSTMENT: _adjust_line}
+
+
+# --- applying through the ledger ------------------------------------------------------
+
+
+def column_of(feed: str, err: dict) -> str | None:
+    """The feed column a ledger error points at."""
+    spec = spec_of(feed)
+    fld = err.get("field")
+    if err.get("code") == "time-backwards" or fld == "at":
+        return None
+    if not fld:
+        return "order-id"  # the order's state is at fault (not open, pending, ...)
+    name = _ITEM_PREFIX.sub("", fld)
+    if not name:
+        return spec.item_column
+    return spec.fields.get(name) or spec.fields.get(name.split(".")[0]) or "order-id"
+
+
+def ledger_lookup(ledger: "Ledger") -> OrderLookup:
+    """An :data:`OrderLookup` reading the ledger (cached for one feed)."""
+    cache: dict[str, OrderInfo | None] = {}
+
+    def lookup(order_id: str) -> OrderInfo | None:
+        if order_id not in cache:
+            order = ledger.order(order_id)
+            cache[order_id] = None if order is None or order.placed is None else OrderInfo(
+                status=order.status, currency=order.placed.currency,
+                remaining={k: it.remaining for k, it in order.items.items()})
+        return cache[order_id]
+
+    return lookup
+
+
+def process_feed(ledger: "Ledger", feed: str, data: bytes, *, at: datetime) -> FeedReport:
+    """Apply a feed file at business time ``at``; every line accepted or rejected.
+
+    Raises :class:`FeedError` (and applies nothing) when the whole file is bad.
+    """
+    rows = read_feed(feed, data)  # whole-file problems first, before any lookup
+    digest = file_digest(data)
+    ids = [command_id(feed, digest, r.line) for r in rows]
+    known = ledger.recorder.known_commands(ids) if ids else set()
+    lines = build_commands(feed, data, at=at, lookup=ledger_lookup(ledger), known=known)
+    todo = [fl for fl in lines if fl.command is not None]
+    if todo:
+        encoded = [json.dumps(fl.command) for fl in todo]
+        for fl, out in zip(todo, ledger.apply_lines(encoded)):
+            fl.events = list(out.events)
+            if out.status == "applied":
+                fl.status = "accepted"
+            elif out.status == "duplicate":
+                fl.status = "duplicate"
+                fl.message = ALREADY_PROCESSED
+            else:
+                err = out.error or {}
+                fl.reject(column_of(feed, err), err.get("code", "rejected"),
+                          err.get("message", "rejected by the ledger"), err.get("hint"))
+    return FeedReport(feed, digest, lines)

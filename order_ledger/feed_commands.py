@@ -1,0 +1,406 @@
+"""``order-ledger feed``, ``order-ledger import sp-api`` and ``order-ledger message check``.
+
+Registered by :func:`order_ledger.cli._register_optional` through :func:`register`.
+Exit status: 0 when every line / order / message passed, 1 when any was
+rejected (or a message has violations), 2 for usage errors — a missing file,
+an unknown feed type, a feed header lacking a required column, a JSON file that
+is not a getOrders response. On a usage error nothing is applied.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ledger import feeds, spapi
+from ledger.clock import SystemClock
+from ledger.errors import LedgerError
+
+from .common import (
+    console,
+    db_option,
+    err_console,
+    json_option,
+    now_option,
+    open_ledger,
+    print_json,
+)
+
+_FILE = click.Path(exists=True, dir_okay=False, readable=True, path_type=Path)
+
+
+def register(main: click.Group) -> None:
+    """Add ``feed``, ``import sp-api`` and ``message check`` to the main group.
+
+    A group of the same name registered earlier by another module (``import``
+    from ``order_ledger.replay_commands``) keeps its commands and gets ours added.
+    """
+    for group in (feed_group, import_group, message_group):
+        existing = main.commands.get(group.name or "")
+        if isinstance(existing, click.Group) and existing is not group:
+            for cmd in group.commands.values():
+                existing.add_command(cmd)
+        else:
+            main.add_command(group)
+
+
+def _usage_error(message: str, as_json: bool) -> None:
+    """Reject the whole input: say why, exit 2."""
+    if as_json:
+        print_json({"error": {"code": "file-rejected", "message": message}})
+    err_console.print(f"Error: {message}", markup=False)
+    sys.exit(2)
+
+
+# --- feeds -----------------------------------------------------------------------------
+
+
+@click.group("feed")
+def feed_group() -> None:
+    """Process a marketplace flat-file feed (tab-separated, header row first).
+
+    Every data line becomes one ledger command, accepted or rejected with its
+    line number (the header is line 1), the column at fault and the reason.
+    Sending the same file again changes nothing (its lines are reported as
+    already processed). See docs/feeds.md.
+    """
+
+
+_FEED_HELP = {
+    feeds.SHIPPING_CONFIRMATION:
+        "Confirm shipments (POST_FLAT_FILE_FULFILLMENT_DATA): order-id, order-item-id, "
+        "quantity, ship-date, carrier-code, carrier-name, tracking-number, ship-method. "
+        "An empty order-item-id ships everything left of the order; each line is its own "
+        "shipment, applied in file order.",
+    feeds.CANCELLATION:
+        "Cancel orders or items (POST_FLAT_FILE_ORDER_ACKNOWLEDGEMENT_DATA): order-id, "
+        "cancellation-reason-code, amazon-order-item-code. An empty item code cancels the "
+        "whole order; an item code cancels what is left of that item (recorded as an "
+        "adjustment).",
+    feeds.ADJUSTMENT:
+        "Refund or cancel per item (POST_FLAT_FILE_PAYMENT_ADJUSTMENT_DATA): order-id, "
+        "order-item-id, adjustment-reason-code, currency, item-price-adj, item-tax-adj, "
+        "shipping-price-adj, shipping-tax-adj, quantity-cancelled. Positive amounts are "
+        "refunded.",
+}
+
+
+def _make_feed_command(name: str) -> click.Command:
+    @click.command(name, help=_FEED_HELP[name] + "\n\nExit 0 when every line was accepted, "
+                   "1 when any was rejected, 2 when the file itself is unusable.")
+    @click.argument("file", type=_FILE)
+    @db_option
+    @json_option
+    @now_option
+    def command(file: Path, db: str | None, as_json: bool, now: datetime | None) -> None:
+        run_feed(name, file, db=db, as_json=as_json, now=now)
+
+    return command
+
+
+for _name in feeds.FEEDS:
+    feed_group.add_command(_make_feed_command(_name))
+
+
+def run_feed(name: str, file: Path, *, db: str | None, as_json: bool,
+             now: datetime | None) -> None:
+    data = file.read_bytes()
+    try:
+        feeds.read_feed(name, data)  # whole-file checks before the ledger is touched
+    except feeds.FeedError as exc:
+        _usage_error(f"{file}: the feed was rejected, nothing applied: {exc}", as_json)
+    ledger = open_ledger(db, now)
+    try:
+        report = feeds.process_feed(ledger, name, data, at=ledger.clock.now())
+    except feeds.FeedError as exc:  # pragma: no cover - checked above
+        _usage_error(str(exc), as_json)
+        return
+    except LedgerError as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        ledger.close()
+    if as_json:
+        print_json(report.as_dict())
+    else:
+        _print_feed_report(report, file)
+    sys.exit(1 if report.rejected else 0)
+
+
+def _print_feed_report(report: feeds.FeedReport, file: Path) -> None:
+    spec = feeds.FEEDS[report.feed]
+    out = console.print
+    out(f"Processing report: {report.feed} feed ({spec.feed_type}) {file}", markup=False)
+    out(f"  lines processed:   {report.processed}", markup=False)
+    out(f"  lines accepted:    {report.accepted}", markup=False)
+    out(f"  already processed: {report.duplicate}", markup=False)
+    out(f"  lines rejected:    {report.rejected}", markup=False)
+    out(f"  events written:    {report.events}", markup=False)
+    for ln in report.lines:
+        if ln.status != "rejected":
+            continue
+        text = f"line {ln.line}: rejected, column {ln.column or '-'}: [{ln.code}] {ln.message}"
+        if ln.hint:
+            text += f" — fix: {ln.hint}"
+        out(text, markup=False)
+
+
+# --- import ----------------------------------------------------------------------------
+
+
+@click.group("import")
+def import_group() -> None:
+    """Import orders from elsewhere into the ledger."""
+
+
+@import_group.command("sp-api")
+@click.argument("file", type=_FILE)
+@click.option("--items", "items_file", type=_FILE, default=None,
+              help="getOrderItems responses: an object AmazonOrderId -> response, or a list of "
+                   "responses with payload.AmazonOrderId (not needed when each order has "
+                   "OrderItems inline).")
+@click.option("--language", default=None,
+              help="Buyer language (BCP-47) for orders that do not say; default: from the "
+                   "order's marketplace (e.g. A2NODRKZP88ZB9 = SE -> sv-SE), else its "
+                   "shipping country.")
+@db_option
+@json_option
+def import_sp_api(file: Path, items_file: Path | None, language: str | None, db: str | None,
+                  as_json: bool) -> None:
+    """Import a getOrders response (Orders API v0) as ledger commands.
+
+    Each order becomes place / verify-payment / ship / request-cancel / cancel
+    commands chosen by its OrderStatus (docs/sp-api-import.md); all are applied
+    in time order. Importing the same file again adds nothing. Import into a
+    fresh ledger or before live commands: commands older than the ledger's
+    clock are rejected.
+
+    Exit 0 when every order was imported, already imported or skipped; 1 when
+    any was rejected or had an unknown status; 2 for an unusable file.
+    """
+    from ledger.rules import LANGUAGE_RE
+
+    if language is not None and not LANGUAGE_RE.match(language):
+        raise click.BadParameter(f"{language!r} is not a BCP-47 tag (e.g. sv-SE)",
+                                 param_hint="--language")
+    try:
+        orders_doc = json.loads(file.read_bytes())
+        spapi.load_orders(orders_doc)
+        items_doc = json.loads(items_file.read_bytes()) if items_file else None
+        if items_doc is not None:
+            spapi.load_items(items_doc)
+    except (ValueError, UnicodeDecodeError) as exc:
+        _usage_error(f"not valid JSON: {exc}", as_json)
+        return
+    except spapi.SpApiError as exc:
+        _usage_error(str(exc), as_json)
+        return
+    ledger = open_ledger(db)
+    try:
+        report = spapi.import_orders(ledger, orders_doc, items_doc, language=language)
+    except LedgerError as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        ledger.close()
+    if as_json:
+        print_json(report.as_dict())
+    else:
+        _print_import_report(report)
+    sys.exit(0 if report.ok else 1)
+
+
+_RESULT_TEXT = {"imported": "imported", "already-imported": "already imported",
+                "skipped": "skipped", "unknown-status": "not imported (unknown status)",
+                "rejected": "rejected"}
+
+
+def _print_import_report(report: spapi.ImportReport) -> None:
+    out = console.print
+    for o in report.orders:
+        result = _RESULT_TEXT.get(o.result, o.result)
+        text = f"{o.order_id or '(no id)'} {o.api_status or '-'}: {result}"
+        if o.ledger_status and o.result in ("imported", "already-imported", "rejected"):
+            text += f" (in the ledger: {o.ledger_status})"
+        if o.reason:
+            text += f": {o.reason}"
+        out(text, markup=False)
+        for note in o.notes:
+            out(f"  note: {note}", markup=False)
+    s = report.summary()
+    out(f"{s['orders']} orders: {s['imported']} imported, {s['already_imported']} already "
+        f"imported, {s['skipped']} skipped, {s['unknown_status']} unknown status, "
+        f"{s['rejected']} rejected; {s['events']} events written", markup=False)
+
+
+# --- message check -----------------------------------------------------------------------
+
+_MESSAGE_KEYS = {"order_id", "purpose", "language", "body", "attachments", "phone_reason",
+                 "buyer_language", "completed_at", "now", "review_already_requested",
+                 # a send-message command line is accepted as it is
+                 "type", "at", "command_id", "actor"}
+
+
+@click.group("message")
+def message_group() -> None:
+    """Buyer–seller messages."""
+
+
+def _read_messages(data: bytes) -> list[tuple[int, Any]]:
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise click.UsageError("the file is not UTF-8") from None
+    try:
+        doc = json.loads(text)
+    except ValueError:
+        doc = None
+        out = []
+        for n, line in enumerate(text.splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                out.append((n, json.loads(line)))
+            except ValueError as exc:
+                raise click.UsageError(f"line {n} is not JSON: {exc}") from None
+        return out
+    if isinstance(doc, list):
+        return [(i, d) for i, d in enumerate(doc, 1)]
+    return [(1, doc)]
+
+
+def _time(value: Any, what: str, n: int) -> datetime | None:
+    if value in (None, ""):
+        return None
+    try:
+        t = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        raise click.UsageError(f"message {n}: {what} {value!r} is not an ISO-8601 time") from None
+    if t.tzinfo is None:
+        raise click.UsageError(f"message {n}: {what} {value!r} has no UTC offset")
+    return t
+
+
+def check_one(msg: Any, n: int, *, ledger: Any = None, now: datetime | None = None) -> dict:
+    """Check one message object; returns ``{line, order_id, allowed, violations, notes}``."""
+    from ledger.messaging import check_message
+
+    if not isinstance(msg, dict):
+        raise click.UsageError(f"message {n} is not a JSON object")
+    unknown = sorted(set(msg) - _MESSAGE_KEYS)
+    if unknown:
+        raise click.UsageError(f"message {n}: unknown field(s) {', '.join(unknown)}; known: "
+                               + ", ".join(sorted(_MESSAGE_KEYS - {'type', 'command_id', 'actor'})))
+    for key in ("order_id", "purpose", "language", "body"):
+        if not isinstance(msg.get(key), str):
+            raise click.UsageError(f"message {n}: {key} is missing (a string is needed)")
+    notes: list[str] = []
+    buyer_language = msg.get("buyer_language")
+    completed_at = _time(msg.get("completed_at"), "completed_at", n)
+    review = bool(msg.get("review_already_requested", False))
+    when = (_time(msg.get("now"), "now", n) or _time(msg.get("at"), "at", n) or now
+            or SystemClock().now())
+    if ledger is not None:
+        order = ledger.order(msg["order_id"])
+        if order is None or order.placed is None:
+            notes.append(f"order {msg['order_id']} is not in the ledger: using the file's values")
+        else:
+            buyer_language = order.placed.buyer.language
+            completed_at = order.completed_at
+            review = order.review_requested
+            notes.append("buyer language, completion and review state taken from the ledger")
+            if order.status == "Pending":
+                notes.append("the order is Pending: the ledger refuses to send messages until "
+                             "payment is verified")
+    if not buyer_language:
+        buyer_language = msg["language"]
+        notes.append("buyer_language not given: the language rule was not checked")
+    attachments = msg.get("attachments") or []
+    if not isinstance(attachments, list):
+        raise click.UsageError(f"message {n}: attachments must be a list of {{name, kind}}")
+    violations = check_message(
+        order_id=msg["order_id"], purpose=msg["purpose"], language=msg["language"],
+        body=msg["body"], attachments=attachments, phone_reason=msg.get("phone_reason"),
+        buyer_language=buyer_language, completed_at=completed_at, now=when,
+        review_already_requested=review)
+    return {"line": n, "order_id": msg["order_id"], "allowed": not violations,
+            "violations": [v.as_dict() for v in violations], "notes": notes}
+
+
+def print_check(result: dict) -> None:
+    head = f"message {result['line']} (order {result['order_id']}): "
+    if result["allowed"]:
+        console.print(head + "allowed, no violations", markup=False)
+    else:
+        n = len(result["violations"])
+        console.print(head + f"blocked, {n} violation{'s' if n != 1 else ''}", markup=False)
+    for v in result["violations"]:
+        text = f"  - {v['rule']}: {v['message']}"
+        if v.get("found") is not None:
+            where = f" at {v['start']}-{v['end']}" if v.get("start") is not None else ""
+            text += f" (found {v['found']!r}{where})"
+        console.print(text, markup=False)
+    for note in result["notes"]:
+        console.print(f"  note: {note}", markup=False)
+
+
+@message_group.command("check")
+@click.argument("file", type=click.File("rb"))
+@db_option
+@json_option
+@now_option
+def message_check(file: Any, db: str | None, as_json: bool, now: datetime | None) -> None:
+    """Check messages against the messaging rules without sending them.
+
+    FILE (- for stdin) is a JSON object, a JSON array or JSON Lines of objects
+    shaped like a send-message command (order_id, purpose, language, body,
+    attachments, phone_reason) plus optional buyer_language, completed_at, now
+    and review_already_requested. With --db (or ORDER_LEDGER_DB), an order in
+    the ledger supplies the buyer language, completion time and review state.
+    The time checked against is the message's now (or at), else --now, else
+    the wall clock.
+
+    Every violation is printed with its rule, message, the text found and its
+    position. Exit 0 when every message is allowed, 1 otherwise.
+    """
+    messages = _read_messages(file.read())
+    if not messages:
+        raise click.UsageError("the file holds no message")
+    ledger = open_ledger(db) if db else None
+    try:
+        results = [check_one(m, n, ledger=ledger, now=now) for n, m in messages]
+    finally:
+        if ledger is not None:
+            ledger.close()
+    blocked = sum(1 for r in results if not r["allowed"])
+    if as_json:
+        print_json({"checked": len(results), "allowed": len(results) - blocked,
+                    "blocked": blocked, "messages": results})
+    else:
+        for r in results:
+            print_check(r)
+        if len(results) > 1:
+            console.print(f"{len(results)} messages: {len(results) - blocked} allowed, "
+                          f"{blocked} blocked", markup=False)
+    sys.exit(1 if blocked else 0)
+
+
+def check_send_message(*, order_id: str, purpose: str, language: str, body: str,
+                       attachments: list[dict] | None, phone_reason: str | None,
+                       db: str | None, now: datetime | None, as_json: bool) -> None:
+    """``send-message --check-only``: check against the ledger's order, send nothing, exit."""
+    ledger = open_ledger(db, now)
+    try:
+        msg = {"order_id": order_id, "purpose": purpose, "language": language, "body": body,
+               "attachments": attachments or [], "phone_reason": phone_reason}
+        result = check_one(msg, 1, ledger=ledger, now=ledger.clock.now())
+    finally:
+        ledger.close()
+    if as_json:
+        print_json(result)
+    else:
+        print_check(result)
+    sys.exit(0 if result["allowed"] else 1)
