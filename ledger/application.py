@@ -12,20 +12,23 @@ through the ``ledger_deadlines`` index.
 from __future__ import annotations
 
 import heapq
+import os
+import random
+import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Iterable, Iterator
 
 from eventsourcing.application import AggregateNotFoundError, Application
-from eventsourcing.persistence import IntegrityError
+from eventsourcing.persistence import IntegrityError, OperationalError
 
 from . import commands as c
 from . import events as ev
 from .clock import Clock, SystemClock
 from .codec import PayloadMapper
 from .domain import Inventory, LedgerAggregate, Order, order_key, sku_key, sku_quantities
-from .errors import CommandRejected, ConcurrencyConflict
+from .errors import CommandRejected, ConcurrencyConflict, LedgerBusy, StoreError
 from .store import Batch, LedgerRecorderMixin, env_for, resolve_db, to_us
 
 MAX_RETRIES = 5
@@ -40,6 +43,27 @@ class LedgerApp(Application[str]):
 
     def construct_mapper(self) -> PayloadMapper:  # type: ignore[override]
         return PayloadMapper(compressor=self.factory.compressor(), cipher=self.factory.cipher())
+
+
+def _open_app(env: dict[str, str]) -> LedgerApp:
+    """Construct the application; on PostgreSQL, retry the races of concurrent openers.
+
+    Every opener runs ``CREATE SCHEMA/TABLE IF NOT EXISTS`` and ``CREATE OR
+    REPLACE FUNCTION``; PostgreSQL fails one of two processes doing that at the
+    same moment ("tuple concurrently updated", "... already exists"). The
+    statements are idempotent, so trying again after a short pause succeeds.
+    """
+    from eventsourcing.persistence import PersistenceError
+
+    for attempt in range(6):
+        try:
+            return LedgerApp(env=env)
+        except PersistenceError as exc:
+            text = str(exc)
+            if attempt == 5 or not ("concurrently updated" in text or "already exists" in text):
+                raise
+            time.sleep(random.uniform(0.01, 0.05 * (attempt + 1)))
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 @dataclass
@@ -73,15 +97,18 @@ class Ledger:
         full_env = env_for(self.db)
         if env:
             full_env.update(env)
-        self.app = LedgerApp(env=full_env)
+        self.app = _open_app(full_env)
         self.recorder: LedgerRecorderMixin = self.app.recorder  # type: ignore[assignment]
         self.mapper: PayloadMapper = self.app.mapper  # type: ignore[assignment]
         self.clock = clock or SystemClock()
         self.cache_limit = cache_limit
         self._cache: dict[str, LedgerAggregate] = {}
         self._head = -1
+        self._writer_lock = WriterLock(self)
+        self._store_readable = False
 
     def close(self) -> None:
+        self._writer_lock.close()
         self.app.close()
 
     def __enter__(self) -> "Ledger":
@@ -89,6 +116,18 @@ class Ledger:
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
+
+    def _probe_store(self) -> None:
+        """Refuse to write unless the store's first event decodes with our key.
+
+        Without this, a writer with a missing or wrong ORDER_LEDGER_CIPHER_KEY
+        could append events that touch only new aggregates to an encrypted store
+        (or encrypted ones to a plain store), leaving it unreadable with any key.
+        """
+        rows = self.recorder.select_notifications(start=1, limit=1)  # type: ignore[attr-defined]
+        if rows:
+            self.mapper.decode_state(rows[0].topic, rows[0].state)  # raises StoreError
+        self._store_readable = True
 
     # --- reading ----------------------------------------------------------------
 
@@ -182,23 +221,42 @@ class Ledger:
                 parsed.append((n, c.parse_command(item), None))
             except CommandRejected as exc:
                 parsed.append((n, exc, None))
-        for _ in range(MAX_RETRIES):
-            head = self.recorder.head()
-            if head != self._head:
-                self._cache.clear()
-            uow = UnitOfWork(self, [p[1] for p in parsed if isinstance(p[1], c.Command)])
-            outcomes = [uow.handle(n, cmd) for n, cmd, _ in parsed]
-            try:
-                ids = uow.commit()
-            except IntegrityError:
-                self._cache.clear()
-                self._head = -1
-                continue
-            if len(self._cache) > self.cache_limit:
-                self._cache.clear()
-            self._cache.update({k: a for k, a in uow.aggs.items() if a is not None})
-            self._head = max(ids) if ids else head
-            return outcomes
+            except UnicodeDecodeError as exc:  # bytes inside a JSON string that are not UTF-8
+                parsed.append((n, CommandRejected(
+                    "malformed-json",
+                    f"the line is not valid UTF-8 (byte {exc.start}: {exc.reason})",
+                    hint="save the command file as UTF-8"), None))
+        # The writer lock serialises whole batches (read, decide, commit) across
+        # processes, so every batch decides on the latest committed state; the
+        # retry below stays as the safety net for writers that do not take it.
+        with self._writer_lock:
+            if not self._store_readable:
+                self._probe_store()
+            for attempt in range(MAX_RETRIES):
+                head = self.recorder.head()
+                if head != self._head:
+                    self._cache.clear()
+                uow = UnitOfWork(self, [p[1] for p in parsed if isinstance(p[1], c.Command)])
+                outcomes = [uow.handle(n, cmd) for n, cmd, _ in parsed]
+                try:
+                    ids = uow.commit()
+                except IntegrityError:
+                    self._cache.clear()
+                    self._head = -1
+                    time.sleep(random.uniform(0, 0.01 * 2 ** attempt))
+                    continue
+                except OperationalError as exc:
+                    self._cache.clear()
+                    self._head = -1
+                    if "lock" in str(exc).lower() or "busy" in str(exc).lower():
+                        raise LedgerBusy(f"the ledger is busy ({exc}); try again") from None
+                    raise StoreError(f"the store failed while writing a batch: {exc}") from None
+                if len(self._cache) > self.cache_limit:
+                    self._cache.clear()
+                self._cache.update({k: a for k, a in uow.aggs.items() if a is not None})
+                # Trust the cache for the next batch only if no one else wrote in between.
+                self._head = max(ids) if ids and min(ids) == head + 1 else (head if not ids else -1)
+                return outcomes
         raise ConcurrencyConflict(
             f"gave up after {MAX_RETRIES} attempts: other writers kept changing the same orders")
 
@@ -212,7 +270,7 @@ class UnitOfWork:
         self.sink: list[Any] = []
         self.clock = ledger.recorder.read_clock()
         self.start_clock = self.clock
-        ids = [cmd.command_id for cmd in commands if cmd.command_id]
+        ids = [cmd.command_id for cmd in commands if cmd.command_id is not None]
         self.known = ledger.recorder.known_commands(ids) if ids else set()
         self.accepted: list[tuple[str, str, int]] = []
         self.heap: list[tuple[int, str, str]] = []
@@ -362,7 +420,7 @@ class UnitOfWork:
                    actor: str, cid: str) -> None:
         for sku, qty in sku_quantities(lines, order).items():
             inv = self.get(sku_key(sku))
-            if inv is not None:
+            if inv is not None and inv.allocated_to(order.order_id, order.purchased):
                 self.touch(inv).give_back(order.order_id, qty, at, actor, cid)  # type: ignore[attr-defined]
 
     def _dispatch(self, cmd: c.Command, actor: str, cid: str) -> None:
@@ -448,3 +506,133 @@ class UnitOfWork:
         ids = self.ledger.recorder.insert_events(  # type: ignore[attr-defined]
             [to_stored(e) for e in self.sink], batch=batch)
         return list(ids or [])
+
+
+class WriterLock:
+    """A cross-process lock held by a ledger writer for one whole batch.
+
+    SQLite: an exclusive ``flock`` on ``<ledger file>-writer.lock``; PostgreSQL:
+    a transaction-scoped advisory lock keyed by the schema. Both are released
+    by the operating system or the server when the process dies, so a killed
+    writer never leaves the ledger locked. Waiting longer than the store's lock
+    timeout raises :class:`LedgerBusy`. Re-entrant within one ``Ledger``.
+    """
+
+    def __init__(self, ledger: Ledger) -> None:
+        self.ledger = ledger
+        self.depth = 0
+        self._fd: int | None = None
+        self._pg: Any = None
+        datastore = ledger.recorder.datastore  # type: ignore[attr-defined]
+        pool = getattr(datastore, "pool", None)
+        self.path: str | None = None
+        self.pg_key: int | None = None
+        if hasattr(datastore, "schema"):
+            import hashlib
+
+            digest = hashlib.blake2b(f"order-ledger:{datastore.schema}".encode(), digest_size=8)
+            self.pg_key = int.from_bytes(digest.digest(), "big", signed=True)
+            self.timeout = float(ledger.app.env.get("POSTGRES_LOCK_TIMEOUT") or 10)
+        elif pool is not None and not getattr(pool, "is_sqlite_memory_mode", True):
+            self.path = os.path.abspath(pool.db_name) + "-writer.lock"
+            self.timeout = float(getattr(pool, "lock_timeout", None) or 10)
+        else:
+            self.timeout = 10.0
+
+    def __enter__(self) -> "WriterLock":
+        if self.depth == 0:
+            if self.path is not None:
+                self._lock_file()
+            elif self.pg_key is not None:
+                self._lock_pg()
+        self.depth += 1
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.depth -= 1
+        if self.depth == 0:
+            self._release(exc[0] is None)
+
+    def _busy(self) -> LedgerBusy:
+        return LedgerBusy(
+            f"the ledger is busy: another writer held it for more than {self.timeout:g} s; "
+            "try again")
+
+    def _lock_file(self) -> None:
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - not POSIX: rely on optimistic retries
+            return
+        if self._fd is None:
+            try:
+                self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)  # type: ignore[arg-type]
+            except OSError:
+                self.path = None  # e.g. a read-only directory: optimistic retries only
+                return
+        deadline = time.monotonic() + self.timeout
+        pause = 0.0005
+        while True:
+            try:
+                fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise self._busy() from None
+                time.sleep(random.uniform(pause / 2, pause))
+                pause = min(pause * 2, 0.02)
+
+    def _lock_pg(self) -> None:
+        datastore = self.ledger.recorder.datastore  # type: ignore[attr-defined]
+        cm = datastore.get_connection()
+        conn = cm.__enter__()
+        try:
+            if conn.autocommit:
+                conn.execute("BEGIN")
+            conn.execute("SELECT set_config('lock_timeout', %s, true)",
+                         (f"{int(self.timeout * 1000)}ms",))
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (self.pg_key,))
+        except BaseException as exc:
+            try:
+                self._end(conn)
+            finally:
+                try:
+                    cm.__exit__(None, None, None)
+                except Exception:
+                    pass
+            import psycopg
+
+            if isinstance(exc, psycopg.errors.LockNotAvailable):
+                raise self._busy() from None
+            if isinstance(exc, psycopg.OperationalError):
+                raise StoreError(f"cannot take the ledger's writer lock: {exc}") from None
+            raise
+        self._pg = (cm, conn)
+
+    def _release(self, ok: bool) -> None:
+        if self._fd is not None and self.path is not None:
+            import fcntl
+
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+        if self._pg is not None:
+            cm, conn = self._pg
+            self._pg = None
+            try:
+                self._end(conn)  # ends the transaction: releases the advisory lock
+            except Exception:
+                pass
+            try:
+                cm.__exit__(None, None, None)
+            except Exception:
+                pass
+
+    @staticmethod
+    def _end(conn: Any) -> None:
+        if conn.autocommit:
+            conn.execute("ROLLBACK")
+        else:
+            conn.rollback()
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None

@@ -56,6 +56,17 @@ def decode_payload(topic: str, data: bytes) -> ev.Event:
     return msgspec.convert(obj, cls)
 
 
+def _looks_encrypted(state: bytes) -> bool:
+    """Ciphertext is random bytes: practically never a UTF-8 text starting with ``{``."""
+    if bytes(state[:1]) != b"{":
+        return True
+    try:
+        bytes(state).decode("utf-8")
+    except UnicodeDecodeError:
+        return True
+    return False
+
+
 class PayloadMapper(Mapper[str]):
     """Maps :class:`ledger.domain.Recorded` events to stored events and back."""
 
@@ -86,7 +97,19 @@ class PayloadMapper(Mapper[str]):
             raise StoreError(
                 f"cannot decrypt a stored {topic} event: wrong or missing "
                 f"ORDER_LEDGER_CIPHER_KEY ({exc.__class__.__name__})") from None
-        return decode_payload(topic, state)
+        try:
+            return decode_payload(topic, state)
+        except StoreError:
+            raise
+        except Exception as exc:  # msgspec's DecodeError/ValidationError, bad upcasts
+            if not self.cipher and _looks_encrypted(state):
+                # An encrypted payload read without a key is not JSON at all.
+                raise StoreError(
+                    f"cannot decrypt a stored {topic} event: wrong or missing "
+                    "ORDER_LEDGER_CIPHER_KEY (the stored state is not plain JSON)") from None
+            raise StoreError(
+                f"cannot decode a stored {topic} event ({exc.__class__.__name__}: {exc})"
+            ) from None
 
     def to_domain_event(self, stored_event: StoredEvent) -> Any:
         from .domain import Recorded

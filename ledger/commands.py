@@ -9,7 +9,7 @@ the ledger's state live in :mod:`ledger.domain`.
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Annotated, Literal, Union
 
@@ -22,12 +22,24 @@ from .events import Address, Attachment, Buyer
 ORDER_ID_PATTERN = r"^\d{3}-\d{7}-\d{7}$"
 ORDER_ID_RE = re.compile(ORDER_ID_PATTERN)
 
+#: Limits that keep hostile input from reaching the store (see docs/reliability.md).
+MAX_LINE_BYTES = 1 << 20  # one command line, in bytes
+MAX_QUANTITY = 1_000_000_000
+MAX_ID_LENGTH = 200  # command ids, SKUs and actors: they become database keys
+MAX_AMOUNT = Decimal(10) ** 12  # exclusive
+AMOUNT_PLACES = 6  # at most this many decimal places
+EARLIEST = datetime(1970, 1, 1, tzinfo=timezone.utc)
+LATEST = datetime(9000, 1, 1, tzinfo=timezone.utc)
+#: no control characters (NUL cannot be stored in PostgreSQL text at all)
+NO_CONTROL_PATTERN = r"^[^\x00-\x1f\x7f]*$"
+
 OrderId = Annotated[str, Meta(pattern=ORDER_ID_PATTERN)]
 At = Annotated[datetime, Meta(tz=True)]
 NonEmpty = Annotated[str, Meta(min_length=1)]
-ItemId = Annotated[str, Meta(min_length=1, max_length=32)]
-Positive = Annotated[int, Meta(ge=1)]
-NonNegative = Annotated[int, Meta(ge=0)]
+Key = Annotated[str, Meta(min_length=1, max_length=MAX_ID_LENGTH, pattern=NO_CONTROL_PATTERN)]
+ItemId = Annotated[str, Meta(min_length=1, max_length=32, pattern=NO_CONTROL_PATTERN)]
+Positive = Annotated[int, Meta(ge=1, le=MAX_QUANTITY)]
+NonNegative = Annotated[int, Meta(ge=0, le=MAX_QUANTITY)]
 
 
 class Command(
@@ -38,21 +50,21 @@ class Command(
     tag_field="type",
 ):
     at: At
-    command_id: str | None = None
-    actor: str | None = None
+    command_id: Key | None = None
+    actor: Key | None = None
 
     #: who acts when the line does not say
     DEFAULT_ACTOR = "seller"
 
 
 class SetInventory(Command, tag="set-inventory", kw_only=True, frozen=True):
-    sku: NonEmpty
+    sku: Key
     quantity: NonNegative
 
 
 class PlaceItem(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
     order_item_id: ItemId
-    sku: NonEmpty
+    sku: Key
     title: str
     quantity: Positive
     item_price: Decimal
@@ -200,8 +212,14 @@ def _where(msg: str) -> tuple[str, str | None]:
 
 def parse_command(line: str | bytes) -> Command:
     """Decode one command-file line, or raise :class:`CommandRejected`."""
+    size = len(line) if isinstance(line, (bytes, bytearray, memoryview)) else (
+        len(line) if len(line) * 4 <= MAX_LINE_BYTES else len(line.encode("utf-8", "replace")))
+    if size > MAX_LINE_BYTES:
+        raise CommandRejected(
+            "line-too-long", f"the line has {size:,} bytes; the limit is {MAX_LINE_BYTES:,}",
+            hint="split large message bodies or check that lines end with a newline")
     try:
-        return _decoder.decode(line)
+        command = _decoder.decode(line)
     except msgspec.DecodeError as exc:
         msg = str(exc)
         if msg.startswith("JSON is malformed") or msg.startswith("Input data was truncated"):
@@ -247,7 +265,69 @@ def parse_command(line: str | bytes) -> Command:
                 "bad-time", text, field=field,
                 hint="write times as ISO-8601 with an offset, e.g. 2026-03-01T10:00:00+01:00",
             ) from None
+        if "regex" in text and "x00-" in text:
+            raise CommandRejected(
+                "invalid-field", "the text contains a control character (such as NUL or a "
+                "line break)", field=field, hint="remove control characters from ids and SKUs",
+            ) from None
         raise CommandRejected("invalid-field", text, field=field) from None
+    except UnicodeDecodeError as exc:  # bytes inside a JSON string that are not UTF-8
+        raise CommandRejected(
+            "malformed-json", f"the line is not valid UTF-8 (byte {exc.start}: {exc.reason})",
+            hint="save the command file as UTF-8") from None
+    except RecursionError:
+        raise CommandRejected(
+            "malformed-json", "the line nests JSON arrays or objects too deeply",
+            hint="write one flat JSON object per line") from None
+    except Exception as exc:  # noqa: BLE001 - whatever msgspec raises, the line is bad
+        raise CommandRejected(
+            "malformed-json", f"the line cannot be decoded ({type(exc).__name__}: {exc})",
+            hint="write one JSON object per line") from None
+    _check_limits(command)
+    return command
+
+
+def _check_time(value: datetime, field: str) -> None:
+    if not EARLIEST <= value < LATEST:
+        raise CommandRejected(
+            "bad-time", f"{field} {value.isoformat()} is outside the years 1970 to 8999",
+            field=field, hint="check the year of the timestamp")
+
+
+def _check_amount(value: Decimal, field: str) -> None:
+    if not value.is_finite():
+        raise CommandRejected(
+            "bad-amount", f"{value} is not a finite amount", field=field,
+            hint='write amounts as decimal strings like "12.50"')
+    if abs(value) >= MAX_AMOUNT:
+        raise CommandRejected(
+            "bad-amount", f"amount {value} is too large (the limit is {MAX_AMOUNT:,})",
+            field=field, hint="check the amount's decimal point and exponent")
+    if (value.as_tuple().exponent < -AMOUNT_PLACES  # type: ignore[operator]
+            and value != value.quantize(Decimal(1).scaleb(-AMOUNT_PLACES))):
+        raise CommandRejected(
+            "bad-amount", f"amount {value} has more than {AMOUNT_PLACES} decimal places",
+            field=field, hint='write amounts like "12.50"')
+
+
+_AMOUNTS = ("item_price", "item_tax", "shipping_price", "shipping_tax")
+
+
+def _check_limits(command: Command) -> None:
+    """Bounds msgspec's schema cannot express: time range, finite bounded amounts."""
+    _check_time(command.at, "at")
+    if isinstance(command, Place):
+        for name in ("latest_ship_date", "latest_delivery_date"):
+            value = getattr(command, name)
+            if value is not None:
+                _check_time(value, name)
+        for i, item in enumerate(command.items):
+            for comp in _AMOUNTS:
+                _check_amount(getattr(item, comp), f"items[{i}].{comp}")
+    elif isinstance(command, Adjust):
+        for i, adj in enumerate(command.items):
+            for comp in _AMOUNTS:
+                _check_amount(getattr(adj, comp + "_adj"), f"items[{i}].{comp}_adj")
 
 
 def encode_command(command: Command) -> bytes:

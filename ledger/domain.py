@@ -127,24 +127,42 @@ class Inventory(LedgerAggregate):
     def init_state(self) -> None:
         self.sku = self.id[len(SKU_PREFIX):]
         self.available = 0
+        # when the SKU became tracked, and the orders that took units at that very instant
+        self.tracked_since: datetime | None = None
+        self.first_orders: frozenset[str] = frozenset()
 
     def copy_state(self) -> Any:
-        return self.available
+        return (self.available, self.tracked_since, self.first_orders)
 
     def set_state(self, state: Any) -> None:
-        self.available = state
+        self.available, self.tracked_since, self.first_orders = state
 
     @property
     def active(self) -> bool:
         return self.available > 0
 
+    def allocated_to(self, order_id: str, placed_at: datetime) -> bool:
+        """Whether an order placed at ``placed_at`` took units of this SKU.
+
+        Only an order placed while the SKU was tracked did; units of an order
+        placed before the first ``set-inventory`` were never taken, so they are
+        not given back either.
+        """
+        if self.tracked_since is None or placed_at < self.tracked_since:
+            return False
+        return placed_at > self.tracked_since or order_id in self.first_orders
+
     @handles(ev.InventorySet)
     def _set(self, e: ev.InventorySet) -> None:
         self.available = e.quantity
+        if self.tracked_since is None:
+            self.tracked_since = e.at
 
     @handles(ev.InventoryAllocated, ev.InventoryReturned)
     def _moved(self, e: ev.InventoryAllocated | ev.InventoryReturned) -> None:
         self.available = e.available
+        if isinstance(e, ev.InventoryAllocated) and e.at == self.tracked_since:
+            self.first_orders = self.first_orders | {e.order_id}
 
     def allocate(self, order_id: str, quantity: int, at: datetime, actor: str, cid: str) -> None:
         self.record(ev.InventoryAllocated(
@@ -592,7 +610,7 @@ class Order(LedgerAggregate):
 
     def ship(self, cmd: c.Ship, actor: str, cid: str) -> None:
         self._require_open("ship")
-        if cmd.carrier_code == "Other" and not cmd.carrier_name:
+        if cmd.carrier_code.strip().lower() == "other" and not cmd.carrier_name:
             raise CommandRejected(
                 "missing-carrier-name", "carrier_name is required when carrier_code is Other",
                 field="carrier_name", hint="name the carrier, e.g. \"Bring\"")

@@ -265,9 +265,48 @@ def resolve_db(db: str | None) -> str:
     return db or os.environ.get("ORDER_LEDGER_DB") or DEFAULT_DB
 
 
+CIPHER_KEY_VAR = "ORDER_LEDGER_CIPHER_KEY"
+LOCK_TIMEOUT_VAR = "ORDER_LEDGER_LOCK_TIMEOUT"
+CIPHER_TOPIC = "eventsourcing.cryptography:AESCipher"
+
+
+def cipher_env() -> dict[str, str]:
+    """Encryption at rest: the library's AES-GCM cipher when ORDER_LEDGER_CIPHER_KEY is set.
+
+    The key is base64 of 16, 24 or 32 random bytes (``order-ledger keygen``).
+    Without the variable no cipher is configured, whatever else the
+    environment holds, so that variable is the one switch.
+    """
+    key = os.environ.get(CIPHER_KEY_VAR, "").strip()
+    if not key:
+        return {"CIPHER_TOPIC": "", "CIPHER_KEY": ""}
+    import base64
+    import binascii
+
+    try:
+        raw = base64.b64decode(key.encode("ascii"), validate=True)
+    except (binascii.Error, UnicodeEncodeError):
+        raise StoreError(f"{CIPHER_KEY_VAR} is not base64; make a key with "
+                         "`order-ledger keygen`") from None
+    if len(raw) not in (16, 24, 32):
+        raise StoreError(f"{CIPHER_KEY_VAR} decodes to {len(raw)} bytes; an AES key has 16, 24 "
+                         "or 32 (make one with `order-ledger keygen`)")
+    return {"CIPHER_TOPIC": CIPHER_TOPIC, "CIPHER_KEY": key}
+
+
+def lock_timeout() -> str:
+    """Seconds a writer waits for the ledger's lock (ORDER_LEDGER_LOCK_TIMEOUT, default 10)."""
+    text = os.environ.get(LOCK_TIMEOUT_VAR, "").strip() or "10"
+    if not text.isdigit() or int(text) < 1:
+        raise StoreError(f"{LOCK_TIMEOUT_VAR} must be a whole number of seconds >= 1, "
+                         f"not {text!r}")
+    return text
+
+
 def env_for(db: str) -> dict[str, str]:
     """The ``eventsourcing`` environment for a ledger location."""
     env: dict[str, str] = {"ORIGINATOR_ID_TYPE": "text", "CREATE_TABLE": "y"}
+    env.update(cipher_env())
     if is_postgres(db):
         u = urlparse(db)
         q = parse_qs(u.query)
@@ -280,7 +319,7 @@ def env_for(db: str) -> dict[str, str]:
             POSTGRES_USER=unquote(u.username or os.environ.get("PGUSER", "postgres")),
             POSTGRES_PASSWORD=unquote(u.password or os.environ.get("PGPASSWORD", "")),
             POSTGRES_SCHEMA=q.get("schema", ["public"])[0],
-            POSTGRES_LOCK_TIMEOUT="10",
+            POSTGRES_LOCK_TIMEOUT=lock_timeout(),
             POSTGRES_POOL_SIZE="2",
             POSTGRES_MAX_OVERFLOW="4",
         )
@@ -295,6 +334,6 @@ def env_for(db: str) -> dict[str, str]:
             PERSISTENCE_MODULE="eventsourcing.sqlite",
             APPLICATION_RECORDER_TOPIC="ledger.store:LedgerSQLiteRecorder",
             SQLITE_DBNAME=db,
-            SQLITE_LOCK_TIMEOUT="10",
+            SQLITE_LOCK_TIMEOUT=lock_timeout(),
         )
     return env
