@@ -202,6 +202,11 @@ class Ledger:
         """Apply command-file lines; yields one outcome per non-blank line once committed."""
         chunk: list[tuple[int | None, Any]] = []
         for n, line in enumerate(lines, start_line):
+            if n == start_line:  # a byte-order mark is not part of the first command
+                if isinstance(line, bytes) and line.startswith(b"\xef\xbb\xbf"):
+                    line = line[3:]
+                elif isinstance(line, str) and line.startswith("\ufeff"):
+                    line = line[1:]
             if not line.strip():
                 continue
             chunk.append((n, line))

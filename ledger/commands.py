@@ -270,7 +270,9 @@ def parse_command(line: str | bytes) -> Command:
                 "invalid-field", "the text contains a control character (such as NUL or a "
                 "line break)", field=field, hint="remove control characters from ids and SKUs",
             ) from None
-        raise CommandRejected("invalid-field", text, field=field) from None
+        raise CommandRejected(
+            "invalid-field", text, field=field,
+            hint="see docs/command-file.md for the field's type and limits") from None
     except UnicodeDecodeError as exc:  # bytes inside a JSON string that are not UTF-8
         raise CommandRejected(
             "malformed-json", f"the line is not valid UTF-8 (byte {exc.start}: {exc.reason})",

@@ -266,3 +266,14 @@ def test_cli_unusable_db_is_a_usage_error(tmp_path):
     f = write(tmp_path / "f.jsonl", GOOD)
     res = cli("apply", f, "--db", str(tmp_path / "missing-dir" / "x.db"))
     assert res.returncode == 2 and "does not exist" in res.stderr
+
+
+def test_a_byte_order_mark_before_the_first_command_is_ignored(tmp_path):
+    import subprocess
+
+    path = tmp_path / "bom.jsonl"
+    path.write_bytes(b'\xef\xbb\xbf{"type":"tick","at":"2026-01-01T00:00:00Z"}\n')
+    proc = subprocess.run(["order-ledger", "apply", str(path), "--db", str(tmp_path / "l.db")],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "1 applied" in proc.stdout
