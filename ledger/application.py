@@ -381,14 +381,31 @@ class UnitOfWork:
         return out
 
     def _rollback(self, mark: int) -> None:
+        """Undo a rejected line: rebuild each aggregate it changed.
+
+        The aggregate's state before the line is its stored state plus the
+        batch's earlier pending events, so that is what is replayed.
+        """
         for key, cp in self._line.items():
             agg = self.aggs.get(key)
-            if cp is None:
+            if cp is None or agg is None:
                 self.aggs[key] = None
-            elif agg is not None:
-                agg.restore(cp)
-                if isinstance(agg, Order):
-                    self._push(agg)
+                continue
+            version, n_pending = cp
+            if agg.version == version:
+                continue
+            kept = agg.pending_events[:n_pending]
+            base = self.ledger.load(key)
+            for event in kept:
+                base = event.mutate(base)
+            if base is None:  # created by this line after all
+                self.aggs[key] = None
+                continue
+            base._pending_events = kept
+            base._sink = self.sink  # type: ignore[attr-defined]
+            self.aggs[key] = base
+            if isinstance(base, Order):
+                self._push(base)
         del self.sink[mark:]
         self._line = {}
 

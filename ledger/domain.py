@@ -76,30 +76,27 @@ class LedgerAggregate(BaseAggregate[str]):
         raise NotImplementedError
 
     def record(self, payload: ev.Event) -> None:
-        self.trigger_event(Recorded, timestamp=payload.at, payload=payload)
+        """Record a new event: what ``trigger_event`` does, without its generic overhead."""
+        event = Recorded(self._id, self._version + 1, payload.at, payload)
+        self._handlers[type(payload)](self, payload)
+        self._version = event.originator_version
+        self._modified_on = payload.at
+        self._pending_events.append(event)
         sink = self.__dict__.get("_sink")
         if sink is not None:
-            sink.append(self._pending_events[-1])
+            sink.append(event)
 
     def when(self, payload: ev.Event) -> None:
         self._handlers[type(payload)](self, payload)
 
-    # Checkpoints let the service undo everything a rejected line did in memory.
-    def checkpoint(self) -> tuple:
-        return (self._version, len(self._pending_events), self._modified_on, self.copy_state())
+    def checkpoint(self) -> tuple[int, int]:
+        """Enough to undo a line: the version and the number of pending events.
 
-    def restore(self, cp: tuple) -> None:
-        version, n_pending, modified_on, state = cp
-        self._version = version
-        del self._pending_events[n_pending:]
-        self._modified_on = modified_on
-        self.set_state(state)
-
-    def copy_state(self) -> Any:  # pragma: no cover - overridden
-        raise NotImplementedError
-
-    def set_state(self, state: Any) -> None:  # pragma: no cover - overridden
-        raise NotImplementedError
+        Undoing replays the pending events before the checkpoint onto the
+        stored state (see ``UnitOfWork._rollback``): rejections are rare, so
+        the common path copies nothing.
+        """
+        return (self._version, len(self._pending_events))
 
 
 def handles(*types: type) -> Callable:
@@ -130,12 +127,6 @@ class Inventory(LedgerAggregate):
         # when the SKU became tracked, and the orders that took units at that very instant
         self.tracked_since: datetime | None = None
         self.first_orders: frozenset[str] = frozenset()
-
-    def copy_state(self) -> Any:
-        return (self.available, self.tracked_since, self.first_orders)
-
-    def set_state(self, state: Any) -> None:
-        self.available, self.tracked_since, self.first_orders = state
 
     @property
     def active(self) -> bool:
@@ -195,13 +186,6 @@ class Item:
     def remaining(self) -> int:
         return self.line.quantity - self.shipped - self.canceled
 
-    def copy(self) -> "Item":
-        new = Item.__new__(Item)
-        new.line = self.line
-        new.shipped = self.shipped
-        new.canceled = self.canceled
-        new.refunded = list(self.refunded)
-        return new
 
 
 OPEN = (UNSHIPPED, PARTIALLY_SHIPPED)
@@ -238,17 +222,6 @@ class Order(LedgerAggregate):
         self.address_requests: list[str] = []
         self.shipments = 0
         self.messages = 0
-
-    def copy_state(self) -> Any:
-        state = dict(self.__dict__)
-        state["items"] = {k: v.copy() for k, v in self.items.items()}
-        state["address_requests"] = list(self.address_requests)
-        for k in ("_id", "_version", "_created_on", "_modified_on", "_pending_events", "_sink"):
-            state.pop(k, None)
-        return state
-
-    def set_state(self, state: Any) -> None:
-        self.__dict__.update(state)
 
     # --- derived ---------------------------------------------------------------
 
