@@ -440,6 +440,8 @@ class UnitOfWork:
 
     def _give_back(self, order: Order, lines: list[ev.ItemQuantity], at: datetime,
                    actor: str, cid: str) -> None:
+        if not lines:
+            return
         for sku, qty in sku_quantities(lines, order).items():
             inv = self.get(sku_key(sku))
             if inv is not None and inv.allocated_to(order.order_id, order.purchased):
