@@ -1,0 +1,33 @@
+"""Read models (views) that are nothing but a function of the event stream.
+
+- :class:`Views` -- the stored views (SQLite via aiosqlite, one file beside the
+  ledger), async; :class:`BlockingViews` -- the same without ``await``;
+- :func:`project` -- every projection computed in memory from an iterable of
+  ``(position, payload)``; returns a :class:`Snapshot` read like the views;
+- :func:`views_path` -- where the views of a ledger live.
+
+Projections: ``orders`` (Manage Orders, Orders and Unshipped Orders reports),
+``inventory`` (Manage Inventory), ``metrics`` (seller metrics) and
+``notifications`` (the outbox). See ``docs/projections.md``.
+"""
+
+from .memory import Snapshot, project
+from .model import NAMES, PROJECTIONS
+from .read import ORDERS_REPORT_COLUMNS, UNSHIPPED_REPORT_COLUMNS, days_past_promise
+from .views import BlockingViews, RunResult, Views, ViewsError, ViewsLocationError, views_path
+
+__all__ = [
+    "NAMES",
+    "ORDERS_REPORT_COLUMNS",
+    "PROJECTIONS",
+    "UNSHIPPED_REPORT_COLUMNS",
+    "BlockingViews",
+    "RunResult",
+    "Snapshot",
+    "Views",
+    "ViewsError",
+    "ViewsLocationError",
+    "days_past_promise",
+    "project",
+    "views_path",
+]

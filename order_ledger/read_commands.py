@@ -1,0 +1,487 @@
+"""Read commands over the views: orders, report, inventory, metrics, notifications,
+and keeping the views current: sync, follow, rebuild.
+
+Every read first brings the views up to the ledger's head, so what it prints
+is never stale. The views live in their own file (``--views`` /
+``ORDER_LEDGER_VIEWS``; default beside the ledger, see docs/projections.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+import time
+from datetime import datetime, timezone
+from typing import Any, Awaitable, Callable
+
+import click
+
+from ledger.errors import LedgerError
+from ledger.store import is_postgres, resolve_db
+from projections import NAMES, Views, ViewsError, ViewsLocationError, views_path
+from projections.model import STATUSES
+from projections.source import sqlite_file
+
+from .common import WHEN, console, db_option, err_console, json_option, open_ledger, print_json
+
+views_option = click.option(
+    "--views", envvar="ORDER_LEDGER_VIEWS", default=None, metavar="PATH",
+    help="The views file (default: beside the ledger, X.db -> X.views.db; for a PostgreSQL "
+         "ledger ./order-ledger-<db>-<schema>.views.db). Also ORDER_LEDGER_VIEWS.")
+quiet_option = click.option("--quiet", "-q", is_flag=True,
+                            help="No progress bar and no summary line.")
+batch_option = click.option("--batch-size", default=10_000, show_default=True,
+                            type=click.IntRange(1, 1_000_000),
+                            help="Events read and applied per transaction.")
+jobs_option = click.option(
+    "--jobs", "-j", default=None, type=click.IntRange(1, 64),
+    help="Processes for a rebuild from a SQLite ledger (default: 2 on a multi-core machine "
+         "for 20,000+ events, else 1).")
+
+
+def _views_common(fn: Any) -> Any:
+    return db_option(views_option(fn))
+
+
+def _wait_note(path: str) -> Callable[[], None]:
+    def note() -> None:
+        err_console.print(f"waiting for another sync or rebuild of {path} to finish...",
+                          markup=False)
+    return note
+
+
+def run_views(db: str | None, views: str | None,
+              work: Callable[[Views, Any], Awaitable[Any]], *, catch_up: bool = True,
+              **options: Any) -> Any:
+    """Open the ledger and its views, run ``work(views, ledger)``, close; errors to exit codes.
+
+    ``catch_up``: bring the views to the ledger's head first, with a progress bar.
+    """
+    location = resolve_db(db)
+    path = sqlite_file(location)
+    if not is_postgres(location) and path is not None and not os.path.exists(path):
+        raise click.UsageError(
+            f"no ledger at {path!r}: give --db (or ORDER_LEDGER_DB), or apply commands first")
+    options.setdefault("jobs", None)  # automatic: a big first build uses both cores
+    ledger = open_ledger(db)
+    try:
+        target = views_path(ledger.db, views)
+
+        async def main() -> Any:
+            async with Views(ledger, views, on_wait=_wait_note(target), **options) as v:
+                # catch up first, with a progress bar when that takes a while (on a TTY)
+                if catch_up:
+                    with _Bar("updating the views", True) as bar:
+                        await v.sync(progress=bar)
+                return await work(v, ledger)
+
+        return asyncio.run(main())
+    except ViewsLocationError as exc:
+        raise click.UsageError(str(exc)) from None
+    except (ViewsError, LedgerError) as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        ledger.close()
+
+
+def default_time(ledger: Any) -> datetime:
+    """The ledger's clock (latest business time reached), else the wall clock."""
+    return ledger.now() or datetime.now(timezone.utc)
+
+
+# --- orders --------------------------------------------------------------------------
+
+
+def _table(rows: list[dict], title: str, keep: tuple[str, ...] = ()) -> None:
+    """A table for people; ``keep`` columns are never wrapped or cut (ids, dates)."""
+    from rich.table import Table
+
+    if not rows:
+        console.print(f"{title}: (no rows)", markup=False)
+        return
+    table = Table(title=title)
+    for col in rows[0]:
+        table.add_column(col, no_wrap=col in keep, min_width=len(col) if col in keep else None)
+    for r in rows:
+        table.add_row(*["" if v is None else ("yes" if v is True else "no" if v is False
+                                             else str(v)) for v in r.values()])
+    console.print(table)
+
+
+def _short(t: str | None) -> str:
+    """``2026-03-02T09:00:00+01:00`` -> ``2026-03-02 09:00`` (the recorded offset's clock)."""
+    return "" if not t else t[:10] + " " + t[11:16]
+
+
+def _actionable_text(row: dict) -> str:
+    if row["actionable"]:
+        return "yes"
+    return "greyed out" if row["greyed_out"] else "no"
+
+
+def _items_text(row: dict) -> str:
+    parts = []
+    for it in row["items"]:
+        text = f"{it['sku']} x{it['quantity']}"
+        extra = [f"{it['quantity_shipped']} shipped"] if it["quantity_shipped"] else []
+        if it["quantity_canceled"]:
+            extra.append(f"{it['quantity_canceled']} canceled")
+        parts.append(text + (f" ({', '.join(extra)})" if extra else ""))
+    return ", ".join(parts)
+
+
+@click.command("orders")
+@click.option("--status", type=click.Choice(STATUSES), default=None,
+              help="Only orders with this status.")
+@_views_common
+@json_option
+def orders_cmd(status: str | None, db: str | None, views: str | None, as_json: bool) -> None:
+    """Manage Orders: every order, newest purchase first.
+
+    Unshipped and PartiallyShipped orders are actionable; Pending and Canceled
+    ones are greyed out. The day-23 warning shows until the order is shipped or
+    canceled. --json prints an array of rows (order_id, status, actionable,
+    greyed_out, warning, items, dates, ...).
+    """
+    rows = run_views(db, views, lambda v, _: v.orders(status))
+    if as_json:
+        print_json(rows)
+        return
+    _table(
+        [{"order": r["order_id"], "status": r["status"], "actionable": _actionable_text(r),
+          "purchased": _short(r["purchase_date"]), "items": _items_text(r),
+          "note": r["warning"] or (f"canceled: {r['cancel_reason']}" if r["cancel_reason"]
+                                   else ("buyer asked to cancel"
+                                         if r["buyer_requested_cancel"] else ""))}
+         for r in rows],
+        "Manage Orders" + (f" ({status})" if status else ""),
+        keep=("order",))
+
+
+# --- report ----------------------------------------------------------------------------
+
+
+@click.command("report")
+@click.argument("kind", type=click.Choice(["orders", "unshipped"]))
+@click.option("--out", "out", type=click.Path(dir_okay=False, writable=True), default=None,
+              help="Write the report to this file (default: standard output).")
+@click.option("--at", "at", type=WHEN, default=None,
+              help="The report time (reporting-date, days-past-promise); default: the "
+                   "ledger's clock, else now.")
+@_views_common
+def report_cmd(kind: str, out: str | None, at: datetime | None, db: str | None,
+               views: str | None) -> None:
+    """Write the Orders or the Unshipped Orders report (tab-separated, header first).
+
+    orders: every order that left Pending, one row per item.
+    unshipped: Unshipped/PartiallyShipped orders, rows with quantity to ship > 0.
+    The same events and --at give byte-identical files.
+    """
+    if out is not None:
+        parent = os.path.dirname(os.path.abspath(out))
+        if not os.path.isdir(parent):
+            raise click.UsageError(
+                f"cannot write the report to {out!r}: directory {parent!r} does not exist")
+
+    async def work(v: Views, ledger: Any) -> str:
+        when = at or default_time(ledger)
+        if kind == "orders":
+            return await v.report_orders(when)
+        return await v.report_unshipped(when)
+
+    text = run_views(db, views, work)
+    data = text.encode("utf-8")
+    rows = text.count("\n") - 1
+    if out is None:
+        sys.stdout.buffer.write(data)
+        sys.stdout.flush()
+        return
+    tmp = f"{out}.tmp-{os.getpid()}"
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+        os.replace(tmp, out)
+    except OSError as exc:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise click.UsageError(f"cannot write the report to {out!r}: {exc.strerror}") from None
+    err_console.print(f"wrote {rows} rows to {out}", markup=False)
+
+
+# --- inventory ---------------------------------------------------------------------------
+
+
+@click.command("inventory")
+@_views_common
+@json_option
+def inventory_cmd(db: str | None, views: str | None, as_json: bool) -> None:
+    """Manage Inventory: tracked SKUs (those given a quantity with set-inventory).
+
+    available: units left; active: available > 0 (a listing at 0 is inactive);
+    reserved: units in orders still Pending. --json prints an array of rows
+    (sku, available, active, reserved).
+    """
+    rows = run_views(db, views, lambda v, _: v.inventory())
+    if as_json:
+        print_json(rows)
+        return
+    _table([{"sku": r["sku"], "available": r["available"], "active": r["active"],
+             "reserved (pending)": r["reserved"]} for r in rows], "Manage Inventory",
+           keep=("sku",))
+
+
+# --- metrics -----------------------------------------------------------------------------
+
+
+def _pct(rate: float | None) -> str:
+    return "-" if rate is None else f"{rate * 100:.2f}%"
+
+
+@click.command("metrics")
+@click.option("--at", "at", type=WHEN, default=None,
+              help="The instant the windows end at; default: the ledger's clock, else now.")
+@_views_common
+@json_option
+def metrics_cmd(at: datetime | None, db: str | None, views: str | None, as_json: bool) -> None:
+    """Seller performance: cancellation rate (7 days), late shipment rate (10 and
+    30 days) and valid tracking rate (30 days), windows [at - N days, at).
+
+    --json keys: cancellation_rate, late_shipment_rate.10d / .30d,
+    valid_tracking_rate; each with numerator, denominator, rate (null when
+    nothing is in the window), target, breached (cancellation: and breakdown).
+    """
+    async def work(v: Views, ledger: Any) -> dict:
+        return await v.metrics(at or default_time(ledger))
+
+    m = run_views(db, views, work)
+    if as_json:
+        print_json(m)
+        return
+    rows = []
+    for label, x in (("cancellation", m["cancellation_rate"]),
+                     ("late shipment", m["late_shipment_rate"]["10d"]),
+                     ("late shipment", m["late_shipment_rate"]["30d"]),
+                     ("valid tracking", m["valid_tracking_rate"])):
+        rows.append({"rate of": label, "days": x["window"]["days"], "by": x["window"]["by"],
+                     "count": f"{x['numerator']}/{x['denominator']}", "rate": _pct(x["rate"]),
+                     "target": x["target_text"], "status": "BREACHED" if x["breached"] else "ok"})
+    _table(rows, f"Seller metrics, windows [at - days, at), at {m['at']}",
+           keep=("count", "rate", "status"))
+    breakdown = m["cancellation_rate"]["breakdown"]
+    if breakdown:
+        console.print("seller-caused cancellations by reason: " + ", ".join(
+            f"{k} {n}" for k, n in breakdown.items()), markup=False)
+
+
+# --- notifications ---------------------------------------------------------------------------
+
+
+def _summary(row: dict) -> str:
+    c = row["content"]
+    kind = row["kind"]
+    if kind == "order-confirmation":
+        return f"estimated delivery {_short(c.get('estimated_delivery_date'))}"
+    if kind == "sold-ship-now":
+        items = ", ".join(f"{i['sku']} x{i['quantity']}" for i in c.get("items", []))
+        return f"ship by {_short(c.get('ship_by'))}: {items}"
+    if kind == "cancellation":
+        return f"canceled ({c.get('reason')}): " + ", ".join(
+            f"{i['title']} x{i['quantity']}" for i in c.get("items", []))
+    if kind == "ship-by-warning":
+        return str(c.get("text"))
+    return str(c)
+
+
+@click.command("notifications")
+@click.option("--order", "order_id", default=None, help="Only this order's notifications.")
+@_views_common
+@json_option
+def notifications_cmd(order_id: str | None, db: str | None, views: str | None,
+                      as_json: bool) -> None:
+    """The notifications the ledger sends (rule-book section 5), in event order.
+
+    Buyer: order-confirmation (estimated delivery date), cancellation (with the
+    reason). Seller: sold-ship-now (never the buyer's address), ship-by-warning.
+    Nothing for a declined or fraudulent payment. --json prints an array of rows
+    (position, seq, at, to, kind, order_id, content).
+    """
+    rows = run_views(db, views, lambda v, _: v.notifications(order_id))
+    if as_json:
+        print_json(rows)
+        return
+    _table([{"#": r["position"], "at": _short(r["at"]), "to": r["to"], "kind": r["kind"],
+             "order": r["order_id"], "content": _summary(r)} for r in rows],
+           "Notifications", keep=("order",))
+
+
+# --- sync, follow, rebuild ------------------------------------------------------------------
+
+
+class _Bar:
+    """A rich progress bar on stderr: events done, events/s, time left."""
+
+    def __init__(self, label: str, enabled: bool) -> None:
+        self.label = label
+        self.enabled = enabled and err_console.is_terminal
+        self.progress: Any = None
+        self.task: Any = None
+
+    def __enter__(self) -> "_Bar":
+        if self.enabled:
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                ProgressColumn,
+                TextColumn,
+                TimeRemainingColumn,
+            )
+            from rich.text import Text
+
+            class Rate(ProgressColumn):
+                def render(self, task: Any) -> Text:
+                    speed = task.finished_speed or task.speed
+                    return Text("" if speed is None else f"{speed:,.0f} events/s")
+
+            self.progress = Progress(
+                TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                TextColumn("events"), Rate(), TimeRemainingColumn(),
+                console=err_console, transient=True)
+            self.progress.__enter__()
+        return self
+
+    def __call__(self, done: int, total: int) -> None:
+        if self.progress is None:
+            return
+        if self.task is None:
+            self.task = self.progress.add_task(self.label, total=total or None)
+        self.progress.update(self.task, completed=done, total=total or None)
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.progress is not None:
+            self.progress.__exit__(*exc)
+
+
+def _rate_text(events: int, seconds: float) -> str:
+    rate = events / seconds if seconds > 0 else 0.0
+    return f"{events} events in {seconds:.2f} s ({rate:,.0f} events/s)"
+
+
+@click.command("sync")
+@_views_common
+@batch_option
+@jobs_option
+@quiet_option
+@json_option
+def sync_cmd(db: str | None, views: str | None, batch_size: int, jobs: int | None, quiet: bool,
+             as_json: bool) -> None:
+    """Bring every view up to the ledger's head (reads do this by themselves).
+
+    A view never built, or built by an older version of its code, is rebuilt.
+    """
+    with _Bar("syncing", not quiet and not as_json) as bar:
+        r = run_views(db, views, lambda v, _: v.sync(progress=bar), catch_up=False,
+                      batch_size=batch_size, jobs=jobs)
+    if as_json:
+        print_json({"position": r.position, "events": r.events, "seconds": r.seconds,
+                    "rebuilt": r.rebuilt})
+    elif not quiet:
+        rebuilt = f"; rebuilt {', '.join(r.rebuilt)}" if r.rebuilt else ""
+        console.print(f"views at position {r.position}: applied "
+                      f"{_rate_text(r.events, r.seconds)}{rebuilt}", markup=False)
+
+
+@click.command("follow")
+@click.option("--interval", default=1.0, show_default=True, type=click.FloatRange(0.01),
+              help="Seconds between polls of the ledger.")
+@click.option("--max-seconds", default=None, type=click.FloatRange(0),
+              help="Stop after this many seconds (default: until interrupted).")
+@_views_common
+@batch_option
+@quiet_option
+def follow_cmd(interval: float, max_seconds: float | None, db: str | None, views: str | None,
+               batch_size: int, quiet: bool) -> None:
+    """Keep the views current: poll the ledger and apply new events as they come.
+
+    Runs until Ctrl-C (or SIGTERM, or --max-seconds), then exits 0.
+    """
+    async def work(v: Views, ledger: Any) -> int:
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                loop.add_signal_handler(sig, stop.set)
+            except (NotImplementedError, RuntimeError):  # pragma: no cover - not POSIX
+                pass
+        deadline = None if max_seconds is None else time.monotonic() + max_seconds
+        position = 0
+        if not quiet:
+            console.print(f"following the ledger into {v.path} (Ctrl-C to stop)", markup=False)
+        stopping = asyncio.ensure_future(stop.wait())
+        while not stop.is_set():
+            syncing = asyncio.ensure_future(v.sync())
+            await asyncio.wait({syncing, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            if not syncing.done():
+                # stop at once: the batch in flight is rolled back, nothing half-applied
+                syncing.cancel()
+                await asyncio.gather(syncing, return_exceptions=True)
+                break
+            r = syncing.result()
+            position = max(position, r.position)
+            if r.events and not quiet:
+                console.print(f"position {r.position}: applied "
+                              f"{_rate_text(r.events, r.seconds)}", markup=False)
+            wait = interval
+            if deadline is not None:
+                wait = min(wait, deadline - time.monotonic())
+                if wait <= 0:
+                    break
+            await asyncio.wait({stopping}, timeout=wait)
+        stopping.cancel()
+        return position
+
+    try:
+        position = run_views(db, views, work, catch_up=False, batch_size=batch_size)
+    except KeyboardInterrupt:  # pragma: no cover - signal handler normally catches it
+        position = None
+    if not quiet:
+        where = f" at position {position}" if position is not None else ""
+        console.print(f"stopped{where}", markup=False)
+
+
+@click.command("rebuild")
+@click.argument("names", nargs=-1, type=click.Choice(NAMES))
+@_views_common
+@batch_option
+@jobs_option
+@quiet_option
+@json_option
+def rebuild_cmd(names: tuple[str, ...], db: str | None, views: str | None, batch_size: int,
+                jobs: int | None, quiet: bool, as_json: bool) -> None:
+    """Rebuild views from the first event (all of them, or the NAMEs given).
+
+    The new tables are filled beside the old ones and swapped in at the end in
+    one transaction: readers see the old view until then, and an interrupted
+    rebuild leaves it intact. Views: orders, inventory, metrics, notifications.
+    """
+    with _Bar("rebuilding", not quiet and not as_json) as bar:
+        r = run_views(db, views, lambda v, _: v.rebuild(list(names) or None, progress=bar),
+                      catch_up=False, batch_size=batch_size, jobs=jobs)
+    if as_json:
+        print_json({"rebuilt": r.rebuilt, "events": r.events, "seconds": r.seconds,
+                    "events_per_second": r.rate, "position": r.position})
+    elif not quiet:
+        console.print(f"rebuilt {', '.join(r.rebuilt)} from {_rate_text(r.events, r.seconds)}; "
+                      f"views at position {r.position}", markup=False)
+
+
+COMMANDS = (orders_cmd, report_cmd, inventory_cmd, metrics_cmd, notifications_cmd, sync_cmd,
+            follow_cmd, rebuild_cmd)
+
+
+def register(main: click.Group) -> None:
+    """Add the read commands to the ``order-ledger`` group."""
+    for cmd in COMMANDS:
+        main.add_command(cmd)

@@ -1,0 +1,290 @@
+"""Reading the projections: rows, reports and metrics from projection records.
+
+Both the stored views and the in-memory ones hand their records to these
+functions, so what a reader gets cannot differ between them.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any, Iterable
+
+import msgspec
+
+from ledger.store import to_us
+
+from .model import (
+    CANCELED,
+    OPEN,
+    PENDING,
+    MetricOrder,
+    OrderDoc,
+    address_of,
+    iso,
+)
+
+DAY = timedelta(days=1)
+DAY_US = 86_400_000_000
+
+# --- Manage Orders -------------------------------------------------------------------
+
+
+def order_row(d: OrderDoc) -> dict[str, Any]:
+    """One Manage Orders row (the keys follow ``order-ledger show --json``)."""
+    is_open = d.status in OPEN
+    return {
+        "order_id": d.order_id,
+        "status": d.status,
+        "actionable": is_open,
+        "greyed_out": d.status in (PENDING, CANCELED),
+        "purchase_date": d.purchase_date,
+        "payments_date": d.payments_date,
+        "latest_ship_date": d.latest_ship_date,
+        "latest_delivery_date": d.latest_delivery_date,
+        "warning": d.warning if is_open else None,
+        "buyer_name": d.buyer_name,
+        "ship_service_level": d.ship_service_level,
+        "currency": d.currency,
+        "payment": d.payment,
+        "cancel_reason": d.cancel_reason,
+        "canceled_by": d.canceled_by,
+        "buyer_requested_cancel": bool(d.buyer_requested_cancel),
+        "items": [
+            {
+                "order_item_id": i.order_item_id,
+                "sku": i.sku,
+                "title": i.title,
+                "quantity": i.quantity,
+                "quantity_shipped": i.shipped,
+                "quantity_canceled": i.canceled,
+                "quantity_to_ship": (i.quantity - i.shipped - i.canceled) if is_open else 0,
+            }
+            for i in d.items
+        ],
+    }
+
+
+def manage_orders_key(d: OrderDoc) -> tuple:
+    """Manage Orders lists the newest purchase first, ties by order id."""
+    return (-d.purchase_us, d.order_id)
+
+
+# --- Manage Inventory ----------------------------------------------------------------
+
+
+def inventory_row(sku: str, available: int, reserved: int) -> dict[str, Any]:
+    return {"sku": sku, "available": available, "active": available > 0,
+            "reserved": reserved}
+
+
+# --- notifications -------------------------------------------------------------------
+
+_dec = msgspec.json.Decoder()
+
+
+def notification_row(row: tuple) -> dict[str, Any]:
+    position, seq, at, to, kind, order_id, content = row
+    return {"position": position, "seq": seq, "at": at, "to": to, "kind": kind,
+            "order_id": order_id, "content": _dec.decode(content)}
+
+
+# --- reports ---------------------------------------------------------------------------
+
+ORDERS_REPORT_COLUMNS: tuple[str, ...] = (
+    "order-id", "order-item-id", "purchase-date", "payments-date", "buyer-email",
+    "buyer-name", "buyer-phone-number", "sku", "product-name", "quantity-purchased",
+    "currency", "item-price", "item-tax", "shipping-price", "shipping-tax",
+    "ship-service-level", "recipient-name", "ship-address-1", "ship-address-2",
+    "ship-address-3", "ship-city", "ship-state", "ship-postal-code", "ship-country",
+    "ship-phone-number", "delivery-start-date", "delivery-end-date", "delivery-time-zone",
+    "delivery-Instructions",
+)
+
+UNSHIPPED_REPORT_COLUMNS: tuple[str, ...] = (
+    "order-id", "order-item-id", "purchase-date", "payments-date", "reporting-date",
+    "promise-date", "days-past-promise", "buyer-email", "buyer-name", "buyer-phone-number",
+    "sku", "product-name", "quantity-purchased", "quantity-shipped", "quantity-to-ship",
+    "ship-service-level", "recipient-name", "ship-address-1", "ship-address-2",
+    "ship-address-3", "ship-city", "ship-state", "ship-postal-code", "ship-country",
+    "is-buyer-requested-cancellation", "verge-of-cancellation",
+)
+
+#: every character a TSV or line-based reader could take as a field or line break
+_BREAKS = {ord(c): " " for c in "\t\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029"}
+
+
+def clean(v: Any) -> str:
+    """A TSV field: None is empty, tabs and line breaks become spaces."""
+    if v is None:
+        return ""
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    return str(v).translate(_BREAKS)
+
+
+def report_key(d: OrderDoc) -> tuple:
+    """Report rows: by purchase instant, then order id (then item order)."""
+    return (d.purchase_us, d.order_id)
+
+
+def in_orders_report(d: OrderDoc) -> bool:
+    """Orders that left Pending (Canceled ones only if they ever did)."""
+    return bool(d.ever_released)
+
+
+def in_unshipped_report(d: OrderDoc) -> bool:
+    return d.status in OPEN
+
+
+def days_past_promise(promise: datetime, report_time: datetime) -> int:
+    """Whole days from the promise to the report time: floor((report - promise) / 1 day).
+
+    Negative while the promise has not passed (e.g. 1 hour before: -1), 0 during
+    the first 24 hours after it, 1 from 24 hours after it, and so on.
+    """
+    return (report_time - promise) // DAY
+
+
+def _tsv(header: Iterable[str], rows: Iterable[Iterable[Any]]) -> str:
+    out = ["\t".join(header)]
+    out.extend("\t".join(clean(v) for v in row) for row in rows)
+    return "\n".join(out) + "\n"
+
+
+def render_orders_report(docs: Iterable[OrderDoc]) -> str:
+    """The Orders report (flat file), docs in any order."""
+    rows = []
+    for d in sorted((d for d in docs if in_orders_report(d)), key=report_key):
+        a = address_of(d)
+        for i in d.items:
+            rows.append((
+                d.order_id, i.order_item_id, d.purchase_date, d.payments_date, d.buyer_email,
+                d.buyer_name, d.buyer_phone, i.sku, i.title, i.quantity, d.currency,
+                i.item_price, i.item_tax, i.shipping_price, i.shipping_tax,
+                d.ship_service_level, a.name, a.address_1, a.address_2, a.address_3, a.city,
+                a.state, a.postal_code, a.country, a.phone, None, None, None, None))
+    return _tsv(ORDERS_REPORT_COLUMNS, rows)
+
+
+def render_unshipped_report(docs: Iterable[OrderDoc], report_time: datetime) -> str:
+    """The Unshipped Orders report at ``report_time``, docs in any order."""
+    _need_offset(report_time)
+    reporting = iso(report_time)
+    rows = []
+    for d in sorted((d for d in docs if in_unshipped_report(d)), key=report_key):
+        a = address_of(d)
+        past = days_past_promise(datetime.fromisoformat(d.latest_ship_date), report_time)
+        requested = bool(d.buyer_requested_cancel)
+        verge = d.warning is not None
+        for i in d.items:
+            to_ship = i.quantity - i.shipped - i.canceled
+            if to_ship <= 0:
+                continue
+            rows.append((
+                d.order_id, i.order_item_id, d.purchase_date, d.payments_date, reporting,
+                d.latest_ship_date, past, d.buyer_email, d.buyer_name, d.buyer_phone, i.sku,
+                i.title, i.quantity, i.shipped, to_ship, d.ship_service_level, a.name,
+                a.address_1, a.address_2, a.address_3, a.city, a.state, a.postal_code,
+                a.country, requested, verge))
+    return _tsv(UNSHIPPED_REPORT_COLUMNS, rows)
+
+
+def _need_offset(t: datetime) -> None:
+    if t.tzinfo is None:
+        raise ValueError("a report or metrics time needs a UTC offset")
+
+
+# --- seller metrics -------------------------------------------------------------------
+
+CANCELLATION_DAYS = 7
+LATE_SHIPMENT_DAYS = (10, 30)
+VALID_TRACKING_DAYS = 30
+
+TARGETS = {
+    # name: (target, text, breached(numerator, denominator)) -- integer arithmetic
+    "cancellation_rate": (0.025, "< 2.5%", lambda n, d: n * 1000 >= d * 25),
+    "late_shipment_rate": (0.04, "< 4%", lambda n, d: n * 100 >= d * 4),
+    "valid_tracking_rate": (0.95, "> 95%", lambda n, d: n * 100 <= d * 95),
+}
+
+
+def window(at: datetime, days: int) -> tuple[int, int]:
+    """The half-open window [at - days, at) in microseconds since the epoch."""
+    end = to_us(at)
+    return end - days * DAY_US, end
+
+
+def metric_ranges(at: datetime) -> dict[str, tuple[int, int]]:
+    """The windows a metrics evaluation at ``at`` reads (for querying the store)."""
+    return {
+        "purchase": window(at, CANCELLATION_DAYS),
+        "ship": window(at, max(LATE_SHIPMENT_DAYS)),
+        "confirmation": window(at, VALID_TRACKING_DAYS),
+    }
+
+
+def _metric(name: str, at: datetime, days: int, by: str, num: int, den: int) -> dict[str, Any]:
+    target, text, breached = TARGETS[name]
+    return {
+        "window": {"days": days, "by": by, "from": iso(at - timedelta(days=days)),
+                   "to": iso(at), "edges": "[from, to)"},
+        "numerator": num,
+        "denominator": den,
+        "rate": (num / den) if den else None,
+        "target": target,
+        "target_text": text,
+        "breached": bool(den) and breached(num, den),
+    }
+
+
+def is_late(m: MetricOrder) -> bool:
+    """Late: still open past its promise, or last confirmed after latest_ship_date."""
+    if m.status in OPEN:
+        return True
+    return m.last_confirmation_us is not None and m.last_confirmation_us > m.latest_ship_us
+
+
+def compute_metrics(orders: Iterable[MetricOrder], shipments: Iterable[tuple[int, Any]],
+                    at: datetime) -> dict[str, Any]:
+    """Seller metrics at ``at`` from per-order facts and (at_us, tracked) confirmations.
+
+    ``orders`` and ``shipments`` may hold more than the windows; they are filtered here.
+    """
+    _need_offset(at)
+    c_lo, c_hi = window(at, CANCELLATION_DAYS)
+    l_windows = {d: window(at, d) for d in LATE_SHIPMENT_DAYS}
+    v_lo, v_hi = window(at, VALID_TRACKING_DAYS)
+    c_num = c_den = 0
+    breakdown: dict[str, int] = {}
+    late = {d: [0, 0] for d in LATE_SHIPMENT_DAYS}
+    for m in orders:
+        if not m.released:
+            continue
+        if c_lo <= m.purchase_us < c_hi:
+            c_den += 1
+            if m.counted_reason is not None:
+                c_num += 1
+                breakdown[m.counted_reason] = breakdown.get(m.counted_reason, 0) + 1
+        if m.status != CANCELED:
+            for d, (lo, hi) in l_windows.items():
+                if lo <= m.latest_ship_us < hi:
+                    late[d][1] += 1
+                    if is_late(m):
+                        late[d][0] += 1
+    v_num = v_den = 0
+    for at_us, tracked in shipments:
+        if v_lo <= at_us < v_hi:
+            v_den += 1
+            if tracked:
+                v_num += 1
+    cancel = _metric("cancellation_rate", at, CANCELLATION_DAYS, "purchase date", c_num, c_den)
+    cancel["breakdown"] = dict(sorted(breakdown.items()))
+    return {
+        "at": iso(at),
+        "cancellation_rate": cancel,
+        "late_shipment_rate": {
+            f"{d}d": _metric("late_shipment_rate", at, d, "latest ship date", *late[d])
+            for d in LATE_SHIPMENT_DAYS},
+        "valid_tracking_rate": _metric("valid_tracking_rate", at, VALID_TRACKING_DAYS,
+                                       "confirmation time", v_num, v_den),
+    }
