@@ -417,9 +417,9 @@ class UnitOfWork:
         self._line = {}
 
     def _push(self, order: Order) -> None:
-        nd = order.next_deadline()
+        nd = order.next_deadline_us()
         if nd is not None:
-            heapq.heappush(self.heap, (to_us(nd[0]), order.order_id, nd[1]))
+            heapq.heappush(self.heap, (nd[0], order.order_id, nd[1]))
 
     def _advance(self, at: datetime, cid: str) -> None:
         """Apply every deadline due at or before ``at``, in due order."""
@@ -430,12 +430,13 @@ class UnitOfWork:
             order = self.get(order_key(order_id))
             if order is None:
                 continue
-            nd = order.next_deadline()
-            if nd is None or nd[1] != kind or to_us(nd[0]) != due_us:
+            nd_us = order.next_deadline_us()
+            if nd_us is None or nd_us[1] != kind or nd_us[0] != due_us:
                 continue  # a stale hint: the order moved on
             self.touch(order)
-            canceled = order.apply_deadline(kind, nd[0], cid)
-            self._give_back(order, canceled, nd[0], "ledger", cid)
+            due = order.next_deadline()[0]  # type: ignore[index]
+            canceled = order.apply_deadline(kind, due, cid)
+            self._give_back(order, canceled, due, "ledger", cid)
             self._push(order)
 
     def _give_back(self, order: Order, lines: list[ev.ItemQuantity], at: datetime,
@@ -516,11 +517,11 @@ class UnitOfWork:
                 continue
             agg.collect_events()
             if isinstance(agg, Order):
-                nd = agg.next_deadline()
+                nd = agg.next_deadline_us()
                 if nd is None:
                     batch.cleared.append(agg.order_id)
                 else:
-                    batch.deadlines.append((agg.order_id, to_us(nd[0]), nd[1]))
+                    batch.deadlines.append((agg.order_id, nd[0], nd[1]))
         if self.clock is not None and self.clock != self.start_clock:
             batch.clock = self.clock
         if not self.sink and not batch.commands and batch.clock is None:

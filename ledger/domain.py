@@ -22,6 +22,7 @@ from . import events as ev
 from . import rules
 from .errors import CommandRejected
 from .events import CANCELED, PARTIALLY_SHIPPED, PENDING, SHIPPED, UNSHIPPED
+from .store import to_us
 
 ORDER_PREFIX = "order:"
 SKU_PREFIX = "sku:"
@@ -191,6 +192,12 @@ class Item:
 OPEN = (UNSHIPPED, PARTIALLY_SHIPPED)
 _COMPONENTS = ("item_price", "item_tax", "shipping_price", "shipping_tax")
 
+_US = timedelta(microseconds=1)
+_HOLD_US = rules.HOLD // _US
+_VERIFY_US = rules.VERIFICATION_LIMIT // _US
+_WARN_US = rules.SHIP_WARNING // _US
+_SHIP_US = rules.SHIP_LIMIT // _US
+
 #: Deadline kinds in the order they fall due.
 HOLD, VERIFY, WARN, SHIP = "hold-expiry", "verification-limit", "ship-warning", "ship-limit"
 
@@ -262,6 +269,21 @@ class Order(LedgerAggregate):
         if self.warning is None:
             return (p + rules.SHIP_WARNING, WARN)
         return (p + rules.SHIP_LIMIT, SHIP)
+
+    def next_deadline_us(self) -> tuple[int, str] | None:
+        """:meth:`next_deadline` in microseconds since the epoch (for the index)."""
+        if self.placed is None or self.status in (SHIPPED, CANCELED):
+            return None
+        base = self.__dict__.get("_placed_us")
+        if base is None:
+            base = self._placed_us = to_us(self.placed.at)
+        if not self.hold_expired:
+            return (base + _HOLD_US, HOLD)
+        if self.status == PENDING:
+            return (base + _VERIFY_US, VERIFY)
+        if self.warning is None:
+            return (base + _WARN_US, WARN)
+        return (base + _SHIP_US, SHIP)
 
     def view(self) -> dict[str, Any]:
         """The order's current state, as ``order-ledger show`` prints it."""
