@@ -255,11 +255,220 @@ def pg_apply_bulk(a: argparse.Namespace) -> dict:
     return {"events": events, "seconds": secs}
 
 
+# --- read side ---------------------------------------------------------------------
+
+
+def _views_copy(a: argparse.Namespace, name: str) -> tuple[Path, Path]:
+    """A copy of the built ledger and a path for its views."""
+    db = Path(a.work) / f"{name}.db"
+    shutil.copy(built_ledger(a), db)
+    views = Path(a.work) / f"{name}.views.db"
+    for p in Path(a.work).glob(f"{name}.views.db*"):
+        p.unlink()
+    return db, views
+
+
+@scenario("rebuild")
+def rebuild(a: argparse.Namespace) -> dict:
+    """Full rebuild of all projections, one process (the Python API's default)."""
+    from ledger.application import Ledger
+    from projections import BlockingViews
+
+    db, views = _views_copy(a, "rebuild")
+    with Ledger(str(db)) as led:
+        t = time.perf_counter()
+        r = BlockingViews(led, str(views), jobs=1).rebuild()
+        return {"events": r.events, "seconds": time.perf_counter() - t}
+
+
+@scenario("rebuild_parallel")
+def rebuild_parallel(a: argparse.Namespace) -> dict:
+    """Full rebuild as the CLI runs it (two worker processes on a SQLite ledger)."""
+    from ledger.application import Ledger
+    from projections import BlockingViews
+
+    db, views = _views_copy(a, "rebuildp")
+    with Ledger(str(db)) as led:
+        t = time.perf_counter()
+        r = BlockingViews(led, str(views), jobs=2).rebuild()
+        return {"events": r.events, "seconds": time.perf_counter() - t}
+
+
+@scenario("raw_read_decode")
+def raw_read_decode(a: argparse.Namespace) -> dict:
+    """Baseline: read every stored event with sqlite3 and decode it with msgspec."""
+    from ledger.codec import decode_payload
+
+    db = built_ledger(a)
+    t = time.perf_counter()
+    con = sqlite3.connect(db)
+    n = 0
+    for topic, state in con.execute("SELECT topic, state FROM stored_events ORDER BY rowid"):
+        decode_payload(topic, state)
+        n += 1
+    con.close()
+    return {"events": n, "seconds": time.perf_counter() - t}
+
+
+@scenario("naive_rebuild")
+def naive_rebuild(a: argparse.Namespace) -> dict:
+    """Baseline: a projection the way a library user would write it.
+
+    The library's notification log read section by section (its default
+    section size, 10), each event turned
+    into a domain event by the application's mapper, and a Manage Orders row
+    upserted with the position, committing once per event. Capped at
+    ``--naive-events`` events to bound the run time.
+    """
+    from ledger.application import Ledger
+
+    db = built_ledger(a)
+    out = Path(a.work) / "naive.views.db"
+    out.unlink(missing_ok=True)
+    con = sqlite3.connect(out)
+    con.execute("PRAGMA journal_mode=WAL")
+    con.execute("CREATE TABLE orders (order_id TEXT PRIMARY KEY, status TEXT, doc TEXT)")
+    con.execute("CREATE TABLE tracking (id INTEGER PRIMARY KEY CHECK (id = 1), position INTEGER)")
+    n = 0
+    with Ledger(str(db)) as led:
+        log = led.app.notification_log
+        t = time.perf_counter()
+        start = 1
+        while n < a.naive_events:
+            section = log.select(start, log.section_size)
+            if not section:
+                break
+            start = section[-1].id + 1
+            for notification in section:
+                n += 1
+                _naive_apply(con, led.mapper.to_domain_event(notification), notification.id)
+        secs = time.perf_counter() - t
+    con.close()
+    return {"events": n, "seconds": secs}
+
+
+def _naive_apply(con: sqlite3.Connection, event: Any, position: int) -> None:
+    """Upsert the order's row and the tracking position; commit per event."""
+    p = event.payload
+    if hasattr(p, "order_id") and hasattr(p, "status"):
+        con.execute("INSERT INTO orders VALUES (?, ?, ?) ON CONFLICT (order_id) DO UPDATE "
+                    "SET status = excluded.status, doc = excluded.doc",
+                    (p.order_id, p.status, type(p).__name__))
+    con.execute("INSERT OR REPLACE INTO tracking VALUES (1, ?)", (position,))
+    con.commit()
+
+
+@scenario("catch_up_one_percent")
+def catch_up_one_percent(a: argparse.Namespace) -> dict:
+    """Views built on 99 % of the commands; the last 1 % applied; then one catch-up."""
+    from ledger.application import Ledger
+    from projections import BlockingViews
+
+    lines = open(commands_file(a), "rb").read().splitlines()
+    cut = len(lines) - max(1, len(lines) // 100)
+    db = Path(a.work) / "catchup.db"
+    views = Path(a.work) / "catchup.views.db"
+    for p in Path(a.work).glob("catchup.*"):
+        p.unlink()
+    with Ledger(str(db)) as led:
+        for _ in led.apply_lines(lines[:cut]):
+            pass
+        v = BlockingViews(led, str(views), jobs=1)
+        v.rebuild()
+        before = led.head()
+        for _ in led.apply_lines(lines[cut:]):
+            pass
+        t = time.perf_counter()
+        r = v.sync()
+        secs = time.perf_counter() - t
+        # and the latency of catching up one command's events, as a reader sees it
+        start = led.now() + timedelta(days=60)
+        times = []
+        for i in range(50):
+            led.execute({"type": "set-inventory", "at": (start + timedelta(seconds=i)).isoformat(),
+                         "sku": "BENCH-1", "quantity": i})
+            t1 = time.perf_counter()
+            v.sync()
+            times.append((time.perf_counter() - t1) * 1000)
+    times.sort()
+    return {"events": r.events, "seconds": secs, "from_position": before,
+            "median_ms": statistics.median(times), "p99_ms": times[-1],
+            "latency": "catch-up after one command"}
+
+
+@scenario("history_latency")
+def history_latency(a: argparse.Namespace) -> dict:
+    from bench.generate import order_id
+    from ledger.application import Ledger
+    from replay.history import order_history
+
+    with Ledger(str(built_ledger(a))) as led:
+        k = [0]
+
+        def one() -> None:
+            k[0] = (k[0] + 7919) % a.orders
+            order_history(led, order_id(k[0]))
+
+        return _latency(one, 300)
+
+
+@scenario("reports")
+def reports(a: argparse.Namespace) -> dict:
+    """Both report files for N orders, from built views."""
+    from ledger.application import Ledger
+    from projections import BlockingViews
+
+    db, views = _views_copy(a, "reports")
+    with Ledger(str(db)) as led:
+        v = BlockingViews(led, str(views), jobs=1)
+        v.rebuild()
+        at = led.now()
+        t = time.perf_counter()
+        orders = v.report_orders(at)
+        unshipped = v.report_unshipped(at)
+        secs = time.perf_counter() - t
+    rows = orders.count("\n") + unshipped.count("\n") - 2
+    return {"events": rows, "seconds": secs, "rows": rows, "bytes": len(orders) + len(unshipped),
+            "median_ms": secs * 1000, "p99_ms": secs * 1000, "calls": 1}
+
+
+@scenario("pg_rebuild")
+def pg_rebuild(a: argparse.Namespace) -> dict:
+    if not a.pg:
+        return {"skipped": "no --pg URL"}
+    import psycopg
+
+    from ledger.application import Ledger
+    from projections import BlockingViews
+
+    schema = f"bench_rb_{os.getpid()}"
+    url = f"{a.pg}{'&' if '?' in a.pg else '?'}schema={schema}"
+    views = Path(a.work) / "pg.views.db"
+    for p in Path(a.work).glob("pg.views.db*"):
+        p.unlink()
+    try:
+        with Ledger(url) as led, open(commands_file(a), "rb") as f:
+            for _ in led.apply_lines(f):
+                pass
+            t = time.perf_counter()
+            r = BlockingViews(led, str(views), jobs=1).rebuild()
+            secs = time.perf_counter() - t
+    finally:
+        with psycopg.connect(a.pg, autocommit=True) as con:
+            con.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+    return {"events": r.events, "seconds": secs}
+
+
 BASELINES = {
     "apply_bulk": "raw_insert_bulk",
     "apply_single": "raw_insert_single",
     "pg_apply_bulk": "raw_insert_bulk",
+    "rebuild": "raw_read_decode",
+    "rebuild_parallel": "raw_read_decode",
+    "pg_rebuild": "raw_read_decode",
 }
+#: second comparisons: (scenario, other baseline)
+VERSUS = [("rebuild", "naive_rebuild"), ("rebuild_parallel", "naive_rebuild")]
 
 
 # --- driver -----------------------------------------------------------------------
@@ -267,7 +476,8 @@ BASELINES = {
 
 def run_child(name: str, a: argparse.Namespace) -> dict:
     cmd = [sys.executable, "-m", "bench.run", "--child", name, "--orders", str(a.orders),
-           "--seed", str(a.seed), "--work", a.work, "--single", str(a.single)]
+           "--seed", str(a.seed), "--work", a.work, "--single", str(a.single),
+           "--naive-events", str(a.naive_events)]
     if a.pg:
         cmd += ["--pg", a.pg]
     proc = subprocess.run(cmd, capture_output=True, text=True)
@@ -281,6 +491,8 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--orders", type=int, default=2000)
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--single", type=int, default=1000, help="commands in the one-per-call scenario")
+    p.add_argument("--naive-events", type=int, default=20_000,
+                   help="events the naive baseline processes at most")
     p.add_argument("--work", default=None, help="work directory (default: a temporary one)")
     p.add_argument("--out", default=None, help="write the JSON results here")
     p.add_argument("--pg", default=os.environ.get("ORDER_LEDGER_BENCH_PG"),
@@ -312,6 +524,10 @@ def main(argv: list[str] | None = None) -> dict:
         if r and b and r.get("events_per_s") and b.get("events_per_s"):
             r["baseline"] = base
             r["ratio"] = round(r["events_per_s"] / b["events_per_s"], 3)
+    for name, base in VERSUS:
+        r, b = results.get(name), results.get(base)
+        if r and b and r.get("events_per_s") and b.get("events_per_s"):
+            r[f"vs_{base}"] = round(r["events_per_s"] / b["events_per_s"], 1)
     report = {
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "machine": f"{platform.node()} {platform.machine()} {os.cpu_count()} cores, "
@@ -344,6 +560,9 @@ def print_table(report: dict) -> None:
             table.add_row(name, r.get("error") or r.get("skipped"), "", "", "", "", "", "")
             continue
         ratio = f"{r['ratio']:.2f}× {r['baseline']}" if "ratio" in r else ""
+        for key, v in r.items():
+            if key.startswith("vs_"):
+                ratio += f"; {v:.1f}× {key[3:]}"
         table.add_row(name, f(r.get("events"), "d"), f(r.get("seconds"), ".3f"),
                       f(r.get("events_per_s"), ",.0f"), f(r.get("median_ms"), ".2f"),
                       f(r.get("p99_ms"), ".2f"), f(r.get("peak_rss_mb"), ".0f"), ratio)
