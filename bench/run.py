@@ -232,27 +232,36 @@ def tick_one_percent_due(a: argparse.Namespace) -> dict:
             "calls": 1}
 
 
-@scenario("pg_apply_bulk")
-def pg_apply_bulk(a: argparse.Namespace) -> dict:
-    if not a.pg:
-        return {"skipped": "no --pg URL"}
+def _pg_url(a: argparse.Namespace) -> tuple[str, str]:
+    """The run's PostgreSQL schema (shared by the pg_* scenarios) and its URL."""
+    import hashlib
+
+    schema = "bench_" + hashlib.sha1(a.work.encode()).hexdigest()[:10]
+    return schema, f"{a.pg}{'&' if '?' in a.pg else '?'}schema={schema}"
+
+
+def _pg_drop(a: argparse.Namespace) -> None:
     import psycopg
 
+    schema, _ = _pg_url(a)
+    with psycopg.connect(a.pg, autocommit=True) as con:
+        con.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+@scenario("pg_apply_bulk")
+def pg_apply_bulk(a: argparse.Namespace) -> dict:
+    """Bulk apply on PostgreSQL; the ledger is kept for pg_rebuild."""
+    if not a.pg:
+        return {"skipped": "no --pg URL"}
     from ledger.application import Ledger
 
-    schema = f"bench_{os.getpid()}"
-    url = f"{a.pg}{'&' if '?' in a.pg else '?'}schema={schema}"
-    try:
-        t = time.perf_counter()
-        with Ledger(url) as led, open(commands_file(a), "rb") as f:
-            for _ in led.apply_lines(f):
-                pass
-            events = led.head()
-        secs = time.perf_counter() - t
-    finally:
-        with psycopg.connect(a.pg, autocommit=True) as con:
-            con.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-    return {"events": events, "seconds": secs}
+    _pg_drop(a)
+    t = time.perf_counter()
+    with Ledger(_pg_url(a)[1]) as led, open(commands_file(a), "rb") as f:
+        for _ in led.apply_lines(f):
+            pass
+        events = led.head()
+    return {"events": events, "seconds": time.perf_counter() - t}
 
 
 # --- read side ---------------------------------------------------------------------
@@ -434,28 +443,26 @@ def reports(a: argparse.Namespace) -> dict:
 
 @scenario("pg_rebuild")
 def pg_rebuild(a: argparse.Namespace) -> dict:
+    """Full rebuild of all projections reading a PostgreSQL ledger."""
     if not a.pg:
         return {"skipped": "no --pg URL"}
-    import psycopg
-
     from ledger.application import Ledger
     from projections import BlockingViews
 
-    schema = f"bench_rb_{os.getpid()}"
-    url = f"{a.pg}{'&' if '?' in a.pg else '?'}schema={schema}"
     views = Path(a.work) / "pg.views.db"
     for p in Path(a.work).glob("pg.views.db*"):
         p.unlink()
     try:
-        with Ledger(url) as led, open(commands_file(a), "rb") as f:
-            for _ in led.apply_lines(f):
-                pass
+        with Ledger(_pg_url(a)[1]) as led:
+            if led.head() == 0:  # run alone: build the ledger first
+                with open(commands_file(a), "rb") as f:
+                    for _ in led.apply_lines(f):
+                        pass
             t = time.perf_counter()
             r = BlockingViews(led, str(views), jobs=1).rebuild()
             secs = time.perf_counter() - t
     finally:
-        with psycopg.connect(a.pg, autocommit=True) as con:
-            con.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        _pg_drop(a)
     return {"events": r.events, "seconds": secs}
 
 
