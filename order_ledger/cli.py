@@ -88,17 +88,30 @@ def apply(file: Any, db: str | None, as_json: bool, batch_size: int, quiet: bool
 @click.argument("order_id")
 @db_option
 @json_option
-def show(order_id: str, db: str | None, as_json: bool) -> None:
-    """Print an order's current state."""
+@click.option("--as-of", "as_of", type=WHEN, default=None, metavar="TIME",
+              help="The order as it was at this business time (see docs/replay.md).")
+@click.option("--at-position", "at_position", type=click.IntRange(min=0), default=None,
+              metavar="N", help="The order as it was right after this global position.")
+def show(order_id: str, db: str | None, as_json: bool, as_of: datetime | None = None,
+         at_position: int | None = None) -> None:
+    """Print an order's current state (or, with --as-of / --at-position, a past one)."""
+    past = as_of is not None or at_position is not None
     ledger = open_ledger(db)
     try:
-        order = ledger.order(order_id)
+        if past:
+            from .replay_commands import as_of_order_view
+
+            view = as_of_order_view(ledger, order_id, as_of, at_position)
+        else:
+            order = ledger.order(order_id)
+            view = order.view() if order is not None else None
     finally:
         ledger.close()
-    if order is None:
-        err_console.print(f"no order {order_id} in the ledger", markup=False)
+    if view is None:
+        when = "" if not past else (
+            f" as of {as_of.isoformat()}" if as_of else f" at position {at_position}")
+        err_console.print(f"no order {order_id} in the ledger{when}", markup=False)
         sys.exit(1)
-    view = order.view()
     if as_json:
         print_json(view)
         return

@@ -25,6 +25,7 @@ from projections.model import STATUSES
 from projections.source import sqlite_file
 
 from .common import WHEN, console, db_option, err_console, json_option, open_ledger, print_json
+from .replay_commands import as_of_options, as_of_read
 
 views_option = click.option(
     "--views", envvar="ORDER_LEDGER_VIEWS", default=None, metavar="PATH",
@@ -137,7 +138,9 @@ def _items_text(row: dict) -> str:
               help="Only orders with this status.")
 @_views_common
 @json_option
-def orders_cmd(status: str | None, db: str | None, views: str | None, as_json: bool) -> None:
+@as_of_options
+def orders_cmd(status: str | None, db: str | None, views: str | None, as_json: bool,
+               as_of: datetime | None = None, at_position: int | None = None) -> None:
     """Manage Orders: every order, newest purchase first.
 
     Unshipped and PartiallyShipped orders are actionable; Pending and Canceled
@@ -145,7 +148,10 @@ def orders_cmd(status: str | None, db: str | None, views: str | None, as_json: b
     canceled. --json prints an array of rows (order_id, status, actionable,
     greyed_out, warning, items, dates, ...).
     """
-    rows = run_views(db, views, lambda v, _: v.orders(status))
+    if as_of is not None or at_position is not None:
+        rows = as_of_read(db, as_of, at_position, lambda s, _: s.orders(status), ["orders"])
+    else:
+        rows = run_views(db, views, lambda v, _: v.orders(status))
     if as_json:
         print_json(rows)
         return
@@ -171,8 +177,10 @@ def orders_cmd(status: str | None, db: str | None, views: str | None, as_json: b
               help="The report time (reporting-date, days-past-promise); default: the "
                    "ledger's clock, else now.")
 @_views_common
+@as_of_options
 def report_cmd(kind: str, out: str | None, at: datetime | None, db: str | None,
-               views: str | None) -> None:
+               views: str | None, as_of: datetime | None = None,
+               at_position: int | None = None) -> None:
     """Write the Orders or the Unshipped Orders report (tab-separated, header first).
 
     orders: every order that left Pending, one row per item.
@@ -191,7 +199,12 @@ def report_cmd(kind: str, out: str | None, at: datetime | None, db: str | None,
             return await v.report_orders(when)
         return await v.report_unshipped(when)
 
-    text = run_views(db, views, work)
+    if as_of is not None or at_position is not None:
+        text = as_of_read(db, as_of, at_position, lambda s, when: (
+            s.report_orders(at or when) if kind == "orders" else s.report_unshipped(at or when)),
+            ["orders"])
+    else:
+        text = run_views(db, views, work)
     data = text.encode("utf-8")
     rows = text.count("\n") - 1
     if out is None:
@@ -216,14 +229,19 @@ def report_cmd(kind: str, out: str | None, at: datetime | None, db: str | None,
 @click.command("inventory")
 @_views_common
 @json_option
-def inventory_cmd(db: str | None, views: str | None, as_json: bool) -> None:
+@as_of_options
+def inventory_cmd(db: str | None, views: str | None, as_json: bool,
+                  as_of: datetime | None = None, at_position: int | None = None) -> None:
     """Manage Inventory: tracked SKUs (those given a quantity with set-inventory).
 
     available: units left; active: available > 0 (a listing at 0 is inactive);
     reserved: units in orders still Pending. --json prints an array of rows
     (sku, available, active, reserved).
     """
-    rows = run_views(db, views, lambda v, _: v.inventory())
+    if as_of is not None or at_position is not None:
+        rows = as_of_read(db, as_of, at_position, lambda s, _: s.inventory(), ["inventory"])
+    else:
+        rows = run_views(db, views, lambda v, _: v.inventory())
     if as_json:
         print_json(rows)
         return
@@ -244,7 +262,9 @@ def _pct(rate: float | None) -> str:
               help="The instant the windows end at; default: the ledger's clock, else now.")
 @_views_common
 @json_option
-def metrics_cmd(at: datetime | None, db: str | None, views: str | None, as_json: bool) -> None:
+@as_of_options
+def metrics_cmd(at: datetime | None, db: str | None, views: str | None, as_json: bool,
+                as_of: datetime | None = None, at_position: int | None = None) -> None:
     """Seller performance: cancellation rate (7 days), late shipment rate (10 and
     30 days) and valid tracking rate (30 days), windows [at - N days, at).
 
@@ -255,7 +275,10 @@ def metrics_cmd(at: datetime | None, db: str | None, views: str | None, as_json:
     async def work(v: Views, ledger: Any) -> dict:
         return await v.metrics(at or default_time(ledger))
 
-    m = run_views(db, views, work)
+    if as_of is not None or at_position is not None:
+        m = as_of_read(db, as_of, at_position, lambda s, when: s.metrics(at or when), ["metrics"])
+    else:
+        m = run_views(db, views, work)
     if as_json:
         print_json(m)
         return

@@ -7,16 +7,19 @@
 - :func:`views_path` -- where the views of a ledger live.
 
 Projections: ``orders`` (Manage Orders, Orders and Unshipped Orders reports),
-``inventory`` (Manage Inventory), ``metrics`` (seller metrics) and
-``notifications`` (the outbox). See ``docs/projections.md``.
+``inventory`` (Manage Inventory), ``metrics`` (seller metrics),
+``notifications`` (the outbox) and ``audit`` (one row per event, for
+``order-ledger audit``). See ``docs/projections.md`` and ``docs/replay.md``.
 """
 
 from .memory import Snapshot, project
-from .model import NAMES, PROJECTIONS
+from .model import AUDIT_COLUMNS, NAMES, PROJECTIONS, AuditProjection
 from .read import ORDERS_REPORT_COLUMNS, UNSHIPPED_REPORT_COLUMNS, days_past_promise
 from .views import BlockingViews, RunResult, Views, ViewsError, ViewsLocationError, views_path
 
 __all__ = [
+    "AUDIT_COLUMNS",
+    "AuditProjection",
     "NAMES",
     "ORDERS_REPORT_COLUMNS",
     "PROJECTIONS",

@@ -848,9 +848,97 @@ class NotificationsProjection(KeyedProjection):
                    ShipByWarning(e.order_id, iso(e.ship_by), e.text))
 
 
+# --- audit index -----------------------------------------------------------------------
+
+#: the columns of the ``audit`` table, in order
+AUDIT_COLUMNS: tuple[str, ...] = (
+    "position", "at_us", "at", "type", "actor", "command_id", "order_id", "sku", "reason")
+
+
+def _audit_reason(e: Any) -> str | None:
+    """The reason an event carries, if any: cancel reason codes, adjustment reasons,
+    a payment outcome that canceled.
+
+    An adjustment with several distinct reasons stores them sorted and wrapped in
+    commas (``,CustomerReturn,NoInventory,``): such rows then form one range of the
+    reason index (``',' <= reason < '-'``), so "this reason, alone or among
+    others" is two index lookups instead of a scan.
+    """
+    t = type(e)
+    if t is ev.OrderAdjusted:
+        reasons = sorted({a.reason for a in e.items})
+        if len(reasons) > 1:
+            return "," + ",".join(reasons) + ","
+        return reasons[0] if reasons else None
+    if t is ev.PaymentDeclined:
+        return e.outcome
+    if t is ev.HoldExpired:
+        return e.applied_outcome if e.status == CANCELED else None
+    return e.reason  # BuyerCanceled, CancellationRequested, SellerCanceled, LedgerCanceled
+
+
+_REASONED = (ev.BuyerCanceled, ev.CancellationRequested, ev.SellerCanceled, ev.LedgerCanceled,
+             ev.OrderAdjusted, ev.PaymentDeclined, ev.HoldExpired)
+
+
+class AuditProjection(Projection):
+    """The audit index: one row per event, every event type, append-only.
+
+    Rows are keyed by the event's global position, so (like notifications)
+    every row depends on one event only: catch-up, rebuild and the parallel
+    rebuild's partitions need nothing else. The event's own fields are not
+    copied; ``replay.audit`` decodes them from the ledger by position.
+    """
+
+    name = "audit"
+    version = 1
+    keyed = False
+    description = "Audit index: one row per event (time, type, actor, command, order, SKU, reason)"
+    tables = (
+        Table("audit",
+              "CREATE TABLE {t} (position INTEGER PRIMARY KEY, at_us INTEGER NOT NULL,"
+              " at TEXT NOT NULL, type TEXT NOT NULL, actor TEXT NOT NULL,"
+              " command_id TEXT NOT NULL, order_id TEXT, sku TEXT, reason TEXT)",
+              (("audit_by_order", "order_id, position"),
+               ("audit_by_type", "type, position"),
+               ("audit_by_actor", "actor, position"),
+               ("audit_by_time", "at_us"),
+               ("audit_by_reason", "reason, position"))),
+    )
+
+    def __init__(self, complete: bool = True) -> None:
+        super().__init__(complete)
+        #: rows not yet flushed (in memory: all of them), in position order
+        self.rows: list[tuple] = []
+
+    def handlers(self) -> dict[type, Handler]:
+        return {cls: self._handler(cls) for cls in ev.ALL_EVENTS}
+
+    def _handler(self, cls: type) -> Handler:
+        name = cls.__name__
+        has_order = "order_id" in cls.__struct_fields__
+        has_sku = "sku" in cls.__struct_fields__
+        reasoned = cls in _REASONED
+
+        def row(pos: int, e: Any) -> None:
+            self.rows.append((
+                pos, to_us(e.at), iso(e.at), name, e.actor, e.command_id,
+                e.order_id if has_order else None, e.sku if has_sku else None,
+                _audit_reason(e) if reasoned else None))
+        return row
+
+    def flush_ops(self, t: dict[str, str], defer: int = 0) -> list[tuple[str, list[tuple]]]:
+        if not self.rows:
+            return []
+        rows, self.rows = self.rows, []
+        return [(f"INSERT INTO {t['audit']} ({', '.join(AUDIT_COLUMNS)}) "
+                 f"VALUES ({', '.join('?' * len(AUDIT_COLUMNS))})", rows)]
+
+
 PROJECTIONS: dict[str, type[Projection]] = {
     cls.name: cls for cls in (
-        OrdersProjection, InventoryProjection, MetricsProjection, NotificationsProjection)
+        OrdersProjection, InventoryProjection, MetricsProjection, NotificationsProjection,
+        AuditProjection)
 }
 NAMES: tuple[str, ...] = tuple(PROJECTIONS)
 
