@@ -52,7 +52,8 @@ def _open_app(env: dict[str, str]) -> LedgerApp:
 
     Every opener runs ``CREATE SCHEMA/TABLE IF NOT EXISTS`` and ``CREATE OR
     REPLACE FUNCTION``; PostgreSQL fails one of two processes doing that at the
-    same moment ("tuple concurrently updated", "... already exists"). The
+    same moment ("tuple concurrently updated", "... already exists", or a
+    "deadlock detected" between their DDL locks). The
     statements are idempotent, so trying again after a short pause succeeds.
     """
     from eventsourcing.persistence import PersistenceError
@@ -62,7 +63,8 @@ def _open_app(env: dict[str, str]) -> LedgerApp:
             return LedgerApp(env=env)
         except PersistenceError as exc:
             text = str(exc)
-            if attempt == 5 or not ("concurrently updated" in text or "already exists" in text):
+            if attempt == 5 or not any(race in text for race in (
+                    "concurrently updated", "already exists", "deadlock detected")):
                 raise
             time.sleep(random.uniform(0.01, 0.05 * (attempt + 1)))
     raise AssertionError("unreachable")  # pragma: no cover

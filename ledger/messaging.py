@@ -177,7 +177,7 @@ _NOT_PHONE = re.compile(
     r"|(?<!\d)\d{5}-\d{4}(?!\d)"                                                                  # US ZIP+4
     r"|(?<!\d)(?:SE-?)?\d{3} \d{2}(?-i:(?= +[A-ZÅÄÖ](?:[a-zåäö]|[A-ZÅÄÖ]{2})))"                      # "123 45 Stockholm"
     r"|(?:[$€£¥\uffe5]|\b(?:SEK|USD|EUR|GBP|CNY|RMB|NOK|DKK|kr)\.?)\s?\d+(?:[ \u00a0.,']\d{3})*(?:[.,]\d{1,2})?"
-    r"|\d+(?:[ \u00a0.,']\d{3})*(?:[.,]\d{1,2}|[.,]-)?\s?(?:kronor|kr|SEK|USD|EUR|GBP|CNY|RMB|:-|[€$£元块])",
+    r"|(?<!\d)\d+(?:[ \u00a0.,']\d{3})*(?:[.,]\d{1,2}|[.,]-)?\s?(?:kronor|kr|SEK|USD|EUR|GBP|CNY|RMB|:-|[€$£元块])",
     re.IGNORECASE)
 _PHONE = re.compile(
     r"(?<![\dA-Za-z\u00C0-\u024F_.,+/\-])(?:\+\s?)?(?:\(\d{1,5}\)\s?)?\d+"
@@ -243,8 +243,9 @@ def _check_phone_number(m: _Msg) -> Iterator[Violation]:
 # --------------------------------------------------------------------------- links and images
 
 _TAG_ATTR = re.compile(r"""([^\s=/>"']+)\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s>"']+))""")
-_IMG_TAG = re.compile(r"<img\b[^>]*>?", re.IGNORECASE)
-_MD_IMAGE = re.compile(r"!\[[^\]\n]*\]\(\s*([^)\s]*)[^)\n]*\)?")
+# bounded repeats: an unclosed tag or bracket must not rescan the rest of the body
+_IMG_TAG = re.compile(r"<img\b[^<>]{0,2000}>?", re.IGNORECASE)
+_MD_IMAGE = re.compile(r"!\[[^\[\]\n]{0,2000}\]\(\s*([^()\s]{0,2000})[^()\n]{0,2000}\)?")
 
 
 def _images(body: str) -> tuple[_Image, ...]:
@@ -321,7 +322,8 @@ def _check_animated_gif(m: _Msg) -> Iterator[Violation]:
 
 _ANCHOR = re.compile(r"<a\b[^>]*>", re.IGNORECASE)
 _ANCHOR_END = re.compile(r"</a\s*>", re.IGNORECASE)
-_MD_LINKED_IMAGE = re.compile(r"\[\s*!\[[^\]\n]*\]\([^)\n]*\)\s*\]\([^)\n]*\)")
+_MD_LINKED_IMAGE = re.compile(
+    r"\[\s*!\[[^\[\]\n]{0,2000}\]\([^()\n]{0,2000}\)\s*\]\([^()\n]{0,2000}\)")
 
 
 def _check_logo_link(m: _Msg) -> Iterator[Violation]:

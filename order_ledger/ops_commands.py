@@ -1,0 +1,280 @@
+"""Operations: ``order-ledger check``, ``backup``, ``restore`` and ``keygen``.
+
+Registered by :func:`order_ledger.cli._register_optional` through
+:func:`register`, which also installs a last-resort handler so that a ledger
+error escaping any command (a busy ledger, an unreadable store, a wrong
+cipher key) ends with ``Error: ...`` and exit status 1 (2 for a store that
+cannot be read or opened) instead of a traceback.
+
+Exit status: 0 fine; 1 the check found problems, or the ledger is busy;
+2 usage errors (no such ledger, a target directory that does not exist, a
+PostgreSQL ledger given to ``backup``).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+import click
+
+from ledger.errors import LedgerError, StoreError
+from ledger.store import is_postgres, resolve_db
+
+from .common import console, db_option, err_console, json_option, open_ledger, print_json
+
+
+def register(main: click.Group) -> None:
+    for command in (check_cmd, backup_cmd, restore_cmd, keygen_cmd):
+        main.add_command(command)
+    _install_error_net(main)
+
+
+def _install_error_net(group: click.Group) -> None:
+    """Turn ledger and store errors that escape a command into clear messages."""
+    if getattr(group, "_ledger_error_net", False):
+        return
+    invoke = group.invoke
+
+    def guarded(ctx: click.Context) -> Any:
+        from eventsourcing.persistence import PersistenceError
+
+        try:
+            return invoke(ctx)
+        except StoreError as exc:
+            err_console.print(f"Error: {exc}", markup=False)
+            sys.exit(2)
+        except LedgerError as exc:
+            raise click.ClickException(str(exc)) from None
+        except PersistenceError as exc:
+            raise click.ClickException(
+                f"the store failed: {type(exc).__name__}: {exc}") from None
+
+    group.invoke = guarded  # type: ignore[method-assign]
+    group._ledger_error_net = True  # type: ignore[attr-defined]
+
+
+def _existing_ledger(db: str | None) -> str:
+    """The ledger location; a SQLite file must already exist (check never creates one)."""
+    location = resolve_db(db)
+    if not is_postgres(location):
+        path = location[len("sqlite:///"):] if location.startswith("sqlite:///") else location
+        if not os.path.isfile(path):
+            raise click.UsageError(f"no ledger file at {path!r} (give --db or ORDER_LEDGER_DB)")
+    return location
+
+
+# --- check ---------------------------------------------------------------------------------
+
+
+def projection_check(views: str | None, notes: list[str]) -> Any:
+    """A :data:`ledger.check.EXTRA_CHECKS` function for the stored views.
+
+    Each view's checkpoint must not be ahead of the ledger's head, and what the
+    view holds must equal the projections replayed in memory from the events up
+    to its checkpoint (orders, both reports, inventory, metrics, notifications).
+    Read-only: the views are not caught up first, and a missing views file is
+    not created.
+    """
+
+    def check_views(ledger: Any, state: Any) -> list[Any]:
+        import asyncio
+
+        from ledger.check import Problem
+
+        try:
+            from projections import Views, project, views_path
+        except ImportError:  # pragma: no cover - the package is optional
+            notes.append("projections are not installed: views not checked")
+            return []
+        path = views_path(ledger.db, views)
+        if path == ":memory:" or not os.path.exists(path):
+            notes.append(f"no views file at {path}: views not checked")
+            return []
+        head = state.head
+        at = ledger.now()
+        problems: list[Any] = []
+
+        async def run() -> None:
+            async with Views(ledger, views, auto_sync=False) as v:
+                cps = await v.checkpoints()
+                built = {n: cp for n, cp in cps.items() if cp and await v._tables_exist(n)}
+                for name, cp in sorted(cps.items()):
+                    if cp > head:
+                        problems.append(Problem(
+                            "view-ahead", f"the {name} view's checkpoint {cp} is ahead of the "
+                            f"ledger's head {head}", path))
+                behind = sorted({n for n, cp in built.items() if cp < head})
+                if behind:
+                    notes.append(f"views behind the head ({', '.join(behind)}): compared at "
+                                 "their checkpoints; `order-ledger sync` catches them up")
+                readers = {
+                    "orders": [("orders", lambda r: r.orders()),
+                               ("the Orders report", lambda r: r.report_orders(at)),
+                               ("the Unshipped Orders report",
+                                lambda r: r.report_unshipped(at) if at else "")],
+                    "inventory": [("inventory", lambda r: r.inventory())],
+                    "metrics": [("metrics", lambda r: r.metrics(at) if at else {})],
+                    "notifications": [("notifications", lambda r: r.notifications())],
+                }
+                for name, cp in sorted(built.items()):
+                    if cp > head:
+                        continue
+                    snap = project(ledger.iter_events(upto=cp), [name])
+                    for what, read in readers.get(name, []):
+                        stored = read(v)
+                        if asyncio.iscoroutine(stored):
+                            stored = await stored
+                        if stored != read(snap):
+                            problems.append(Problem(
+                                "view-differs", f"{what} in the {name} view differ from a "
+                                f"replay of the events up to its checkpoint {cp}; rebuild it "
+                                f"(`order-ledger rebuild {name}`)", path))
+
+        asyncio.run(run())
+        return problems
+
+    return check_views
+
+
+@click.command("check")
+@db_option
+@click.option("--views", envvar="ORDER_LEDGER_VIEWS", default=None, metavar="PATH",
+              help="The views file to check too (default: beside the ledger, as for "
+                   "`order-ledger sync`). Also ORDER_LEDGER_VIEWS.")
+@json_option
+@click.option("--limit", default=100, show_default=True, type=click.IntRange(1, 1_000_000),
+              help="Report at most this many problems (the rest are counted).")
+def check_cmd(db: str | None, views: str | None, as_json: bool, limit: int) -> None:
+    """Verify the store: positions, decoding, replay, rules, indexes, clock, views.
+
+    Replays every aggregate through the domain, re-checks the invariants
+    (quantities, status, inventory never negative, time order), compares the
+    deadline index with each open order, and the accepted command ids with the
+    events. When a views file exists, its checkpoints must not be ahead of the
+    ledger and its contents must equal a replay of the events. Nothing is
+    changed. Exit 0 when clean, 1 when anything is wrong (each problem printed).
+    """
+    from ledger.check import check_ledger
+
+    ledger = open_ledger(_existing_ledger(db))
+    notes: list[str] = []
+    try:
+        report = check_ledger(ledger, limit=limit, extra=[projection_check(views, notes)])
+    finally:
+        ledger.close()
+    report.notes.extend(notes)
+    if as_json:
+        print_json(report.as_dict())
+        sys.exit(0 if report.ok else 1)
+    k = report.counts
+    statuses = ", ".join(f"{n} {s}" for s, n in k["statuses"].items())
+    summary = (f"{k['events']:,} events (head {k['head']}), {k['orders']:,} orders"
+               f"{' (' + statuses + ')' if statuses else ''}, {k['skus']:,} SKUs, "
+               f"{k['commands']:,} accepted commands, {k['deadlines']:,} open deadlines; "
+               f"clock {k['clock'] or '-'}")
+    for note in report.notes:
+        console.print(f"note: {note}", markup=False)
+    if report.ok:
+        console.print(f"ledger OK: {summary}", markup=False)
+        return
+    for p in report.problems:
+        console.print(str(p), markup=False)
+    by_code = ", ".join(f"{code} {n}" for code, n in k["problems"].items())
+    total = sum(k["problems"].values())
+    console.print(f"ledger has {total} problem(s) ({by_code}"
+                  f"{f'; {report.omitted} not listed' if report.omitted else ''}): {summary}",
+                  markup=False)
+    sys.exit(1)
+
+
+# --- backup and restore ----------------------------------------------------------------------
+
+
+def _print_copy(verb: str, result: Any, as_json: bool) -> None:
+    if as_json:
+        print_json(result.as_dict())
+        return
+    console.print(
+        f"{verb} {result.events:,} events (head {result.head}, {result.commands:,} commands, "
+        f"clock {result.clock or '-'}) to {result.path} in {result.seconds:.2f} s "
+        f"({result.bytes / 1e6:.1f} MB)", markup=False)
+
+
+@click.command("backup")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=str))
+@db_option
+@json_option
+@click.option("--force", is_flag=True, help="Replace FILE if it exists.")
+def backup_cmd(file: str, db: str | None, as_json: bool, force: bool) -> None:
+    """Copy the live ledger to FILE, consistently, while writers keep writing.
+
+    SQLite only (the backup API, one snapshot); for PostgreSQL this prints how
+    to use pg_dump and exits 2. Restore with `order-ledger restore FILE`, or
+    open the copy directly with --db FILE.
+    """
+    from ledger.backup import PG_GUIDANCE, backup
+
+    location = resolve_db(db)
+    if is_postgres(location):
+        err_console.print(
+            "Error: `order-ledger backup` copies SQLite ledgers; this ledger is on PostgreSQL.",
+            markup=False)
+        err_console.print(PG_GUIDANCE, markup=False)
+        sys.exit(2)
+    location = _existing_ledger(location)
+    try:
+        result = backup(location, file, overwrite=force)
+    except StoreError as exc:
+        raise click.UsageError(str(exc)) from None
+    _print_copy("backed up", result, as_json)
+
+
+@click.command("restore")
+@click.argument("backup_file", metavar="BACKUP", type=click.Path(dir_okay=False, path_type=str))
+@db_option
+@json_option
+@click.option("--force", is_flag=True, help="Replace the ledger at --db if it holds one.")
+def restore_cmd(backup_file: str, db: str | None, as_json: bool, force: bool) -> None:
+    """Copy a backup made by `order-ledger backup` into the ledger at --db.
+
+    Refuses to replace an existing ledger without --force. Views kept beside
+    the ledger are then ahead of it: rebuild them (`order-ledger rebuild`).
+    """
+    from ledger.backup import restore
+
+    location = resolve_db(db)
+    if is_postgres(location):
+        raise click.UsageError("restore copies SQLite ledgers; restore PostgreSQL with "
+                               "pg_restore (see `order-ledger backup --help`)")
+    try:
+        result = restore(backup_file, location, overwrite=force)
+    except StoreError as exc:
+        raise click.UsageError(str(exc)) from None
+    _print_copy("restored", result, as_json)
+    if not as_json:
+        console.print("next: run `order-ledger check`, then rebuild the views", markup=False)
+
+
+# --- keys ------------------------------------------------------------------------------------
+
+
+@click.command("keygen")
+@click.option("--bytes", "size", type=click.Choice(["16", "24", "32"]), default="32",
+              show_default=True, help="Key size (AES-128, AES-192, AES-256).")
+def keygen_cmd(size: str) -> None:
+    """Print a new random key for ORDER_LEDGER_CIPHER_KEY (encryption at rest).
+
+    Keep it outside the ledger's directory and its backups: without it the
+    events cannot be read. See docs/reliability.md.
+    """
+    try:
+        from eventsourcing.cryptography import AESCipher
+    except ImportError:  # pragma: no cover - the dependency is missing
+        raise click.ClickException(
+            "encryption needs the 'cryptography' package: pip install cryptography") from None
+    click.echo(AESCipher.create_key(int(size)))
+    if sys.stdout.isatty():
+        err_console.print("set it with: export ORDER_LEDGER_CIPHER_KEY=<the key above>",
+                          markup=False)
