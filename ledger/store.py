@@ -121,6 +121,19 @@ class LedgerRecorderMixin:
                 f"SELECT command_id FROM {self.prefix}ledger_commands WHERE command_id IN ({marks})", chunk))
         return found
 
+    def command_rows(self, ids: Iterable[str]) -> dict[str, tuple[str, int]]:
+        """Accepted commands by id: (type, business time in microseconds)."""
+        ids = list(ids)
+        found: dict[str, tuple[str, int]] = {}
+        for i in range(0, len(ids), 500):
+            chunk = ids[i:i + 500]
+            marks = ", ".join([self.P] * len(chunk))
+            for cid, ctype, at_us in self._rows(
+                    f"SELECT command_id, type, at_us FROM {self.prefix}ledger_commands "
+                    f"WHERE command_id IN ({marks})", chunk):
+                found[cid] = (ctype, at_us)
+        return found
+
     def due_deadlines(self, until: datetime) -> list[tuple[str, int, str]]:
         return [tuple(r) for r in self._rows(  # type: ignore[misc]
             f"SELECT order_id, due_us, kind FROM {self.prefix}ledger_deadlines WHERE due_us <= {self.P} "

@@ -45,12 +45,16 @@ class Header(msgspec.Struct, kw_only=True):
     redacted: bool = False
 
 
-class Line(msgspec.Struct, kw_only=True):
+class Line(msgspec.Struct, kw_only=True, omit_defaults=True):
     position: int
     aggregate_id: str
     version: int
     topic: str
     event: msgspec.Raw
+    #: the causing command's type and business time (microseconds), so an
+    #: imported ledger dates deadline events exactly as the source did
+    command_type: str | None = None
+    command_at_us: int | None = None
 
 
 class Trailer(msgspec.Struct, kw_only=True):
@@ -110,31 +114,36 @@ def export_bundle(ledger: Ledger, out: IO[bytes], *, orders: Iterable[str] = (),
     """Write a bundle; returns the number of events in it."""
     wanted = {ORDER_PREFIX + o for o in orders}
     head = ledger.head()
-    rows: dict[str, list[tuple[int, int, str, bytes, ev.Event]]] = {}
+    rows: dict[str, list[tuple[int, ev.Event]]] = {}
     for position, agg_id, payload in ledger.iter_events(upto=head):
         if wanted and agg_id not in wanted:
             continue
         if until is not None and payload.at > until:
             continue
-        rows.setdefault(agg_id, []).append((position, 0, "", b"", payload))
+        rows.setdefault(agg_id, []).append((position, payload))
     if since is not None:
-        rows = {k: v for k, v in rows.items() if any(r[4].at >= since for r in v)}
+        rows = {k: v for k, v in rows.items() if any(p.at >= since for _, p in v)}
     redactor = Redactor(salt or os.urandom(16)) if redact else None
     header = Header(format=FORMAT, version=VERSION, source_head=head, redacted=redact, filters={
         "orders": sorted(orders), "since": since.isoformat() if since else None,
         "until": until.isoformat() if until else None})
     out.write(msgspec.json.encode(header) + b"\n")
     digest = hashlib.sha256()
-    lines = []
+    lines: list[tuple[int, Line, str]] = []
     for agg_id, events in rows.items():
-        for version, (position, _, _, _, payload) in enumerate(events, 1):
+        for version, (position, payload) in enumerate(events, 1):
             if redactor is not None:
                 payload = redactor.payload(payload)
             lines.append((position, Line(
                 position=position, aggregate_id=agg_id, version=version,
-                topic=ev.topic_of(type(payload)), event=msgspec.Raw(encode_payload(payload)))))
+                topic=ev.topic_of(type(payload)), event=msgspec.Raw(encode_payload(payload))),
+                payload.command_id))
+    commands = ledger.recorder.command_rows({cid for _, _, cid in lines})
+    for _, line, cid in lines:
+        if cid in commands:
+            line.command_type, line.command_at_us = commands[cid]
     lines.sort(key=lambda x: x[0])
-    for _, line in lines:
+    for _, line, _ in lines:
         data = msgspec.json.encode(line) + b"\n"
         digest.update(data)
         out.write(data)
@@ -204,7 +213,10 @@ def import_bundle(ledger: Ledger, data: bytes) -> int:
         if line.aggregate_id.startswith(ORDER_PREFIX):
             orders[line.aggregate_id] = aggs[line.aggregate_id]
         stored.append(to_stored(event))
-        command_ids.setdefault(payload.command_id, ("import", to_us(payload.at)))
+        if line.command_at_us is not None:
+            command_ids[payload.command_id] = (line.command_type or "import", line.command_at_us)
+        else:
+            command_ids.setdefault(payload.command_id, ("import", to_us(payload.at)))
         latest = payload.at if latest is None or payload.at > latest else latest
     batch = Batch(commands=[(cid, t, us) for cid, (t, us) in command_ids.items()], clock=latest)
     for order in orders.values():
