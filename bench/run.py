@@ -286,30 +286,27 @@ def _views_copy(a: argparse.Namespace, name: str) -> tuple[Path, Path]:
     return db, views
 
 
-@scenario("rebuild")
-def rebuild(a: argparse.Namespace) -> dict:
-    """Full rebuild of all projections, one process (the Python API's default)."""
+def _rebuild(a: argparse.Namespace, name: str, jobs: int) -> dict:
     from ledger.application import Ledger
     from projections import BlockingViews
 
-    db, views = _views_copy(a, "rebuild")
+    db, views = _views_copy(a, name)
     with Ledger(str(db)) as led:
         t = time.perf_counter()
-        r = BlockingViews(led, str(views), jobs=1).rebuild()
+        r = BlockingViews(led, str(views), jobs=jobs).rebuild()
         return {"events": r.events, "seconds": time.perf_counter() - t}
+
+
+@scenario("rebuild")
+def rebuild(a: argparse.Namespace) -> dict:
+    """Full rebuild of all projections, one process (the Python API's default)."""
+    return _rebuild(a, "rebuild", jobs=1)
 
 
 @scenario("rebuild_parallel")
 def rebuild_parallel(a: argparse.Namespace) -> dict:
     """Full rebuild as the CLI runs it (two worker processes on a SQLite ledger)."""
-    from ledger.application import Ledger
-    from projections import BlockingViews
-
-    db, views = _views_copy(a, "rebuildp")
-    with Ledger(str(db)) as led:
-        t = time.perf_counter()
-        r = BlockingViews(led, str(views), jobs=2).rebuild()
-        return {"events": r.events, "seconds": time.perf_counter() - t}
+    return _rebuild(a, "rebuildp", jobs=2)
 
 
 @scenario("raw_read_decode")

@@ -29,7 +29,28 @@ from .common import (
 )
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class LedgerGroup(click.Group):
+    """The command group: ledger and store errors that escape a command become
+    clear messages (store errors are usage errors: exit 2; others exit 1)."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        from eventsourcing.persistence import PersistenceError
+
+        from ledger.errors import StoreError
+
+        try:
+            return super().invoke(ctx)
+        except StoreError as exc:
+            err_console.print(f"Error: {exc}", markup=False)
+            sys.exit(2)
+        except LedgerError as exc:
+            raise click.ClickException(str(exc)) from None
+        except PersistenceError as exc:
+            raise click.ClickException(
+                f"the store failed: {type(exc).__name__}: {exc}") from None
+
+
+@click.group(cls=LedgerGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="order-ledger")
 def main() -> None:
     """An event-sourced ledger for seller-fulfilled marketplace orders.

@@ -19,7 +19,7 @@ from typing import Any
 
 import click
 
-from ledger.errors import LedgerError, StoreError
+from ledger.errors import StoreError
 from ledger.store import is_postgres, resolve_db
 
 from .common import console, db_option, err_console, json_option, open_ledger, print_json
@@ -28,31 +28,6 @@ from .common import console, db_option, err_console, json_option, open_ledger, p
 def register(main: click.Group) -> None:
     for command in (check_cmd, backup_cmd, restore_cmd, keygen_cmd):
         main.add_command(command)
-    _install_error_net(main)
-
-
-def _install_error_net(group: click.Group) -> None:
-    """Turn ledger and store errors that escape a command into clear messages."""
-    if getattr(group, "_ledger_error_net", False):
-        return
-    invoke = group.invoke
-
-    def guarded(ctx: click.Context) -> Any:
-        from eventsourcing.persistence import PersistenceError
-
-        try:
-            return invoke(ctx)
-        except StoreError as exc:
-            err_console.print(f"Error: {exc}", markup=False)
-            sys.exit(2)
-        except LedgerError as exc:
-            raise click.ClickException(str(exc)) from None
-        except PersistenceError as exc:
-            raise click.ClickException(
-                f"the store failed: {type(exc).__name__}: {exc}") from None
-
-    group.invoke = guarded  # type: ignore[method-assign]
-    group._ledger_error_net = True  # type: ignore[attr-defined]
 
 
 def _existing_ledger(db: str | None) -> str:

@@ -211,14 +211,11 @@ def report_cmd(kind: str, out: str | None, at: datetime | None, db: str | None,
         sys.stdout.buffer.write(data)
         sys.stdout.flush()
         return
-    tmp = f"{out}.tmp-{os.getpid()}"
+    from replay.replay_dir import write_atomic
+
     try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-        os.replace(tmp, out)
+        write_atomic(out, data)
     except OSError as exc:
-        if os.path.exists(tmp):
-            os.remove(tmp)
         raise click.UsageError(f"cannot write the report to {out!r}: {exc.strerror}") from None
     err_console.print(f"wrote {rows} rows to {out}", markup=False)
 

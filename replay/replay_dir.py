@@ -53,6 +53,19 @@ def dumps(obj: Any) -> bytes:
     return (json.dumps(obj, ensure_ascii=False, indent=2, default=_default) + "\n").encode()
 
 
+def write_atomic(path: str, data: bytes) -> None:
+    """Write a file so readers see the old one or the whole new one, never half."""
+    tmp = f"{path}.tmp-{os.getpid()}"
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except OSError:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
 def prepare_dir(out_dir: str) -> None:
     """Create ``out_dir`` if missing; its parent must exist (a typo does not make a tree)."""
     path = os.path.abspath(out_dir)
@@ -98,13 +111,8 @@ def write_replay(ledger: Ledger, point: Point, out_dir: str,
     files = render(ledger, point, at)
     for name, data in files.items():
         target = os.path.join(out_dir, name)
-        tmp = f"{target}.tmp-{os.getpid()}"
         try:
-            with open(tmp, "wb") as f:
-                f.write(data)
-            os.replace(tmp, target)
+            write_atomic(target, data)
         except OSError as exc:
-            if os.path.exists(tmp):
-                os.remove(tmp)
             raise ReplayDirError(f"cannot write {target!r}: {exc.strerror}") from None
     return json.loads(files[MANIFEST])
