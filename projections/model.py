@@ -240,6 +240,8 @@ class Projection:
     description: ClassVar[str]
     #: whether events must have their order's record loaded first
     keyed: ClassVar[bool] = True
+    #: event types whose handlers never read the order's record (nothing to load)
+    no_load: ClassVar[frozenset[type]] = frozenset()
 
     def __init__(self, complete: bool = True) -> None:
         #: True when every record that exists is in memory (a fresh build)
@@ -271,6 +273,12 @@ class Projection:
     def trim(self, limit: int) -> None:
         """After a flush: forget cached records if there are too many."""
 
+    def evict_settled(self) -> int:
+        """After a flush: forget records of settled orders (shipped or canceled) that
+        are written; returns how many. A later event of such an order loads its
+        record again, so memory follows the open orders, not all orders."""
+        return 0
+
 
 class KeyedProjection(Projection):
     """A projection with one record per order in ``self.recs``."""
@@ -279,6 +287,8 @@ class KeyedProjection(Projection):
         super().__init__(complete)
         self.recs: dict[str, Any] = {}
         self.dirty: set[str] = set()
+        #: keys whose order reached Shipped or Canceled since the last eviction
+        self.ended: set[str] = set()
 
     def missing(self, keys: set[str]) -> list[str]:
         if self.complete:
@@ -305,7 +315,22 @@ class KeyedProjection(Projection):
     def trim(self, limit: int) -> None:
         if len(self.recs) > limit and not self.dirty:
             self.recs.clear()
+            self.ended.clear()
             self.complete = False
+
+    def evict_settled(self) -> int:
+        # only once everything is written (a rebuild holds records back until
+        # DEFER_LIMIT changed): then every ended record is in the table
+        ended = self.ended
+        if not ended or self.dirty:
+            return 0
+        pop = self.recs.pop
+        for k in ended:
+            pop(k, None)
+        gone = len(ended)
+        self.ended = set()
+        self.complete = False  # from now on a missing record may be stored
+        return gone
 
 
 # --- Manage Orders + reports --------------------------------------------------------
@@ -370,8 +395,7 @@ class OrdersProjection(KeyedProjection):
 
     # helpers -----------------------------------------------------------------------
 
-    @staticmethod
-    def _status(d: OrderDoc, e: Any) -> None:
+    def _status(self, d: OrderDoc, e: Any) -> None:
         new = e.status
         if d.status == PENDING and new == UNSHIPPED:
             d.payments_date = iso(e.at)
@@ -379,6 +403,7 @@ class OrdersProjection(KeyedProjection):
         if new == SHIPPED or new == CANCELED:
             d.warning = None
             d.buyer_requested_cancel = False
+            self.ended.add(d.order_id)
         d.status = new
 
     @staticmethod
@@ -655,11 +680,13 @@ class MetricsProjection(KeyedProjection):
             self.shipments = []
         return ops
 
-    @staticmethod
-    def _status(m: MetricOrder, e: Any) -> None:
-        if m.status == PENDING and e.status == UNSHIPPED:
+    def _status(self, m: MetricOrder, e: Any) -> None:
+        new = e.status
+        if m.status == PENDING and new == UNSHIPPED:
             m.released = True
-        m.status = e.status
+        if new == SHIPPED or new == CANCELED:
+            self.ended.add(m.order_id)
+        m.status = new
 
     @staticmethod
     def _count(m: MetricOrder, reason: str, e: Any) -> None:
@@ -752,6 +779,9 @@ class NotificationsProjection(KeyedProjection):
         #: (position, seq, at, to, kind, order_id, content JSON) not yet flushed
         self.rows: list[tuple[int, int, str, str, str, str, str]] = []
 
+    no_load = frozenset((ev.ShipByWarningIssued, ev.ShipmentConfirmed, ev.BuyerCanceled,
+                         ev.LedgerCanceled, ev.PaymentDeclined))
+
     def handlers(self) -> dict[type, Handler]:
         return {
             ev.OrderPlaced: self._placed,
@@ -760,7 +790,16 @@ class NotificationsProjection(KeyedProjection):
             ev.SellerCanceled: self._seller_canceled,
             ev.OrderAdjusted: self._adjusted,
             ev.ShipByWarningIssued: self._warned,
+            # only to know when an order is settled (its record may then be evicted)
+            ev.ShipmentConfirmed: self._settles,
+            ev.BuyerCanceled: self._settles,
+            ev.LedgerCanceled: self._settles,
+            ev.PaymentDeclined: self._settles,
         }
+
+    def _settles(self, pos: int, e: Any) -> None:
+        if e.status == SHIPPED or e.status == CANCELED:
+            self.ended.add(e.order_id)
 
     def load_sql(self, t: dict[str, str]) -> str:
         return f"SELECT order_id, state FROM {t['notify_orders']} WHERE order_id IN ({{marks}})"
@@ -818,6 +857,7 @@ class NotificationsProjection(KeyedProjection):
 
     def _hold_expired(self, pos: int, e: ev.HoldExpired) -> None:
         if e.status != UNSHIPPED:
+            self._settles(pos, e)
             return
         n = self.recs.get(e.order_id)
         if n is not None:
@@ -834,10 +874,12 @@ class NotificationsProjection(KeyedProjection):
             [CanceledItem(k, titles.get(k, ""), q, r) for k, q, r in lines]))
 
     def _seller_canceled(self, pos: int, e: ev.SellerCanceled) -> None:
+        self._settles(pos, e)
         self._cancellation(pos, e, [e.reason],
                            [(q.order_item_id, q.quantity, None) for q in e.canceled])
 
     def _adjusted(self, pos: int, e: ev.OrderAdjusted) -> None:
+        self._settles(pos, e)
         lines = [(a.order_item_id, a.quantity_cancelled, a.reason)
                  for a in e.items if a.quantity_cancelled > 0]
         if lines:  # a refund only is not a cancellation

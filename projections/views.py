@@ -39,6 +39,8 @@ import aiosqlite
 from ledger.store import is_postgres
 
 from . import read
+from ledger.events import OrderPlaced
+
 from .model import (
     NAMES,
     ORDER_COLUMNS,
@@ -126,7 +128,7 @@ class Views:
 
     def __init__(self, ledger: Any, path: str | None = None, *,
                  batch_size: int = DEFAULT_BATCH, auto_sync: bool = True,
-                 cache_limit: int = CACHE_LIMIT,
+                 cache_limit: int = CACHE_LIMIT, defer_limit: int = DEFER_LIMIT,
                  on_wait: Callable[[], None] | None = None,
                  batch_delay: float = 0.0, jobs: int | None = 1,
                  _scratch: bool = False) -> None:
@@ -138,6 +140,8 @@ class Views:
         self.batch_size = batch_size
         self.auto_sync = auto_sync
         self.cache_limit = cache_limit
+        #: a rebuild writes per-order records once this many changed (memory vs writes)
+        self.defer_limit = defer_limit
         self.on_wait = on_wait
         #: seconds to sleep after each committed batch (demos and crash tests)
         self.batch_delay = batch_delay
@@ -521,7 +525,7 @@ class Views:
     async def _batches(self, run: "_Run", progress: Progress | None) -> int:
         db = await self.open()
         source = self.source
-        defer = 0 if run.live else min(self.cache_limit // 2, DEFER_LIMIT)
+        defer = 0 if run.live else max(1, min(self.cache_limit // 2, self.defer_limit))
         after, upto = run.after, run.upto
         total = max(upto - after, 0)
         done = 0
@@ -577,6 +581,9 @@ class Views:
                 cp = cps[n]
                 keys = {o[6:] for pos, o, e in batch
                         if pos > cp and type(e) in types and o.startswith(ORDER_PREFIX)}
+                # an order placed in this batch cannot be stored yet: nothing to load
+                keys.difference_update([e.order_id for pos, _, e in batch
+                                        if pos > cp and type(e) is OrderPlaced])
                 miss = p.missing(keys)
                 sql = p.load_sql(run.tables[n]) if miss else None
                 for i in range(0, len(miss), 900):
@@ -609,7 +616,9 @@ class Views:
             raise
         for n in names:
             cps[n] = last
-            run.projs[n].trim(self.cache_limit)
+            p = run.projs[n]
+            p.evict_settled()
+            p.trim(self.cache_limit)
 
     # --- reading ----------------------------------------------------------------------
 
@@ -741,6 +750,7 @@ def _child_main(views: Views, names: list[str], head: int, partition: tuple[int,
         async def work() -> int:
             worker = Views(views.ledger, part, batch_size=views.batch_size,
                            auto_sync=False, cache_limit=views.cache_limit,
+                           defer_limit=views.defer_limit,
                            batch_delay=views.batch_delay, jobs=1, _scratch=True)
             worker._source = EventSource(views.ledger, partition)
             try:
@@ -777,7 +787,7 @@ class _Run:
         self.names = list(projs)
         self.dispatch = {n: dispatch_table([projs[n]]) for n in self.names}
         self.combined = dispatch_table(projs.values())
-        self.keyed = {n: (projs[n], frozenset(self.dispatch[n]))
+        self.keyed = {n: (projs[n], frozenset(self.dispatch[n]) - projs[n].no_load)
                       for n in self.names if projs[n].keyed}
         self.after = min(cps.values())
 

@@ -192,7 +192,7 @@ def _audit_rows(path: str) -> list[tuple]:
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(tpp.scenarios())
 async def test_incremental_audit_rows_equal_a_rebuild_and_project(scenario):
-    commands, cuts, plan, _, jobs = scenario
+    commands, cuts, plan, _, jobs, _ = scenario
     with tempfile.TemporaryDirectory() as tmp:
         d = Path(tmp)
         with Ledger(str(d / "l.db")) as led:
