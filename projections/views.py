@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import glob
 import json
 import mmap
 import os
@@ -63,7 +62,7 @@ except ImportError:  # pragma: no cover
 DEFAULT_BATCH = 10_000
 CACHE_LIMIT = 250_000
 #: a rebuild holds back per-order rows until this many changed (or the end)
-DEFER_LIMIT = 100_000
+DEFER_LIMIT = 25_000
 #: a rebuild of at least this many events runs in 2 processes (automatic jobs)
 PARALLEL_MIN = 20_000
 NEW = "__new"
@@ -130,8 +129,7 @@ class Views:
                  batch_size: int = DEFAULT_BATCH, auto_sync: bool = True,
                  cache_limit: int = CACHE_LIMIT, defer_limit: int = DEFER_LIMIT,
                  on_wait: Callable[[], None] | None = None,
-                 batch_delay: float = 0.0, jobs: int | None = 1,
-                 _scratch: bool = False) -> None:
+                 batch_delay: float = 0.0, jobs: int | None = 1) -> None:
         self.ledger = ledger
         self.path = views_path(ledger.db, path)
         #: processes for a rebuild (forked); None = automatic (see :meth:`_jobs_for`).
@@ -145,8 +143,9 @@ class Views:
         self.on_wait = on_wait
         #: seconds to sleep after each committed batch (demos and crash tests)
         self.batch_delay = batch_delay
-        #: a rebuild worker's private file: no journal, no syncing (thrown away on failure)
-        self._scratch = _scratch
+        #: a rebuild worker's file descriptor of ``<views>.fill.lock``: held around each of
+        #: its write transactions, so workers take turns without SQLite's busy sleeps
+        self._turns: int | None = None
         self._db: aiosqlite.Connection | None = None
         self._source: EventSource | None = None
 
@@ -171,9 +170,8 @@ class Views:
             db = await aiosqlite.connect(self.path, isolation_level=None)
         except Exception as exc:
             raise ViewsLocationError(f"cannot open the views file {self.path!r}: {exc}") from None
-        pragmas = (("journal_mode = OFF", "synchronous = OFF") if self._scratch else
-                   ("journal_mode = WAL", "synchronous = NORMAL", "busy_timeout = 30000"))
-        for pragma in (*pragmas, "temp_store = MEMORY", "cache_size = -65536"):
+        for pragma in ("journal_mode = WAL", "synchronous = NORMAL", "busy_timeout = 30000",
+                       "temp_store = MEMORY", "cache_size = -65536"):
             await db.execute(f"PRAGMA {pragma}")
         await db.execute(
             "CREATE TABLE IF NOT EXISTS checkpoints (name TEXT PRIMARY KEY,"
@@ -214,6 +212,25 @@ class Views:
             yield
         finally:
             os.close(fd)
+
+    @asynccontextmanager
+    async def _transaction(self, db: aiosqlite.Connection) -> AsyncIterator[None]:
+        """``BEGIN IMMEDIATE`` ... ``COMMIT`` (rolled back on any error); a rebuild
+        worker first waits for its turn (``flock``: woken at once when it is free)."""
+        turns = self._turns
+        if turns is not None:
+            fcntl.flock(turns, fcntl.LOCK_EX)
+        try:
+            await db.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+                await db.execute("COMMIT")
+            except BaseException:
+                await _rollback(db)
+                raise
+        finally:
+            if turns is not None:
+                fcntl.flock(turns, fcntl.LOCK_UN)
 
     # --- state ---------------------------------------------------------------------
 
@@ -346,9 +363,6 @@ class Views:
                               progress: Progress | None) -> RunResult:
         db = await self.open()
         t0 = time.perf_counter()
-        if self.path != ":memory:":  # scratch files of an interrupted parallel rebuild
-            for part in glob.glob(glob.escape(self.path) + ".part*"):
-                os.remove(part)
         await db.execute("BEGIN IMMEDIATE")
         try:
             for n in names:
@@ -419,24 +433,23 @@ class Views:
 
         Every order's events go to one partition (by the order id), everything
         else to the first; each projection's rows depend on one partition only,
-        so the partitions' rows are disjoint. Each child writes its own scratch
-        file (``VIEWS.partK``: no contention, no journal); this process then
-        copies them into the ``__new`` tables with ``INSERT ... SELECT`` (in C,
-        no Python per row). The children inherit the lock on the views file
-        (held until the last of them exits) and stop by themselves if this
-        process dies.
+        so the partitions' rows are disjoint. Each child reads and applies only
+        its partition and writes its rows straight into this file's ``__new``
+        tables, one transaction per batch; the children take turns to write with
+        ``flock`` on ``VIEWS.fill.lock`` (while one writes, the other computes).
+        They inherit the lock on the views file (held until the last of them
+        exits) and stop by themselves if this process dies.
         """
         counters = mmap.mmap(-1, 8 * jobs)
         pending: dict[int, int] = {}  # child pid -> read end of its result pipe
         parent = os.getpid()
-        parts = [f"{self.path}.part{k}" for k in range(jobs)]
         try:
             for k in range(jobs):
                 r, w = os.pipe()
                 pid = os.fork()
                 if pid == 0:  # pragma: no cover - runs in the child (measured by the tests)
                     os.close(r)
-                    _child_main(self, names, head, (k, jobs), parts[k], counters, w, parent)
+                    _child_main(self, names, head, (k, jobs), counters, w, parent)
                 os.close(w)
                 pending[pid] = r
             results: dict[int, dict] = {}
@@ -462,14 +475,11 @@ class Views:
             errors = [r["error"] for r in results.values() if "error" in r]
             if errors:
                 raise ViewsError("rebuild worker failed: " + "; ".join(errors))
-            await self._merge(names, parts)
             total = sum(r.get("events", 0) for r in results.values())
             if progress is not None:
                 progress(total, max(head, total))
             return total
         finally:
-            for part in parts:
-                _remove_db(part)
             for pid, fd in pending.items():  # only if interrupted: stop what still runs
                 try:
                     os.kill(pid, signal.SIGKILL)
@@ -478,30 +488,6 @@ class Views:
                     pass
                 os.close(fd)
             counters.close()
-
-    async def _merge(self, names: list[str], parts: list[str]) -> None:
-        """Copy the workers' scratch tables into this file's ``__new`` tables."""
-        db = await self.open()
-        for k, part in enumerate(parts):
-            await db.execute(f"ATTACH DATABASE ? AS part{k}", (part,))
-        try:
-            await db.execute("BEGIN IMMEDIATE")
-            try:
-                for n in names:
-                    for t in PROJECTIONS[n].tables:
-                        target = t.name + NEW
-                        cols = ", ".join(r[0] for r in await db.execute_fetchall(
-                            "SELECT name FROM pragma_table_info(?)", (target,)))
-                        for k in range(len(parts)):
-                            await db.execute(f"INSERT INTO {target} ({cols}) "
-                                             f"SELECT {cols} FROM part{k}.{target}")
-                await db.execute("COMMIT")
-            except BaseException:
-                await _rollback(db)
-                raise
-        finally:
-            for k in range(len(parts)):
-                await db.execute(f"DETACH DATABASE part{k}")
 
     # --- the batch loop ----------------------------------------------------------------
 
@@ -547,13 +533,8 @@ class Views:
             if self.batch_delay:
                 await asyncio.sleep(self.batch_delay)
         if not run.live and any(getattr(p, "dirty", None) for p in run.projs.values()):
-            await db.execute("BEGIN IMMEDIATE")
-            try:
+            async with self._transaction(db):
                 await self._flush(db, run, 0)
-                await db.execute("COMMIT")
-            except BaseException:
-                await _rollback(db)
-                raise
         return done
 
     async def _flush(self, db: aiosqlite.Connection, run: "_Run", defer: int) -> None:
@@ -564,61 +545,81 @@ class Views:
 
     async def _apply_batch(self, db: aiosqlite.Connection, run: "_Run", batch: list,
                            last: int, defer: int) -> None:
-        """One batch: load, apply, write, checkpoint -- one transaction."""
+        """One batch: load, apply, write (and checkpoint) -- one transaction.
+
+        Catching up, the transaction covers it all. A rebuild's transaction covers
+        only the writes: its rows go to ``__new`` tables nobody reads, and the
+        parallel workers must hold the write lock as briefly as they can.
+        """
         cps, names = run.cps, run.names
-        await db.execute("BEGIN IMMEDIATE")
-        try:
-            if run.live:
+        if run.live:
+            async with self._transaction(db):
                 # under the lock nobody else writes; check all the same
                 state = await self._state()
                 for n in names:
                     if state.get(n, (0, 0))[0] != cps[n]:
                         raise ViewsError(f"projection {n!r} moved while being caught up by "
                                          "another writer; try again")
-            for n, (p, types) in run.keyed.items():
-                if p.complete:
-                    continue
-                cp = cps[n]
-                keys = {o[6:] for pos, o, e in batch
-                        if pos > cp and type(e) in types and o.startswith(ORDER_PREFIX)}
-                # an order placed in this batch cannot be stored yet: nothing to load
-                keys.difference_update([e.order_id for pos, _, e in batch
-                                        if pos > cp and type(e) is OrderPlaced])
-                miss = p.missing(keys)
-                sql = p.load_sql(run.tables[n]) if miss else None
-                for i in range(0, len(miss), 900):
-                    chunk = miss[i:i + 900]
-                    rows = await db.execute_fetchall(
-                        sql.format(marks=", ".join("?" * len(chunk))), chunk)  # type: ignore[union-attr]
-                    p.loaded(list(rows))
-            first = min(cps[n] for n in names)
-            if all(cps[n] == first for n in names):
-                get = run.combined.get
-                for pos, _, e in batch:
-                    for h in get(type(e), ()):
-                        h(pos, e)
-            else:
-                for n in names:
-                    cp, get = cps[n], run.dispatch[n].get
-                    for pos, _, e in batch:
-                        if pos > cp:
-                            for h in get(type(e), ()):
-                                h(pos, e)
-            await self._flush(db, run, defer)
-            if run.live:
+                await self._load(db, run, batch)
+                self._apply(run, batch)
+                await self._flush(db, run, defer)
                 now = datetime.now(timezone.utc).isoformat()
                 await db.executemany(
                     "UPDATE checkpoints SET position = ?, updated_at = ? WHERE name = ?",
                     [(last, now, n) for n in names])
-            await db.execute("COMMIT")
-        except BaseException:
-            await _rollback(db)
-            raise
+        else:
+            await self._load(db, run, batch)
+            self._apply(run, batch)
+            ops = [(sql, rows) for n, p in run.projs.items()
+                   for sql, rows in p.flush_ops(run.tables[n], defer) if rows]
+            if ops:
+                async with self._transaction(db):
+                    for sql, rows in ops:
+                        await db.executemany(sql, rows)
         for n in names:
             cps[n] = last
             p = run.projs[n]
-            p.evict_settled()
+            p.evict_settled()  # only after the rows are committed: they may be loaded back
             p.trim(self.cache_limit)
+
+    async def _load(self, db: aiosqlite.Connection, run: "_Run", batch: list) -> None:
+        """Read the stored records the batch's events need (keyed projections that
+        do not hold every record in memory)."""
+        cps = run.cps
+        for n, (p, types) in run.keyed.items():
+            if p.complete:
+                continue
+            cp = cps[n]
+            keys = {o[6:] for pos, o, e in batch
+                    if pos > cp and type(e) in types and o.startswith(ORDER_PREFIX)}
+            # an order placed in this batch cannot be stored yet: nothing to load
+            keys.difference_update([e.order_id for pos, _, e in batch
+                                    if pos > cp and type(e) is OrderPlaced])
+            miss = p.missing(keys)
+            sql = p.load_sql(run.tables[n]) if miss else None
+            for i in range(0, len(miss), 900):
+                chunk = miss[i:i + 900]
+                rows = await db.execute_fetchall(
+                    sql.format(marks=", ".join("?" * len(chunk))), chunk)  # type: ignore[union-attr]
+                p.loaded(list(rows))
+
+    @staticmethod
+    def _apply(run: "_Run", batch: list) -> None:
+        """Every projection's handlers, for the events after its checkpoint."""
+        cps, names = run.cps, run.names
+        first = min(cps[n] for n in names)
+        if all(cps[n] == first for n in names):
+            get = run.combined.get
+            for pos, _, e in batch:
+                for h in get(type(e), ()):
+                    h(pos, e)
+        else:
+            for n in names:
+                cp, get = cps[n], run.dispatch[n].get
+                for pos, _, e in batch:
+                    if pos > cp:
+                        for h in get(type(e), ()):
+                            h(pos, e)
 
     # --- reading ----------------------------------------------------------------------
 
@@ -720,18 +721,11 @@ class Views:
         return [read.notification_row(tuple(r)) for r in rows]
 
 
-def _remove_db(path: str) -> None:
-    for suffix in ("", "-journal", "-wal", "-shm"):
-        try:
-            os.remove(path + suffix)
-        except FileNotFoundError:
-            pass
-
-
 def _child_main(views: Views, names: list[str], head: int, partition: tuple[int, int],
-                part: str, counters: mmap.mmap, out: int,
+                counters: mmap.mmap, out: int,
                 parent: int) -> None:  # pragma: no cover - runs in a forked child
-    """A forked rebuild worker: fill its partition's tables in ``part``, report, exit.
+    """A forked rebuild worker: fill its partition's rows into the ``__new`` tables,
+    report, exit.
 
     It uses nothing of the parent's connections or threads: a new event loop, a
     new aiosqlite connection and a new reading connection to the ledger file.
@@ -748,19 +742,19 @@ def _child_main(views: Views, names: list[str], head: int, partition: tuple[int,
                 raise ViewsError("the rebuild was abandoned")
 
         async def work() -> int:
-            worker = Views(views.ledger, part, batch_size=views.batch_size,
+            worker = Views(views.ledger, views.path, batch_size=views.batch_size,
                            auto_sync=False, cache_limit=views.cache_limit,
                            defer_limit=views.defer_limit,
-                           batch_delay=views.batch_delay, jobs=1, _scratch=True)
+                           batch_delay=views.batch_delay, jobs=1)
             worker._source = EventSource(views.ledger, partition)
+            # its own open file description: flock then excludes the other workers
+            worker._turns = os.open(views.path + ".fill.lock", os.O_RDWR | os.O_CREAT, 0o644)
             try:
-                db = await worker.open()
-                for n in names:
-                    for t in PROJECTIONS[n].tables:
-                        await db.execute(t.ddl.format(t=t.name + NEW))
+                await worker.open()
                 return await worker._fill(names, head, progress)
             finally:
                 await worker.close()
+                os.close(worker._turns)
 
         events = asyncio.run(work())
         os.write(out, json.dumps({"events": events}).encode())
