@@ -526,6 +526,10 @@ def main(argv: list[str] | None = None) -> dict:
     if a.child:
         result = SCENARIOS[a.child](a)
         result["peak_rss_mb"] = round(peak_rss_mb(), 1)
+        # the largest peak of any process this scenario forked (parallel rebuild workers)
+        workers = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+        if workers:
+            result["workers_peak_rss_mb"] = round(workers, 1)
         print(json.dumps(result))
         return result
     tmp = None
@@ -577,6 +581,12 @@ def print_table(report: dict) -> None:
     def f(v: Any, spec: str = ".2f") -> str:
         return "" if v is None else format(v, spec) if isinstance(v, (int, float)) else str(v)
 
+    def peak(r: dict) -> str:
+        text = f(r.get("peak_rss_mb"), ".0f")
+        if r.get("workers_peak_rss_mb"):
+            text += f" (workers {r['workers_peak_rss_mb']:.0f})"
+        return text
+
     for name, r in report["scenarios"].items():
         if "error" in r or "skipped" in r:
             table.add_row(name, r.get("error") or r.get("skipped"), "", "", "", "", "", "")
@@ -587,7 +597,7 @@ def print_table(report: dict) -> None:
                 ratio += f"; {v:.1f}× {key[3:]}"
         table.add_row(name, f(r.get("events"), "d"), f(r.get("seconds"), ".3f"),
                       f(r.get("events_per_s"), ",.0f"), f(r.get("median_ms"), ".2f"),
-                      f(r.get("p99_ms"), ".2f"), f(r.get("peak_rss_mb"), ".0f"), ratio)
+                      f(r.get("p99_ms"), ".2f"), peak(r), ratio)
     Console(width=160).print(table)
 
 
