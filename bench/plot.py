@@ -22,25 +22,46 @@ def main(argv: list[str] | None = None) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    points = []
-    for path in a.results:
-        r = json.loads(Path(path).read_text())
-        s = r["scenarios"].get("rebuild", {})
-        if s.get("events_per_s"):
-            points.append((r["orders"], s["events"], s["events_per_s"], s["peak_rss_mb"],
-                           r["scenarios"].get("raw_read_decode", {}).get("events_per_s")))
-    points.sort()
-    fig, ax1 = plt.subplots(figsize=(7, 4))
-    xs = [p[1] for p in points]
-    ax1.plot(xs, [p[2] for p in points], "o-", color="tab:blue", label="rebuild events/s")
-    ax1.set_xscale("log")
-    ax1.set_xlabel("events in the ledger (N orders: " + ", ".join(f"{p[0]:,}" for p in points) + ")")
-    ax1.set_ylabel("rebuild events/s", color="tab:blue")
-    ax1.set_ylim(bottom=0)
+    runs = sorted((json.loads(Path(path).read_text()) for path in a.results),
+                  key=lambda r: r["orders"])
+
+    def series(name: str) -> list[tuple[int, float, float]]:
+        """(events, events/s, peak RSS MB: the largest process of the scenario)."""
+        out = []
+        for r in runs:
+            s = r["scenarios"].get(name, {})
+            if s.get("events_per_s"):
+                out.append((s["events"], s["events_per_s"],
+                            max(s["peak_rss_mb"], s.get("workers_peak_rss_mb") or 0)))
+        return out
+
+    fig, ax1 = plt.subplots(figsize=(7.5, 4.2))
     ax2 = ax1.twinx()
-    ax2.plot(xs, [p[3] for p in points], "s--", color="tab:red", label="peak RSS (MB)")
-    ax2.set_ylabel("peak RSS of the rebuild (MB)", color="tab:red")
-    ax2.set_ylim(bottom=0)
+    for name, label, color in (("rebuild", "1 process", "tab:blue"),
+                               ("rebuild_parallel", "2 processes", "tab:green")):
+        pts = series(name)
+        if not pts:
+            continue
+        xs = [p[0] for p in pts]
+        ax1.plot(xs, [p[1] for p in pts], "o-", color=color, label=f"events/s, {label}")
+        ax2.plot(xs, [p[2] for p in pts], "s--", color=color, alpha=0.6,
+                 label=f"peak RSS MB, {label}")
+    ax1.set_xscale("log")
+    ticks = [p[0] for p in series("rebuild") or series("rebuild_parallel")]
+    ax1.set_xticks(ticks, [f"{t / 1e6:.2f}M" if t >= 1e6 else f"{t / 1e3:.0f}k" for t in ticks])
+    ax1.minorticks_off()
+    ax1.set_xlabel("events in the ledger (N orders: " + ", ".join(
+        f"{r['orders']:,}" for r in runs) + ")")
+    ax1.set_ylabel("rebuild events/s (solid)")
+    ax1.set_ylim(bottom=0)
+    ax2.set_ylabel("peak RSS of the largest process, MB (dashed)")
+    ax2.set_ylim(0, 1100)
+    ax2.axhline(1024, color="tab:red", linewidth=0.8, linestyle=":")
+    ax2.text(ax1.get_xlim()[1], 1000, "1 GB target ", color="tab:red", fontsize=8,
+             ha="right", va="top")
+    lines = ax1.get_legend_handles_labels()
+    more = ax2.get_legend_handles_labels()
+    ax1.legend(lines[0] + more[0], lines[1] + more[1], fontsize=8, loc="center left")
     ax1.set_title("Full rebuild of all projections")
     fig.tight_layout()
     fig.savefig(a.out, dpi=110)

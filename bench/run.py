@@ -91,6 +91,13 @@ def fresh_events_table(path: Path) -> sqlite3.Connection:
     return con
 
 
+def _fresh(db: Path) -> Path:
+    """``db`` with no ledger in it yet (a run may reuse its work directory)."""
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        Path(str(db) + suffix).unlink(missing_ok=True)
+    return db
+
+
 # --- write side ------------------------------------------------------------------
 
 
@@ -99,7 +106,7 @@ def apply_bulk(a: argparse.Namespace) -> dict:
     from ledger.application import Ledger
 
     src = commands_file(a)
-    db = Path(a.work) / "apply-bulk.db"
+    db = _fresh(Path(a.work) / "apply-bulk.db")
     t = time.perf_counter()
     with Ledger(str(db)) as led, open(src, "rb") as f:
         outcomes = sum(1 for o in led.apply_lines(f) if o.ok)
@@ -135,7 +142,7 @@ def apply_single(a: argparse.Namespace) -> dict:
     from ledger.application import Ledger
 
     lines = open(commands_file(a), "rb").read().splitlines()[: a.single]
-    db = Path(a.work) / "apply-single.db"
+    db = _fresh(Path(a.work) / "apply-single.db")
     t = time.perf_counter()
     with Ledger(str(db)) as led:
         for line in lines:

@@ -35,11 +35,10 @@ from urllib.parse import parse_qs, urlparse
 
 import aiosqlite
 
+from ledger.events import OrderPlaced
 from ledger.store import is_postgres
 
 from . import read
-from ledger.events import OrderPlaced
-
 from .model import (
     NAMES,
     ORDER_COLUMNS,
@@ -170,8 +169,10 @@ class Views:
             db = await aiosqlite.connect(self.path, isolation_level=None)
         except Exception as exc:
             raise ViewsLocationError(f"cannot open the views file {self.path!r}: {exc}") from None
+        # temp_store stays FILE: a rebuild's CREATE INDEX sorts every row, and in
+        # memory that sort would grow with the ledger
         for pragma in ("journal_mode = WAL", "synchronous = NORMAL", "busy_timeout = 30000",
-                       "temp_store = MEMORY", "cache_size = -65536"):
+                       "cache_size = -65536"):
             await db.execute(f"PRAGMA {pragma}")
         await db.execute(
             "CREATE TABLE IF NOT EXISTS checkpoints (name TEXT PRIMARY KEY,"
@@ -750,7 +751,8 @@ def _child_main(views: Views, names: list[str], head: int, partition: tuple[int,
             # its own open file description: flock then excludes the other workers
             worker._turns = os.open(views.path + ".fill.lock", os.O_RDWR | os.O_CREAT, 0o644)
             try:
-                await worker.open()
+                db = await worker.open()
+                await db.execute("PRAGMA wal_autocheckpoint = 25000")  # as the parent's
                 return await worker._fill(names, head, progress)
             finally:
                 await worker.close()

@@ -98,16 +98,17 @@ def scenarios(draw):
     jobs = draw(st.sampled_from([1, 1, 2, 3]))  # the reference rebuild: 1 or more processes
     # a rebuild with a tiny memory budget: records written early, settled orders
     # forgotten and loaded back when a later event needs them
-    cache = draw(st.sampled_from([(2, 100), (4, 100), (10_000, 1), (10_000, 3)]))
-    cache += (draw(st.integers(1, 4)),)  # its batch size
-    return commands, cuts, plan, report_minutes, jobs, cache
+    limits = draw(st.sampled_from([(2, 100), (4, 100), (10_000, 1), (10_000, 3)]))
+    small = dict(cache_limit=limits[0], defer_limit=limits[1],
+                 batch_size=draw(st.integers(1, 4)), jobs=draw(st.sampled_from([1, 2])))
+    return commands, cuts, plan, report_minutes, jobs, small
 
 
 @settings(max_examples=25, deadline=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(scenarios())
 async def test_incremental_catch_up_equals_one_rebuild(scenario):
-    commands, cuts, plan, report_minutes, jobs, cache = scenario
+    commands, cuts, plan, report_minutes, jobs, small_options = scenario
     report_time = T0 + timedelta(minutes=report_minutes)
     with tempfile.TemporaryDirectory() as tmp:
         d = Path(tmp)
@@ -131,8 +132,7 @@ async def test_incremental_catch_up_equals_one_rebuild(scenario):
                              batch_size=plan[0][1]) as v:
                 await v.rebuild()
                 want = await everything(v, report_time)
-            async with Views(led, str(d / "small.views.db"), batch_size=cache[2],
-                             cache_limit=cache[0], defer_limit=cache[1]) as v:
+            async with Views(led, str(d / "small.views.db"), **small_options) as v:
                 await v.rebuild()
                 small = await everything(v, report_time)
             memory = await everything(project(led.iter_events()), report_time)
