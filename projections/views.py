@@ -250,13 +250,16 @@ class Views:
         rows = await db.execute_fetchall("SELECT value FROM meta WHERE key = ?", (key,))
         return rows[0][0] if rows else None
 
-    async def _tables_exist(self, name: str) -> bool:
+    async def _tables(self) -> set[str]:
+        """The names of the tables in the views file."""
         db = await self.open()
-        want = [t.name for t in PROJECTIONS[name].tables]
-        rows = await db.execute_fetchall(
-            f"SELECT name FROM sqlite_master WHERE type = 'table' AND name IN "
-            f"({', '.join('?' * len(want))})", want)
-        return len(rows) == len(want)
+        return {r[0] for r in await db.execute_fetchall(
+            "SELECT name FROM sqlite_master WHERE type = 'table'")}
+
+    async def _tables_exist(self, name: str, tables: set[str] | None = None) -> bool:
+        if tables is None:
+            tables = await self._tables()
+        return all(t.name in tables for t in PROJECTIONS[name].tables)
 
     async def _plan(self, head: int) -> tuple[list[str], list[str], dict[str, int]]:
         """(to rebuild, to catch up, checkpoints) for reaching ``head``."""
@@ -277,10 +280,11 @@ class Views:
                     f"the views in {self.path!r} were built from a different ledger; "
                     "run `order-ledger rebuild` (or point --views elsewhere)")
         rebuild, behind, cps = [], [], {}
+        tables = await self._tables()  # one query for every projection
         for n in NAMES:
             pos, version = state.get(n, (0, 0))
             cls = PROJECTIONS[n]
-            if pos == 0 or version != cls.version or not await self._tables_exist(n):
+            if pos == 0 or version != cls.version or not await self._tables_exist(n, tables):
                 if head > 0:
                     rebuild.append(n)
                 cps[n] = 0
