@@ -10,6 +10,7 @@ scenario's baseline; the JSON has the same and the machine and date.
 from __future__ import annotations
 
 import argparse
+from collections import Counter
 import json
 import os
 import platform
@@ -109,12 +110,13 @@ def apply_bulk(a: argparse.Namespace) -> dict:
     db = _fresh(Path(a.work) / "apply-bulk.db")
     t = time.perf_counter()
     with Ledger(str(db)) as led, open(src, "rb") as f:
-        outcomes = sum(1 for o in led.apply_lines(f) if o.ok)
+        statuses = Counter(o.status for o in led.apply_lines(f))
         events = led.head()
     secs = time.perf_counter() - t
     if not (Path(a.work) / f"ledger-{a.orders}.db").exists():
         shutil.copy(db, Path(a.work) / f"ledger-{a.orders}.db")
-    return {"events": events, "seconds": secs, "lines_ok": outcomes}
+    return {"events": events, "seconds": secs, "lines_applied": statuses["applied"],
+            "lines_duplicate": statuses["duplicate"]}
 
 
 @scenario("raw_insert_bulk")

@@ -368,16 +368,11 @@ class Views:
                               progress: Progress | None) -> RunResult:
         db = await self.open()
         t0 = time.perf_counter()
-        await db.execute("BEGIN IMMEDIATE")
-        try:
+        async with self._transaction(db):
             for n in names:
                 for t in PROJECTIONS[n].tables:
                     await db.execute(f"DROP TABLE IF EXISTS {t.name}{NEW}")
                     await db.execute(t.ddl.format(t=t.name + NEW))
-            await db.execute("COMMIT")
-        except BaseException:
-            await _rollback(db)
-            raise
         # fewer WAL checkpoints (each one syncs the disk) while bulk loading
         await db.execute("PRAGMA wal_autocheckpoint = 25000")
         try:
@@ -390,8 +385,7 @@ class Views:
             await db.execute("PRAGMA wal_autocheckpoint = 1000")
         fp = self.source.fingerprint()
         now = datetime.now(timezone.utc).isoformat()
-        await db.execute("BEGIN IMMEDIATE")
-        try:
+        async with self._transaction(db):
             for n in names:
                 for t in PROJECTIONS[n].tables:
                     await db.execute(f"DROP TABLE IF EXISTS {t.name}")
@@ -407,10 +401,6 @@ class Views:
             if fp is not None and not others_built:
                 await db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES "
                                  "('ledger_fingerprint', ?)", (fp,))
-            await db.execute("COMMIT")
-        except BaseException:
-            await _rollback(db)
-            raise
         return RunResult(names=list(names), rebuilt=list(names), events=events,
                          seconds=time.perf_counter() - t0, position=head)
 
@@ -537,16 +527,23 @@ class Views:
                 progress(done, max(total, done))
             if self.batch_delay:
                 await asyncio.sleep(self.batch_delay)
-        if not run.live and any(getattr(p, "dirty", None) for p in run.projs.values()):
-            async with self._transaction(db):
-                await self._flush(db, run, 0)
+        if not run.live:
+            ops = self._changes(run, 0)  # what a rebuild still held back
+            if ops:
+                async with self._transaction(db):
+                    await self._write(db, ops)
         return done
 
-    async def _flush(self, db: aiosqlite.Connection, run: "_Run", defer: int) -> None:
-        for n, p in run.projs.items():
-            for sql, rows in p.flush_ops(run.tables[n], defer):
-                if rows:
-                    await db.executemany(sql, rows)
+    @staticmethod
+    def _changes(run: "_Run", defer: int) -> list[tuple[str, list[tuple]]]:
+        """Every projection's statements and rows for what changed (see ``flush_ops``)."""
+        return [(sql, rows) for n, p in run.projs.items()
+                for sql, rows in p.flush_ops(run.tables[n], defer) if rows]
+
+    @staticmethod
+    async def _write(db: aiosqlite.Connection, ops: list[tuple[str, list[tuple]]]) -> None:
+        for sql, rows in ops:
+            await db.executemany(sql, rows)
 
     async def _apply_batch(self, db: aiosqlite.Connection, run: "_Run", batch: list,
                            last: int, defer: int) -> None:
@@ -567,7 +564,7 @@ class Views:
                                          "another writer; try again")
                 await self._load(db, run, batch)
                 self._apply(run, batch)
-                await self._flush(db, run, defer)
+                await self._write(db, self._changes(run, defer))
                 now = datetime.now(timezone.utc).isoformat()
                 await db.executemany(
                     "UPDATE checkpoints SET position = ?, updated_at = ? WHERE name = ?",
@@ -575,12 +572,10 @@ class Views:
         else:
             await self._load(db, run, batch)
             self._apply(run, batch)
-            ops = [(sql, rows) for n, p in run.projs.items()
-                   for sql, rows in p.flush_ops(run.tables[n], defer) if rows]
+            ops = self._changes(run, defer)  # built before taking the write lock
             if ops:
                 async with self._transaction(db):
-                    for sql, rows in ops:
-                        await db.executemany(sql, rows)
+                    await self._write(db, ops)
         for n in names:
             cps[n] = last
             p = run.projs[n]

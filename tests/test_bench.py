@@ -6,6 +6,7 @@ scenario completed and reported its figures. It never asserts a time.
 
 from __future__ import annotations
 
+import argparse
 import json
 
 import pytest
@@ -36,3 +37,19 @@ def test_benchmark_runs_every_scenario(tmp_path):
         if "skipped" not in report["scenarios"][name]:
             assert report["scenarios"][name]["baseline"] == base
             assert report["scenarios"][name]["ratio"] > 0
+
+
+@pytest.mark.bench
+def test_apply_scenarios_start_from_an_empty_ledger_in_a_reused_work_dir(tmp_path):
+    """Run twice in one work directory, bulk apply still applies every line (a
+    ledger left by the first run would turn them all into duplicates)."""
+    from bench import run
+
+    a = argparse.Namespace(
+        orders=200, seed=1, work=str(tmp_path), single=50, naive_events=100, pg=None)
+    first = run.SCENARIOS["apply_bulk"](a)
+    again = run.SCENARIOS["apply_bulk"](a)
+    assert first["lines_applied"] > 0 and first["lines_duplicate"] == 0
+    assert again["lines_applied"] == first["lines_applied"]
+    assert again["lines_duplicate"] == 0 and again["events"] == first["events"]
+    assert run.SCENARIOS["apply_single"](a)["events"] == run.SCENARIOS["apply_single"](a)["events"]
