@@ -87,6 +87,14 @@ class PayloadMapper(Mapper[str]):
             state=state,
         )
 
+    def plain_decoders(self) -> dict[str, msgspec.json.Decoder] | None:
+        """Topic -> decoder of the current event versions, for bulk readers; None when
+        payloads are compressed or encrypted. A row whose topic is missing (an older
+        version) or that does not decode must go through :meth:`decode_state`."""
+        if self.cipher or self.compressor:
+            return None
+        return _decoders
+
     def decode_state(self, topic: str, state: bytes) -> ev.Event:
         try:
             if self.cipher:

@@ -6,7 +6,10 @@ are read through a read-only connection of our own with one plain query
 (``rowid, originator_id, topic, state``): the library builds a
 ``Notification`` object per row, which costs about as much as decoding the
 event, and rebuilding views is what users wait on. Both paths decode with
-``ledger.mapper.decode_state`` (so cipher, compression and upcasters apply).
+``ledger.mapper.decode_state`` (so cipher, compression and upcasters apply),
+except that a batch of plain payloads of current versions is decoded with the
+msgspec decoders directly (``plain_decoders``); any batch with another row
+falls back to ``decode_state`` whole.
 """
 
 from __future__ import annotations
@@ -40,6 +43,8 @@ class EventSource:
     def __init__(self, ledger: Any, partition: tuple[int, int] | None = None) -> None:
         self.ledger = ledger
         self.decode = ledger.mapper.decode_state
+        plain = getattr(ledger.mapper, "plain_decoders", None)
+        self._plain = plain() if plain is not None else None
         self._conn: sqlite3.Connection | None = None
         self._table = ""
         #: (k, n): only events of aggregates in part k of n (see :meth:`raw`)
@@ -101,8 +106,15 @@ class EventSource:
 
     def read(self, after: int, limit: int, upto: int | None = None) -> list[Row]:
         """Decoded ``(position, aggregate id, payload)`` rows after ``after``."""
+        rows = self.raw(after, limit, upto)
+        plain = self._plain
+        if plain is not None:
+            try:
+                return [(p, o, plain[t].decode(s)) for p, o, t, s in rows]
+            except Exception:
+                pass  # an older version or a bad payload: decode_state upcasts or says which
         decode = self.decode
-        return [(p, o, decode(t, s)) for p, o, t, s in self.raw(after, limit, upto)]
+        return [(p, o, decode(t, s)) for p, o, t, s in rows]
 
     def fingerprint(self) -> str | None:
         """A digest of the first event: tells one ledger from another."""

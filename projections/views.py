@@ -586,15 +586,21 @@ class Views:
         """Read the stored records the batch's events need (keyed projections that
         do not hold every record in memory)."""
         cps = run.cps
+        grouped: dict[int, tuple[dict[type, set[str]], set[str]]] = {}
         for n, (p, types) in run.keyed.items():
             if p.complete:
                 continue
             cp = cps[n]
-            keys = {o[6:] for pos, o, e in batch
-                    if pos > cp and type(e) in types and o.startswith(ORDER_PREFIX)}
+            if cp not in grouped:  # one pass over the batch for all projections
+                grouped[cp] = _order_ids_by_type(batch, cp)
+            by_type, placed = grouped[cp]
+            keys: set[str] = set()
+            for t in types:
+                ids = by_type.get(t)
+                if ids:
+                    keys |= ids
             # an order placed in this batch cannot be stored yet: nothing to load
-            keys.difference_update([e.order_id for pos, _, e in batch
-                                    if pos > cp and type(e) is OrderPlaced])
+            keys -= placed
             miss = p.missing(keys)
             sql = p.load_sql(run.tables[n]) if miss else None
             for i in range(0, len(miss), 900):
@@ -767,6 +773,20 @@ def _child_main(views: Views, names: list[str], head: int, partition: tuple[int,
             pass
     finally:
         os._exit(code)
+
+
+def _order_ids_by_type(batch: list, after: int) -> tuple[dict[type, set[str]], set[str]]:
+    """The order ids of a batch's events after position ``after``, by event type,
+    and the ids of the orders placed in it."""
+    by_type: dict[type, set[str]] = {}
+    cut = len(ORDER_PREFIX)
+    for pos, o, e in batch:
+        if pos > after and o.startswith(ORDER_PREFIX):
+            ids = by_type.get(type(e))
+            if ids is None:
+                ids = by_type[type(e)] = set()
+            ids.add(o[cut:])
+    return by_type, by_type.get(OrderPlaced, set())
 
 
 class _Run:

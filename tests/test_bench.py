@@ -33,6 +33,10 @@ def test_benchmark_runs_every_scenario(tmp_path):
             continue
         assert result["peak_rss_mb"] > 0
         assert result.get("events_per_s") or result.get("median_ms") is not None, name
+    bulk = report["scenarios"]["apply_bulk"]
+    assert 0 < bulk["store_seconds"] < bulk["seconds"]
+    assert bulk["ratio_without_store"] > bulk["ratio"]
+    assert report["scenarios"]["rebuild_no_writes"]["rows_written"] == 0
     for name, base in run.BASELINES.items():
         if "skipped" not in report["scenarios"][name]:
             assert report["scenarios"][name]["baseline"] == base
@@ -53,3 +57,49 @@ def test_apply_scenarios_start_from_an_empty_ledger_in_a_reused_work_dir(tmp_pat
     assert again["lines_applied"] == first["lines_applied"]
     assert again["lines_duplicate"] == 0 and again["events"] == first["events"]
     assert run.SCENARIOS["apply_single"](a)["events"] == run.SCENARIOS["apply_single"](a)["events"]
+
+
+def test_median_run_picks_the_middle_run_and_keeps_every_figure():
+    from bench.run import median_run
+
+    runs = [{"events": 10, "seconds": s} for s in (3.0, 1.0, 2.0)]
+    assert median_run(runs) == {"events": 10, "seconds": 2.0, "runs": [3.0, 1.0, 2.0]}
+    lat = [{"median_ms": m, "p99_ms": m * 2} for m in (0.5, 0.7)]
+    assert median_run(lat)["median_ms"] == 0.5 and median_run(lat)["runs"] == [0.5, 0.7]
+    assert median_run([{"seconds": 1.0}, {"error": "boom"}]) == {"error": "boom"}
+    assert median_run([{"seconds": 1.0}]) == {"seconds": 1.0}
+
+
+@pytest.mark.bench
+def test_repeat_runs_each_scenario_that_many_times(tmp_path):
+    from bench import run
+
+    report = run.main(["--orders", "200", "--work", str(tmp_path), "--repeat", "3",
+                       "--only", "raw_read_decode", "rebuild"])
+    assert report["repeat"] == 3
+    for name in ("raw_read_decode", "rebuild"):
+        r = report["scenarios"][name]
+        assert len(r["runs"]) == 3 and r["seconds"] == sorted(r["runs"])[1]
+    assert report["scenarios"]["rebuild"]["baseline"] == "raw_read_decode"
+
+
+@pytest.mark.bench
+@pytest.mark.skipif(not pg_available(), reason="no local PostgreSQL")
+def test_pg_rebuild_alone_builds_its_ledger_in_another_process(tmp_path):
+    """Run without pg_apply_bulk before it (as --repeat's reversed rounds do), it
+    still rebuilds every event; the peak it reports is its own, and the schema is
+    gone afterwards."""
+    import psycopg
+
+    from bench import run
+
+    report = run.main(["--orders", "200", "--work", str(tmp_path), "--pg", PG_URL,
+                       "--only", "pg_rebuild"])
+    r = report["scenarios"]["pg_rebuild"]
+    assert "error" not in r and r["events"] > 200
+    assert "workers_peak_rss_mb" not in r
+    schema, _ = run._pg_url(argparse.Namespace(work=str(tmp_path), pg=PG_URL))
+    with psycopg.connect(PG_URL) as con:
+        left = con.execute("SELECT 1 FROM information_schema.schemata WHERE schema_name = %s",
+                           (schema,)).fetchall()
+    assert left == []

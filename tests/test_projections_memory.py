@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
+
 from builders import oid, released
 from test_projections_support import (
     T0,
@@ -107,4 +109,55 @@ async def test_rebuild_with_a_small_memory_budget_equals_memory(tmp_path):
             await v.rebuild()
             got = await everything(v, REPORT)
         assert got == want, (cache, defer)
+    led.close()
+
+
+def test_a_batch_s_order_ids_are_grouped_by_event_type_once(tmp_path):
+    """What a batch may need loaded: each event type's order ids after the
+    checkpoint (events of SKUs and earlier ones left out), and the orders placed
+    in the batch, which cannot be stored yet."""
+    from ledger import events as ev
+    from projections.views import _order_ids_by_type
+
+    A, B = oid(1), oid(2)
+    led = build(tmp_path, timeline(
+        {"type": "set-inventory", "at": at(0), "command_id": "inv-1", "sku": "MUG-1",
+         "quantity": 5},
+        released(A), released(B, when_minutes=1), [ship(A, at(0, days=1))]))
+    batch = led.read_events(0, 1000)
+    by_type, placed = _order_ids_by_type(batch, 0)
+    assert placed == {A, B}
+    assert by_type[ev.ShipmentConfirmed] == {A}
+    assert by_type[ev.PaymentVerified] == {A, B}
+    assert not any(t is ev.InventorySet for t in by_type)  # not an order's event
+    a_placed = next(pos for pos, _, e in batch if type(e) is ev.OrderPlaced and e.order_id == A)
+    by_type, placed = _order_ids_by_type(batch, a_placed)
+    assert placed == {B}  # A was placed before the checkpoint: it may be stored
+    led.close()
+
+
+def test_reading_upcasts_an_event_stored_under_an_older_version(tmp_path, monkeypatch):
+    """The bulk reader decodes current versions directly and hands any other row
+    to the mapper, which upcasts it (or says why it cannot)."""
+    import sqlite3
+
+    from ledger import codec
+    from ledger.errors import StoreError
+    from projections.source import EventSource
+
+    A = oid(1)
+    led = build(tmp_path, timeline(released(A)))
+    want = led.read_events(0, 1000)
+    con = sqlite3.connect(tmp_path / "ledger.db")
+    con.execute("UPDATE stored_events SET topic = 'OrderPlaced:v0' WHERE topic = 'OrderPlaced:v1'")
+    con.commit()
+    con.close()
+    source = EventSource(led)
+    with pytest.raises(StoreError, match="no upcaster for OrderPlaced v0"):
+        source.read(0, 1000)
+    seen = []
+    monkeypatch.setitem(codec.UPCASTERS, ("OrderPlaced", 0), lambda d: seen.append(d) or d)
+    assert source.read(0, 1000) == want
+    assert [d["order_id"] for d in seen] == [A]
+    source.close()
     led.close()
