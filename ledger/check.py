@@ -307,19 +307,17 @@ def _replay_one(col: _Collector, state: CheckState, last_at: dict[str, datetime]
     if agg_id in state.broken:
         return
     if agg_id.startswith(ORDER_PREFIX):
-        if not isinstance(payload, ev.OrderEvent) or ORDER_PREFIX + payload.order_id != agg_id:
-            col.add("wrong-aggregate", f"a {type(payload).__name__} event does not belong to "
-                    f"{agg_id}", where)
-            state.broken.add(agg_id)
-            return
+        belongs = (isinstance(payload, ev.OrderEvent)
+                   and ORDER_PREFIX + payload.order_id == agg_id)
     elif agg_id.startswith(SKU_PREFIX):
-        if not isinstance(payload, ev.InventoryEvent) or SKU_PREFIX + payload.sku != agg_id:
-            col.add("wrong-aggregate", f"a {type(payload).__name__} event does not belong to "
-                    f"{agg_id}", where)
-            state.broken.add(agg_id)
-            return
+        belongs = isinstance(payload, ev.InventoryEvent) and SKU_PREFIX + payload.sku == agg_id
     else:
         col.add("unknown-aggregate", f"aggregate id {agg_id!r} is neither order: nor sku:", where)
+        state.broken.add(agg_id)
+        return
+    if not belongs:
+        col.add("wrong-aggregate", f"a {type(payload).__name__} event does not belong to "
+                f"{agg_id}", where)
         state.broken.add(agg_id)
         return
     prev = last_at.get(agg_id)

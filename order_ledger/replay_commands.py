@@ -49,17 +49,22 @@ def history(order_id: str, db: str | None, as_json: bool, at_position: int | Non
     for s in steps:
         d = s.as_dict()
         st = d["state"]
-        console.print(f"#{d['position']} {d['at']} {d['type']} by {d['actor']} "
-                      f"(command {d['command_id']})", markup=False)
-        fields = ", ".join(f"{k}={_short(v)}" for k, v in d["fields"].items()
-                           if v not in (None, [], "", {}))
-        if fields:
-            console.print(f"    {fields}", markup=False)
+        _event_lines(d)
         qty = " ".join(f"{i['order_item_id']}:{i['quantity_shipped']}/{i['quantity_canceled']}"
                        f"/{i['quantity']}" for i in st["items"])
         nd = st["next_deadline"]
         console.print(f"    -> {st['status']}; shipped/canceled/ordered {qty}"
                       + (f"; next {nd['kind']} at {nd['at']}" if nd else ""), markup=False)
+
+
+def _event_lines(d: dict, indent: str = "", suffix: str = "") -> None:
+    """One event (``as_dict`` of a step or a finding): who did what, then its set fields."""
+    console.print(f"{indent}#{d['position']} {d['at']} {d['type']} by {d['actor']} "
+                  f"(command {d['command_id']}){suffix}", markup=False)
+    fields = ", ".join(f"{k}={_short(v)}" for k, v in d["fields"].items()
+                       if v not in (None, [], "", {}))
+    if fields:
+        console.print(f"    {fields}", markup=False)
 
 
 def _short(v: Any) -> str:
@@ -489,12 +494,7 @@ def bisect_cmd(order_id: str | None, until_status: str | None, expect: str | Non
         sys.exit(1)
     e = f.event or {}
     console.print(f"It stops holding after event #{e['position']}:", markup=False)
-    console.print(f"  #{e['position']} {e['at']} {e['type']} by {e['actor']} "
-                  f"(command {e['command_id']}) on {e['aggregate']}", markup=False)
-    fields = ", ".join(f"{k}={_short(v)}" for k, v in e["fields"].items()
-                       if v not in (None, [], "", {}))
-    if fields:
-        console.print(f"    {fields}", markup=False)
+    _event_lines(e, indent="  ", suffix=f" on {e['aggregate']}")
     _state_lines("before", f.before, pred.uses_order, pred.uses_metrics)
     _state_lines("after", f.after, pred.uses_order, pred.uses_metrics)
 

@@ -4,6 +4,15 @@ from __future__ import annotations
 
 import json
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+#: the example command file the README runs: 200 lines, 247 events
+WALKTHROUGH = Path(__file__).resolve().parent.parent / "examples" / "walkthrough.jsonl"
+
+
+def walkthrough_lines(n: int | None = None) -> list[bytes]:
+    """The walkthrough's lines (the first ``n`` of them)."""
+    return WALKTHROUGH.read_bytes().splitlines()[:n]
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=timezone(timedelta(hours=1)))
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import test_projections_property as tpp
-from builders import T0, lines, released
+from builders import T0, WALKTHROUGH, lines, released, walkthrough_lines
 from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -18,8 +18,6 @@ from ledger.application import Ledger
 from order_ledger.cli import main
 from replay import asof
 
-ROOT = Path(__file__).resolve().parent.parent
-WALKTHROUGH = ROOT / "examples" / "walkthrough.jsonl"
 O7, O22, O23, O44 = ("203-0000007-0055433", "203-0000022-0174218", "203-0000023-0182137",
                      "203-0000044-0348436")
 
@@ -86,7 +84,7 @@ def test_a_deadline_not_applied_yet_is_not_applied_as_of_then(tmp_path):
     """Order 22's day-30 cancel was due 2026-04-11 15:00+01:00 but applied by the
     next morning's tick: an hour after it fell due the seller still saw it Unshipped."""
     with Ledger(str(tmp_path / "wt.db")) as led:
-        list(led.apply_lines(WALKTHROUGH.read_bytes().splitlines()))
+        list(led.apply_lines(walkthrough_lines()))
         t = datetime.fromisoformat("2026-04-11T17:00:00+02:00")
         cancel = next(p for p, _, e in led.iter_events()
                       if type(e).__name__ == "LedgerCanceled" and e.order_id == O22)

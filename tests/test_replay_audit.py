@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import test_projections_property as tpp
-from builders import at, cmd, item, lines, oid, released
+from builders import at, cmd, item, lines, oid, released, walkthrough_lines
 from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 
@@ -23,8 +23,6 @@ from order_ledger.cli import main
 from projections import AUDIT_COLUMNS, Views, project
 from replay.audit import AuditError, AuditQuery, events_at, query, with_fields
 
-ROOT = Path(__file__).resolve().parent.parent
-WALKTHROUGH = ROOT / "examples" / "walkthrough.jsonl"
 O22 = "203-0000022-0174218"
 
 
@@ -32,7 +30,7 @@ O22 = "203-0000022-0174218"
 def shop(tmp_path_factory):
     db = str(tmp_path_factory.mktemp("audit") / "wt.db")
     with Ledger(db) as led:
-        list(led.apply_lines(WALKTHROUGH.read_bytes().splitlines()))
+        list(led.apply_lines(walkthrough_lines()))
         events = list(led.iter_events())
     return db, events
 
@@ -157,7 +155,7 @@ def test_bad_queries_are_usage_errors(shop):
 
 async def test_query_uses_the_index_and_decodes_fields_on_both_backends(db_url, tmp_path):
     with Ledger(db_url) as led:
-        list(led.apply_lines(WALKTHROUGH.read_bytes().splitlines()[:60]))
+        list(led.apply_lines(walkthrough_lines(60)))
         async with Views(led, str(tmp_path / "v.db")) as v:
             await v.sync()
             rows = with_fields(led, await query(v, AuditQuery(types=("OrderPlaced",), limit=2)))

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import test_projections_property as tpp
-from builders import T0, at, cmd, item, place
+from builders import T0, at, cmd, item, place, walkthrough_lines
 from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -21,8 +21,6 @@ from projections import project
 from replay import asof
 from replay.bisect import BisectError, bisect, compile_predicate, until_status
 
-ROOT = Path(__file__).resolve().parent.parent
-WALKTHROUGH = ROOT / "examples" / "walkthrough.jsonl"
 O22 = "203-0000022-0174218"
 O1 = "203-0000001-0007919"
 
@@ -31,7 +29,7 @@ O1 = "203-0000001-0007919"
 def shop(tmp_path_factory):
     db = str(tmp_path_factory.mktemp("bisect") / "wt.db")
     with Ledger(db) as led:
-        list(led.apply_lines(WALKTHROUGH.read_bytes().splitlines()))
+        list(led.apply_lines(walkthrough_lines()))
     return db
 
 
@@ -51,6 +49,8 @@ def test_until_status_finds_the_day_30_cancel(shop):
     assert f["after"]["order"]["status"] == "Canceled"
     text = _bisect(shop, "--order", O22, "--until-status", "Canceled").output
     assert f"#{e['position']}" in text and "LedgerCanceled by ledger" in text
+    assert f"(command {e['command_id']}) on {e['aggregate']}" in text
+    assert "\n    reason=ShipmentNotConfirmed" in text  # the event's fields, one line under it
     assert "before" in text and "after" in text
     # the same with a general condition; its first event when it fails at once
     same = json.loads(_bisect(shop, "--order", O22, "--expect",

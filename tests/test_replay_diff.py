@@ -7,13 +7,12 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+from builders import walkthrough_lines
 from click.testing import CliRunner
 
 from ledger.application import Ledger
 from order_ledger.cli import main
 
-ROOT = Path(__file__).resolve().parent.parent
-WALKTHROUGH = ROOT / "examples" / "walkthrough.jsonl"
 O7, O22, O41 = "203-0000007-0055433", "203-0000022-0174218", "203-0000041-0324679"
 
 
@@ -31,7 +30,7 @@ def _diff(*args: str):
 @pytest.fixture(scope="module")
 def ledgers(tmp_path_factory):
     d = tmp_path_factory.mktemp("diff")
-    lines = WALKTHROUGH.read_bytes().splitlines()
+    lines = walkthrough_lines()
     a = _ledger(d / "a.db", lines)
     b = _ledger(d / "b.db", lines)
     # c: order 7 (still Unshipped at the end) is canceled by the seller on the last evening
@@ -91,7 +90,7 @@ def test_two_points_of_one_ledger(ledgers):
 
 
 def test_views_against_a_rebuild_shows_a_tampered_row(tmp_path):
-    db = _ledger(tmp_path / "shop.db", WALKTHROUGH.read_bytes().splitlines())
+    db = _ledger(tmp_path / "shop.db", walkthrough_lines())
     runner = CliRunner()
     assert runner.invoke(main, ["sync", "--db", db, "--quiet"]).exit_code == 0
     views = str(tmp_path / "shop.views.db")
@@ -124,7 +123,7 @@ def test_views_against_a_rebuild_shows_a_tampered_row(tmp_path):
 
 
 def test_views_mode_notes_views_behind_or_not_built(tmp_path):
-    lines = WALKTHROUGH.read_bytes().splitlines()
+    lines = walkthrough_lines()
     db = _ledger(tmp_path / "shop.db", lines[:50])
     assert CliRunner().invoke(main, ["sync", "--db", db, "--quiet"]).exit_code == 0
     with Ledger(db) as led:

@@ -8,14 +8,13 @@ import os
 from pathlib import Path
 
 import pytest
+from builders import walkthrough_lines
 from click.testing import CliRunner
 
 from ledger.application import Ledger
 from order_ledger.cli import main
 from replay.replay_dir import FILES, MANIFEST
 
-ROOT = Path(__file__).resolve().parent.parent
-WALKTHROUGH = ROOT / "examples" / "walkthrough.jsonl"
 
 
 def _run(*args: str, code: int = 0):
@@ -34,7 +33,7 @@ def shop(tmp_path_factory):
     d = tmp_path_factory.mktemp("replay")
     db = str(d / "shop.db")
     with Ledger(db) as led:
-        list(led.apply_lines(WALKTHROUGH.read_bytes().splitlines()))
+        list(led.apply_lines(walkthrough_lines()))
     return d, db
 
 
