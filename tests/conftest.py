@@ -33,6 +33,18 @@ def _drop_schema(schema: str) -> None:
         conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
 
 
+@pytest.fixture(scope="session")
+def walkthrough_db(tmp_path_factory) -> str:
+    """A SQLite ledger with examples/walkthrough.jsonl applied, built once per run;
+    for tests that only read it (and the views next to it)."""
+    from builders import walkthrough_lines
+
+    db = str(tmp_path_factory.mktemp("walkthrough") / "wt.db")
+    with Ledger(db) as led:
+        list(led.apply_lines(walkthrough_lines()))
+    return db
+
+
 @pytest.fixture
 def pg_url():
     """A fresh PostgreSQL schema for one test, dropped afterwards."""

@@ -27,12 +27,9 @@ O22 = "203-0000022-0174218"
 
 
 @pytest.fixture(scope="module")
-def shop(tmp_path_factory):
-    db = str(tmp_path_factory.mktemp("audit") / "wt.db")
-    with Ledger(db) as led:
-        list(led.apply_lines(walkthrough_lines()))
-        events = list(led.iter_events())
-    return db, events
+def shop(walkthrough_db):
+    with Ledger(walkthrough_db) as led:
+        return walkthrough_db, list(led.iter_events())
 
 
 def _audit(db: str, *args: str, ok: bool = True):

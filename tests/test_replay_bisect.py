@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import test_projections_property as tpp
-from builders import T0, at, cmd, item, place, walkthrough_lines
+from builders import T0, at, cmd, item, place
 from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -26,11 +26,8 @@ O1 = "203-0000001-0007919"
 
 
 @pytest.fixture(scope="module")
-def shop(tmp_path_factory):
-    db = str(tmp_path_factory.mktemp("bisect") / "wt.db")
-    with Ledger(db) as led:
-        list(led.apply_lines(walkthrough_lines()))
-    return db
+def shop(walkthrough_db):
+    return walkthrough_db
 
 
 def _bisect(db: str, *args: str):
