@@ -14,6 +14,8 @@ from decimal import Decimal
 from typing import Annotated, Literal, Union
 
 import msgspec
+import msgspec.inspect
+import msgspec.structs
 from msgspec import Meta
 
 from .errors import CommandRejected
@@ -201,92 +203,243 @@ def actor_of(command: Command) -> str:
     return command.DEFAULT_ACTOR
 
 
-def _where(msg: str) -> tuple[str, str | None]:
-    """Split msgspec's ``... - at `$.items[0].quantity``` into text and field."""
-    text, sep, path = msg.rpartition(" - at `")
-    if not sep:
-        return msg, None
-    field = path.rstrip("`").removeprefix("$").removeprefix(".")
-    return text, field or None
+def _where(msg: str) -> str:
+    """msgspec's message without its trailing `` - at `$.path``` (shown to people only)."""
+    text, sep, _ = msg.rpartition(" - at `")
+    return text if sep else msg
+
+
+_TAGS: dict[str, type[Command]] = {tag: cls for cls, tag in COMMAND_NAMES.items()}
+#: untyped decoding, to locate an error; numbers with a fraction stay exact
+_plain = msgspec.json.Decoder(float_hook=Decimal)
+_plain_encoder = msgspec.json.Encoder(decimal_format="number")
+_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
+_FIELD_HINT = "see docs/command-file.md for the field's type and limits"
+
+
+def _bad_utf8(line: bytes) -> CommandRejected | None:
+    """Our own UTF-8 check: the decoder's wording for bad bytes varies between versions."""
+    if line.isascii():
+        return None
+    try:
+        line.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return CommandRejected(
+            "malformed-json", f"the line is not valid UTF-8 (byte {exc.start}: {exc.reason})",
+            hint="save the command file as UTF-8")
+    return None
 
 
 def parse_command(line: str | bytes) -> Command:
-    """Decode one command-file line, or raise :class:`CommandRejected`."""
+    """Decode one command-file line, or raise :class:`CommandRejected`.
+
+    The rejection's code and field are decided from the bytes, the line's
+    structure and the command types, never from the wording of the decoder's
+    messages (which changes between msgspec versions); its text is only shown.
+    """
     size = len(line) if isinstance(line, (bytes, bytearray, memoryview)) else (
         len(line) if len(line) * 4 <= MAX_LINE_BYTES else len(line.encode("utf-8", "replace")))
     if size > MAX_LINE_BYTES:
         raise CommandRejected(
             "line-too-long", f"the line has {size:,} bytes; the limit is {MAX_LINE_BYTES:,}",
             hint="split large message bodies or check that lines end with a newline")
+    if isinstance(line, (bytearray, memoryview)):
+        line = bytes(line)
+    if isinstance(line, bytes):
+        bad = _bad_utf8(line)
+        if bad is not None:
+            raise bad
     try:
         command = _decoder.decode(line)
-    except msgspec.DecodeError as exc:
-        msg = str(exc)
-        if msg.startswith("JSON is malformed") or msg.startswith("Input data was truncated"):
-            raise CommandRejected(
-                "malformed-json",
-                f"the line is not valid JSON ({msg})",
-                hint="write one JSON object per line",
-            ) from None
-        text, field = _where(msg)
-        if "Invalid value" in text and field == "type":
-            known = ", ".join(COMMAND_NAMES.values())
-            raise CommandRejected(
-                "unknown-type",
-                f"unknown command type ({text})",
-                field="type",
-                hint=f"use one of: {known}",
-            ) from None
-        if text.startswith("Object contains unknown field"):
-            raise CommandRejected(
-                "unknown-field",
-                text,
-                field=field,
-                hint="remove the field or check its spelling against docs/command-file.md",
-            ) from None
-        if text.startswith("Object missing required field"):
-            raise CommandRejected(
-                "missing-field", text, field=field, hint="add the field"
-            ) from None
-        if field == "type" or text.startswith("Expected `object`"):
-            raise CommandRejected(
-                "bad-command", text, field=field,
-                hint='each line must be a JSON object with a "type" field',
-            ) from None
-        if field and field.endswith("order_id") and "regex" in text:
-            raise CommandRejected(
-                "bad-order-id",
-                f"order id must have the 3-7-7 digit form ({text})",
-                field=field,
-                hint="write it like 203-1234567-7654321",
-            ) from None
-        if "timezone" in text or "tz" in text:
-            raise CommandRejected(
-                "bad-time", text, field=field,
-                hint="write times as ISO-8601 with an offset, e.g. 2026-03-01T10:00:00+01:00",
-            ) from None
-        if "regex" in text and "x00-" in text:
-            raise CommandRejected(
-                "invalid-field", "the text contains a control character (such as NUL or a "
-                "line break)", field=field, hint="remove control characters from ids and SKUs",
-            ) from None
+    except msgspec.ValidationError as exc:  # well-formed JSON that is not a valid command
+        raise _classify(line, _where(str(exc))) from None
+    except msgspec.DecodeError as exc:  # not JSON at all
         raise CommandRejected(
-            "invalid-field", text, field=field,
-            hint="see docs/command-file.md for the field's type and limits") from None
-    except UnicodeDecodeError as exc:  # bytes inside a JSON string that are not UTF-8
-        raise CommandRejected(
-            "malformed-json", f"the line is not valid UTF-8 (byte {exc.start}: {exc.reason})",
-            hint="save the command file as UTF-8") from None
+            "malformed-json", f"the line is not valid JSON ({exc})",
+            hint="write one JSON object per line") from None
     except RecursionError:
         raise CommandRejected(
             "malformed-json", "the line nests JSON arrays or objects too deeply",
             hint="write one flat JSON object per line") from None
-    except Exception as exc:  # noqa: BLE001 - whatever msgspec raises, the line is bad
+    except Exception as exc:  # noqa: BLE001 - whatever the decoder raises, the line is bad
         raise CommandRejected(
             "malformed-json", f"the line cannot be decoded ({type(exc).__name__}: {exc})",
             hint="write one JSON object per line") from None
     _check_limits(command)
     return command
+
+
+def _classify(line: str | bytes, text: str) -> CommandRejected:
+    """Find which part of a well-formed line breaks the command types, and why."""
+    try:
+        obj = _plain.decode(line)
+    except (msgspec.DecodeError, RecursionError):
+        return CommandRejected("invalid-field", text, hint=_FIELD_HINT)
+    if not isinstance(obj, dict):
+        return CommandRejected(
+            "bad-command", f"Expected `object`, got `{_kind(obj)}`",
+            hint='each line must be a JSON object with a "type" field')
+    if "type" not in obj:
+        return CommandRejected("missing-field", "Object missing required field `type`",
+                               field="type", hint="add the field")
+    tag = obj["type"]
+    if not isinstance(tag, str):
+        return CommandRejected(
+            "bad-command", f'"type" must be a string, not a JSON {_kind(tag)}', field="type",
+            hint='each line must be a JSON object with a "type" field')
+    cls = _TAGS.get(tag)
+    if cls is None:
+        known = ", ".join(COMMAND_NAMES.values())
+        return CommandRejected("unknown-type", f"unknown command type {tag[:80]!r}",
+                               field="type", hint=f"use one of: {known}")
+    try:
+        found = _locate(obj, cls, "", top=True)
+    except RecursionError:
+        found = None
+    return found or CommandRejected("invalid-field", text, hint=_FIELD_HINT)
+
+
+def _kind(value: object) -> str:
+    return {dict: "object", list: "array", str: "string", bool: "boolean",
+            type(None): "null"}.get(type(value), "number")
+
+
+def _locate(obj: dict, cls: type, prefix: str, *, top: bool = False) -> CommandRejected | None:
+    """The first field of ``obj`` that does not fit Struct ``cls``, as a rejection."""
+    fields = msgspec.structs.fields(cls)
+    names = {f.encode_name for f in fields}
+    for key in obj:
+        if key not in names and not (top and key == "type"):
+            return CommandRejected(
+                "unknown-field", f"Object contains unknown field `{key[:80]}`",
+                field=prefix + key,
+                hint="remove the field or check its spelling against docs/command-file.md")
+    for f in fields:
+        if f.required and f.encode_name not in obj:
+            return CommandRejected(
+                "missing-field", f"Object missing required field `{f.encode_name}`",
+                field=prefix + f.encode_name, hint="add the field")
+    for f in fields:
+        if f.encode_name not in obj:
+            continue
+        value = obj[f.encode_name]
+        path = prefix + f.encode_name
+        try:
+            msgspec.json.decode(_plain_encoder.encode(value), type=f.type)
+            continue
+        except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+            text = _where(str(exc))
+        except RecursionError:
+            text = "the value nests arrays or objects too deeply"
+        inner = _struct_of(f.type)
+        if inner is not None:
+            items = ([(path + ".", value)] if isinstance(value, dict) else
+                     [(f"{path}[{n}].", v) for n, v in enumerate(value)]
+                     if isinstance(value, list) else [])
+            for where, item in items:
+                found = _locate(item, inner, where) if isinstance(item, dict) else None
+                if found is not None:
+                    return found
+        return _field_error(path, f.type, value, text)
+    return None
+
+
+def _args(tp: object) -> tuple:
+    """The types inside ``T | None``, ``list[T]`` and ``Annotated[T, ...]``."""
+    if getattr(tp, "__metadata__", None) is not None:  # Annotated
+        return (tp.__origin__,)  # type: ignore[attr-defined]
+    return tuple(getattr(tp, "__args__", ()) or ())
+
+
+def _struct_of(tp: object) -> type | None:
+    """The Struct type a field holds directly, optionally or as list items."""
+    if isinstance(tp, type) and issubclass(tp, msgspec.Struct):
+        return tp
+    for arg in _args(tp):
+        found = _struct_of(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def _holds(tp: object, wanted: type) -> bool:
+    return tp is wanted or any(_holds(arg, wanted) for arg in _args(tp))
+
+
+def _field_error(path: str, tp: object, value: object, text: str) -> CommandRejected:
+    got = _shown(value)
+    if path.endswith("order_id") and isinstance(value, str):
+        return CommandRejected(
+            "bad-order-id", f"order id must have the 3-7-7 digit form, not {got}", field=path,
+            hint="write it like 203-1234567-7654321")
+    expected = _describe(msgspec.inspect.type_info(tp))
+    if _holds(tp, datetime) and _naive_time(value):
+        return CommandRejected(
+            "bad-time", f"{path} must be {expected}, not {got}", field=path,
+            hint="write times as ISO-8601 with an offset, e.g. 2026-03-01T10:00:00+01:00")
+    if isinstance(value, str) and _CONTROL_RE.search(value):
+        return CommandRejected(
+            "invalid-field", "the text contains a control character (such as NUL or a "
+            "line break)", field=path, hint="remove control characters from ids and SKUs")
+    return CommandRejected("invalid-field", f"{path} must be {expected}, not {got}",
+                           field=path, hint=_FIELD_HINT)
+
+
+def _naive_time(value: object) -> bool:
+    """A well-formed ISO-8601 time without its UTC offset."""
+    if not isinstance(value, str):
+        return False
+    try:
+        return datetime.fromisoformat(value).tzinfo is None
+    except ValueError:
+        return False
+
+
+def _shown(value: object) -> str:
+    if isinstance(value, (dict, list)) or value is None:
+        return f"a JSON {_kind(value)}"
+    text = msgspec.json.encode(value).decode()
+    return (text if len(text) <= 60 else text[:57] + "...") + (
+        " (a string)" if isinstance(value, str) else "")
+
+
+def _describe(t: msgspec.inspect.Type) -> str:
+    """What a field accepts, in words (from the command types, not the decoder's text)."""
+    mi = msgspec.inspect
+    if isinstance(t, mi.UnionType):
+        parts = [_describe(x) for x in t.types if not isinstance(x, mi.NoneType)]
+        return " or ".join(parts) + (" or null" if t.includes_none else "")
+    if isinstance(t, mi.IntType):
+        bounds = [f">= {t.ge}" if t.ge is not None else "", f"> {t.gt}" if t.gt is not None
+                  else "", f"<= {t.le:,}" if t.le is not None else "",
+                  f"< {t.lt:,}" if t.lt is not None else ""]
+        return " ".join(["an integer", " and ".join(b for b in bounds if b)]).strip()
+    if isinstance(t, mi.StrType):
+        words = ["text"]
+        if t.min_length and t.max_length:
+            words.append(f"of {t.min_length} to {t.max_length} characters")
+        elif t.min_length:
+            words.append("that is not empty" if t.min_length == 1 else
+                         f"of at least {t.min_length} characters")
+        elif t.max_length:
+            words.append(f"of at most {t.max_length} characters")
+        if t.pattern == NO_CONTROL_PATTERN:
+            words.append("without control characters")
+        elif t.pattern:
+            words.append(f"matching {t.pattern}")
+        return " ".join(words)
+    if isinstance(t, mi.LiteralType):
+        return "one of " + ", ".join(str(v) for v in t.values)
+    if isinstance(t, mi.DateTimeType):
+        return "an ISO-8601 time" + (" with a UTC offset (such as +01:00 or Z)" if t.tz else "")
+    if isinstance(t, mi.ListType):
+        size = f" of at least {t.min_length}" if t.min_length else ""
+        return f"a list{size} of {_describe(t.item_type)}"
+    if isinstance(t, mi.StructType):
+        return "an object"
+    return {mi.DecimalType: "a decimal number (as a string or number)",
+            mi.BoolType: "true or false", mi.FloatType: "a number"}.get(
+        type(t), type(t).__name__.removesuffix("Type").lower())
 
 
 def _check_time(value: datetime, field: str) -> None:
