@@ -27,6 +27,7 @@ from eventsourcing.persistence import IntegrityError, OperationalError
 
 from . import commands as c
 from . import events as ev
+from .chain import Digest
 from .clock import Clock, SystemClock
 from .codec import PayloadMapper
 from .domain import Inventory, LedgerAggregate, Order, order_key, sku_key, sku_quantities
@@ -162,6 +163,20 @@ class Ledger:
     def now(self) -> datetime | None:
         """The latest business time the ledger has reached."""
         return self.recorder.read_clock()
+
+    def digest(self) -> Digest | None:
+        """The head of the hash chain (``POSITION:HEXHASH``), or None for an empty chain."""
+        head = self.recorder.chain_head()
+        return Digest(*head) if head else None
+
+    def migrate(self) -> int:
+        """Bring an older store up to date: hash every event into the chain (once).
+
+        Returns how many events were hashed (0 when the chain already exists)."""
+        with self._writer_lock:
+            done = self.recorder.build_chain()  # type: ignore[attr-defined]
+        self._cache.clear()
+        return done
 
     def head(self) -> int:
         """The global position of the newest event (0 when empty)."""

@@ -39,6 +39,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from . import events as ev
+from .chain import ChainVerifier, Digest
 from .domain import (
     ORDER_PREFIX,
     SKU_PREFIX,
@@ -188,12 +189,16 @@ def _inventory_step(before: int, payload: ev.Event) -> str | None:
 
 def check_ledger(ledger: "Ledger", *, limit: int = 1000,
                  extra: Iterable[Callable[["Ledger", CheckState], Iterable[Problem]]] | None = None,
-                 ) -> CheckReport:
-    """Check the whole store; see the module docstring for what is checked."""
+                 digest: Digest | None = None) -> CheckReport:
+    """Check the whole store; see the module docstring for what is checked.
+
+    With ``digest``, also prove that today's history extends that digest unchanged."""
     report = CheckReport()
     col = _Collector(report, limit)
     state = CheckState()
     rec = ledger.recorder
+    chained = rec.chain_head() is not None  # type: ignore[attr-defined]
+    verifier = ChainVerifier(watch=digest.position if digest else None)
     sqlite = isinstance(rec, LedgerSQLiteRecorder)
     decode = ledger.mapper.decode_state
 
@@ -208,6 +213,11 @@ def check_ledger(ledger: "Ledger", *, limit: int = 1000,
     after = 0
     while True:
         rows = rec.select_notifications(start=after + 1, limit=READ_BATCH)  # type: ignore[attr-defined]
+        if chained and rows:
+            for f in verifier.step(
+                    [(n.id, str(n.originator_id), n.originator_version, n.topic, n.state)
+                     for n in rows], rec.chain_rows(after + 1, rows[-1].id)):  # type: ignore[attr-defined]
+                col.add(f.code, f.message, f"position {f.position}")
         for n in rows:
             pos, agg_id = n.id, str(n.originator_id)
             where = f"position {pos} ({agg_id} v{n.originator_version})"
@@ -260,6 +270,7 @@ def check_ledger(ledger: "Ledger", *, limit: int = 1000,
             break
         after = rows[-1].id
     state.head = prev_pos
+    _check_chain(ledger, col, report, verifier, chained, prev_pos, digest)
     if gaps:
         report.notes.append(f"{gaps} gap(s) in the PostgreSQL notification ids "
                             "(a rolled-back insert consumes sequence numbers; harmless)")
@@ -300,6 +311,39 @@ def check_ledger(ledger: "Ledger", *, limit: int = 1000,
     if not EXTRA_CHECKS and extra is None:
         report.notes.append("no projection checks registered")
     return report
+
+
+def _check_chain(ledger: "Ledger", col: _Collector, report: CheckReport,
+                 verifier: ChainVerifier, chained: bool, head: int,
+                 digest: Digest | None) -> None:
+    rec = ledger.recorder
+    if chained:
+        while True:
+            trailing = rec.chain_after(head, READ_BATCH)  # type: ignore[attr-defined]
+            for f in verifier.finish(trailing):
+                col.add(f.code, f.message, f"position {f.position}")
+            if len(trailing) < READ_BATCH:
+                break
+            head = trailing[-1][0]
+        report.notes.append(f"hash chain: {verifier.verified:,} event(s) verified, head "
+                            f"{verifier.head or 'empty'}")
+    elif head:
+        report.notes.append("this ledger has no hash chain yet: run `order-ledger migrate` "
+                            "once to add it")
+    if digest is None:
+        return
+    if not chained or verifier.watched is None:
+        col.add("digest-not-found",
+                f"no chained event at position {digest.position:,} any more: the history that "
+                f"digest {digest} was taken of is gone or was cut short", "digest")
+    elif verifier.watched != digest.hash:
+        col.add("digest-mismatch",
+                f"the history up to position {digest.position:,} no longer ends in "
+                f"{digest.hash.hex()[:16]}…: it was rewritten at or before that position",
+                "digest")
+    else:
+        report.notes.append(f"digest {digest.position}:{digest.hash.hex()[:16]}… holds: "
+                            "today's history extends it unchanged")
 
 
 def _replay_one(col: _Collector, state: CheckState, last_at: dict[str, datetime],

@@ -26,6 +26,7 @@ from eventsourcing.postgres import PostgresApplicationRecorder
 from psycopg.sql import Identifier
 from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteCursor
 
+from . import chain
 from .errors import LedgerBusy, StoreError
 
 DEFAULT_DB = "order-ledger.db"
@@ -62,6 +63,7 @@ EXTRA_TABLES_SQLITE = [
     "CREATE INDEX IF NOT EXISTS ledger_deadlines_due ON ledger_deadlines (due_us)",
     "CREATE TABLE IF NOT EXISTS ledger_clock ("
     " id INTEGER PRIMARY KEY CHECK (id = 1), at TEXT NOT NULL, at_us INTEGER NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS ledger_chain (position INTEGER PRIMARY KEY, hash BLOB NOT NULL)",
 ]
 
 
@@ -101,6 +103,77 @@ class LedgerRecorderMixin:
                 "WHERE excluded.at_us > clock.at_us",
                 (batch.clock.isoformat(), us),
             )
+
+    def _chain_next(self, cursor: Any, last_position: int) -> bytes:
+        """The hash to chain the next event to, inside the writing transaction.
+
+        Refuses to write when events past the chain's head exist: a ledger that
+        predates the chain (``order-ledger migrate``) or rows written around the
+        ledger (``order-ledger check`` names them).
+        """
+        cursor.execute(f"SELECT position, hash FROM {self.prefix}ledger_chain "
+                       "ORDER BY position DESC LIMIT 1")
+        row = cursor.fetchone()
+        if row is not None:
+            row = tuple(row.values()) if isinstance(row, dict) else tuple(row)
+        head, prev = (row[0], bytes(row[1])) if row else (0, chain.GENESIS)
+        if head != last_position:
+            if head == 0:
+                raise StoreError(
+                    f"this ledger's {last_position:,} events predate the hash chain: run "
+                    "`order-ledger migrate` once, then write again")
+            raise StoreError(
+                f"the events after position {head:,} are not in the ledger's hash chain "
+                "(written around the ledger?): run `order-ledger check` before writing")
+        return prev
+
+    def _write_chain(self, cursor: Any, prev: bytes,
+                     rows: Sequence[tuple[int, str, int, str, bytes]]) -> None:
+        self._write_chain_rows(cursor, chain.links(prev, rows))
+
+    def _build_chain(self, cursor: Any) -> int:
+        """Hash every stored event into an empty chain, in a write transaction."""
+        def tup(row: Any) -> tuple:
+            return tuple(row.values()) if isinstance(row, dict) else tuple(row)
+
+        cursor.execute(f"SELECT COUNT(*) FROM {self.prefix}ledger_chain")
+        if tup(cursor.fetchone())[0]:
+            return 0
+        table = self.prefix + self.events_table_name  # type: ignore[attr-defined]
+        pos_col = self.position_column
+        prev, after, done = chain.GENESIS, 0, 0
+        while True:
+            cursor.execute(
+                f"SELECT {pos_col}, originator_id, originator_version, topic, state FROM {table} "
+                f"WHERE {pos_col} > {self.P} ORDER BY {pos_col} LIMIT 5000", (after,))
+            rows = [tup(r) for r in cursor.fetchall()]
+            if not rows:
+                return done
+            hashed = chain.links(prev, rows)
+            self._write_chain_rows(cursor, hashed)
+            prev, after, done = hashed[-1][1], rows[-1][0], done + len(rows)
+
+    def _write_chain_rows(self, cursor: Any, hashed: list[tuple[int, bytes]]) -> None:
+        p = self.P
+        cursor.executemany(
+            f"INSERT INTO {self.prefix}ledger_chain (position, hash) VALUES ({p}, {p})", hashed)
+
+    def chain_rows(self, start: int, stop: int) -> list[tuple[int, bytes]]:
+        """Chain rows with ``start <= position <= stop``, in order."""
+        return [(r[0], bytes(r[1])) for r in self._rows(
+            f"SELECT position, hash FROM {self.prefix}ledger_chain "
+            f"WHERE position >= {self.P} AND position <= {self.P} ORDER BY position",
+            (start, stop))]
+
+    def chain_head(self) -> tuple[int, bytes] | None:
+        rows = self._rows(f"SELECT position, hash FROM {self.prefix}ledger_chain "
+                          "ORDER BY position DESC LIMIT 1")
+        return (rows[0][0], bytes(rows[0][1])) if rows else None
+
+    def chain_after(self, position: int, limit: int) -> list[tuple[int, bytes]]:
+        return [(r[0], bytes(r[1])) for r in self._rows(
+            f"SELECT position, hash FROM {self.prefix}ledger_chain WHERE position > {self.P} "
+            f"ORDER BY position LIMIT {int(limit)}", (position,))]
 
     # --- reads ----------------------------------------------------------------
 
@@ -211,17 +284,35 @@ class LedgerSQLiteRecorder(LedgerRecorderMixin, SQLiteApplicationRecorder):
         finally:
             pool.put_connection(conn)
 
+    def build_chain(self) -> int:
+        """The one-off migration: chain every stored event; how many were hashed."""
+        pool = self.datastore.pool
+        conn = pool.get_connection(is_writer=True)
+        try:
+            cursor = conn.cursor()
+            cursor.execute("BEGIN IMMEDIATE")
+            try:
+                done = self._build_chain(cursor)
+                conn.commit()
+                return done
+            except BaseException:
+                conn.rollback()
+                raise
+        finally:
+            pool.put_connection(conn)
+
     def _insert_events(self, c: SQLiteCursor, stored_events: Sequence[StoredEvent],
                        **kwargs: Any) -> Sequence[int] | None:
         ids: list[int] = []
         if stored_events:
             c.execute(f"SELECT MAX(rowid) FROM {self.events_table_name}")
-            start = (c.fetchone()[0] or 0) + 1
-            c.executemany(
-                self.insert_events_statement,
-                [(s.originator_id, s.originator_version, s.topic, s.state) for s in stored_events],
-            )
-            ids = list(range(start, start + len(stored_events)))
+            last = c.fetchone()[0] or 0
+            prev = self._chain_next(c, last)
+            rows = [(s.originator_id, s.originator_version, s.topic, s.state)
+                    for s in stored_events]
+            c.executemany(self.insert_events_statement, rows)
+            ids = list(range(last + 1, last + 1 + len(stored_events)))
+            self._write_chain(c, prev, [(pos, *row) for pos, row in zip(ids, rows)])
         self._write_batch(c, kwargs.get("batch"))
         return ids
 
@@ -239,6 +330,8 @@ EXTRA_TABLES_PG = [
     "CREATE INDEX IF NOT EXISTS ledger_deadlines_due ON {schema}.ledger_deadlines (due_us)",
     "CREATE TABLE IF NOT EXISTS {schema}.ledger_clock ("
     " id integer PRIMARY KEY CHECK (id = 1), at text NOT NULL, at_us bigint NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS {schema}.ledger_chain ("
+    " position bigint PRIMARY KEY, hash bytea NOT NULL)",
 ]
 
 
@@ -259,7 +352,40 @@ class LedgerPostgresRecorder(LedgerRecorderMixin, PostgresApplicationRecorder):
             self.sql_create_statements.append(SQL(stmt.format(schema=f'"{datastore.schema}"')))
 
     def _insert_events(self, curs: Any, stored_events: Sequence[StoredEvent], **kwargs: Any) -> None:
+        # Runs inside the insert's transaction, before the events are inserted:
+        # an exception here rolls everything back. Take the library's table
+        # lock now (it takes it again, harmlessly), so the chain's head and the
+        # positions about to be issued are ours until we commit.
         self._write_batch(curs, kwargs.get("batch"))
+        if stored_events:
+            self._lock_table(curs)  # type: ignore[attr-defined]
+            table = self.prefix + self.events_table_name  # type: ignore[attr-defined]
+            curs.execute(f"SELECT MAX(notification_id) AS m FROM {table}")
+            last = curs.fetchone()["m"] or 0
+            curs.connection.ledger_chain_prev = self._chain_next(curs, last)
+
+    def build_chain(self) -> int:
+        """The one-off migration: chain every stored event; how many were hashed."""
+        with self.datastore.transaction(commit=True) as curs:
+            self._lock_table(curs)  # type: ignore[attr-defined]
+            return self._build_chain(curs)
+
+    def _fetch_ids_after_insert_events(self, curs: Any, stored_events: Sequence[StoredEvent],
+                                       **kwargs: Any) -> Sequence[int] | None:
+        ids = list(super()._fetch_ids_after_insert_events(  # type: ignore[misc]
+            curs, stored_events, **kwargs) or [])
+        # The library catches what is raised here and commits before re-raising
+        # it, so a failure must abort the transaction in the server itself.
+        try:
+            prev = curs.connection.__dict__.pop("ledger_chain_prev")
+            self._write_chain(curs, prev, [
+                (pos, s.originator_id, s.originator_version, s.topic, s.state)
+                for pos, s in zip(ids, stored_events)])
+        except BaseException:
+            curs.execute("DO $$ BEGIN RAISE EXCEPTION 'order-ledger: the hash chain was not "
+                         "written; the events are rolled back'; END $$")
+            raise
+        return ids
 
     def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
         with self.datastore.transaction(commit=False) as curs:

@@ -26,7 +26,7 @@ from .common import console, db_option, err_console, json_option, open_ledger, p
 
 
 def register(main: click.Group) -> None:
-    for command in (check_cmd, backup_cmd, restore_cmd, keygen_cmd):
+    for command in (check_cmd, backup_cmd, restore_cmd, keygen_cmd, digest_cmd, migrate_cmd):
         main.add_command(command)
 
 
@@ -121,7 +121,11 @@ def projection_check(views: str | None, notes: list[str]) -> Any:
 @json_option
 @click.option("--limit", default=100, show_default=True, type=click.IntRange(1, 1_000_000),
               help="Report at most this many problems (the rest are counted).")
-def check_cmd(db: str | None, views: str | None, as_json: bool, limit: int) -> None:
+@click.option("--digest", "digest", default=None, metavar="POSITION:HEXHASH",
+              help="Also prove that today's history extends this digest (as printed by "
+                   "`order-ledger digest` earlier) unchanged.")
+def check_cmd(db: str | None, views: str | None, as_json: bool, limit: int,
+              digest: str | None = None) -> None:
     """Verify the store: positions, decoding, replay, rules, indexes, clock, views.
 
     Replays every aggregate through the domain, re-checks the invariants
@@ -130,13 +134,22 @@ def check_cmd(db: str | None, views: str | None, as_json: bool, limit: int) -> N
     events. When a views file exists, its checkpoints must not be ahead of the
     ledger and its contents must equal a replay of the events. Nothing is
     changed. Exit 0 when clean, 1 when anything is wrong (each problem printed).
+
+    Every event is verified against the ledger's hash chain; the first one
+    that was edited, deleted, inserted or moved is named.
     """
+    from ledger.chain import Digest
     from ledger.check import check_ledger
 
+    try:
+        wanted = Digest.parse(digest) if digest is not None else None
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--digest") from None
     ledger = open_ledger(_existing_ledger(db))
     notes: list[str] = []
     try:
-        report = check_ledger(ledger, limit=limit, extra=[projection_check(views, notes)])
+        report = check_ledger(ledger, limit=limit, extra=[projection_check(views, notes)],
+                              digest=wanted)
     finally:
         ledger.close()
     report.notes.extend(notes)
@@ -162,6 +175,60 @@ def check_cmd(db: str | None, views: str | None, as_json: bool, limit: int) -> N
                   f"{f'; {report.omitted} not listed' if report.omitted else ''}): {summary}",
                   markup=False)
     sys.exit(1)
+
+
+# --- tamper evidence -------------------------------------------------------------------------
+
+
+@click.command("digest")
+@db_option
+@json_option
+def digest_cmd(db: str | None, as_json: bool) -> None:
+    """Print the head of the ledger's hash chain as one token, POSITION:HEXHASH.
+
+    Publish it or keep it somewhere else: later, `order-ledger check --digest
+    TOKEN` proves that the history up to POSITION is still exactly what it was.
+    """
+    ledger = open_ledger(_existing_ledger(db))
+    try:
+        head = ledger.digest()
+        events = ledger.head()
+    finally:
+        ledger.close()
+    if head is None and events:
+        raise click.UsageError("this ledger has no hash chain yet: run `order-ledger migrate` "
+                               "once to add it")
+    if as_json:
+        print_json({"digest": str(head) if head else None,
+                    "position": head.position if head else 0,
+                    "hash": head.hash.hex() if head else None, "algorithm": "sha256",
+                    "events": events})
+        return
+    click.echo(str(head) if head else "0:" + "0" * 64)
+
+
+@click.command("migrate")
+@db_option
+@json_option
+def migrate_cmd(db: str | None, as_json: bool) -> None:
+    """Bring a ledger written by an older version up to date (once; safe to repeat).
+
+    Today: hash every stored event into the tamper-evidence chain, in one
+    transaction, under the writer lock.
+    """
+    ledger = open_ledger(_existing_ledger(db))
+    try:
+        hashed = ledger.migrate()
+        head = ledger.digest()
+    finally:
+        ledger.close()
+    if as_json:
+        print_json({"chained": hashed, "digest": str(head) if head else None})
+        return
+    console.print(f"hash chain: {hashed:,} event(s) hashed" if hashed else
+                  "hash chain: already in place, nothing to do", markup=False)
+    if head:
+        console.print(f"digest: {head}", markup=False)
 
 
 # --- backup and restore ----------------------------------------------------------------------

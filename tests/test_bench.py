@@ -103,3 +103,13 @@ def test_pg_rebuild_alone_builds_its_ledger_in_another_process(tmp_path):
         left = con.execute("SELECT 1 FROM information_schema.schemata WHERE schema_name = %s",
                            (schema,)).fetchall()
     assert left == []
+
+
+@pytest.mark.bench
+def test_chain_cost_benchmark_runs_on_both_backends(pg_url):
+    from bench import chain_cost
+
+    for pg in (None, pg_url.partition("?schema=")[0]):
+        result = chain_cost.run(orders=200, repeat=2, pg=pg)
+        assert result["events"] > 200 and len(result["runs"]["with"]) == 2
+        assert result["apply_seconds_with_chain"] > 0
