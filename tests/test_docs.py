@@ -24,6 +24,7 @@ import subprocess
 import sys
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -93,15 +94,15 @@ def _docs_with_commands() -> list[Path]:
     return [p for p in DOC_FILES if runnable_commands(p)]
 
 
-@pytest.mark.parametrize("doc", _docs_with_commands(), ids=lambda p: p.name)
-def test_every_command_in_the_docs_exits_as_documented(doc, tmp_path):
+def _run_doc(doc: Path, tmp_path: Path) -> tuple[list[tuple[int, str, int]], dict, Any]:
+    """Run one file's commands in one shell; returns them, their exit statuses, the run."""
     cmds = runnable_commands(doc)
     work = tmp_path / "work"
-    work.mkdir()
+    work.mkdir(parents=True)
     (work / "examples").symlink_to(ROOT / "examples")
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
-    wrapper = bin_dir / "order-ledger"
+    wrapper = bin_dir / "order-ledger"  # the code under test, whatever is installed
     wrapper.write_text(f'#!/bin/sh\nexec "{sys.executable}" -m order_ledger "$@"\n')
     wrapper.chmod(0o755)
     env = {k: v for k, v in os.environ.items() if not k.startswith("ORDER_LEDGER_")
@@ -114,7 +115,7 @@ def test_every_command_in_the_docs_exits_as_documented(doc, tmp_path):
         from conftest import PG_URL, _drop_schema, pg_available
 
         if not pg_available():
-            pytest.skip(f"{doc.name} uses PostgreSQL, which is not reachable")
+            return cmds, {}, None  # the test skips it
         schema = "t_docs_" + uuid.uuid4().hex[:10]
         pg = f"{PG_URL}{'&' if '?' in PG_URL else '?'}schema={schema}"
     try:
@@ -126,6 +127,26 @@ def test_every_command_in_the_docs_exits_as_documented(doc, tmp_path):
             _drop_schema(schema)
     rc_file = work / ".rc"
     got = dict(line.split() for line in rc_file.read_text().splitlines()) if rc_file.exists() else {}
+    return cmds, got, r
+
+
+@pytest.fixture(scope="module")
+def doc_runs(tmp_path_factory) -> dict[str, Any]:
+    """Every file's commands, the files run side by side (each in its own directory)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    docs = _docs_with_commands()
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        futures = {d.name: pool.submit(_run_doc, d, tmp_path_factory.mktemp(d.stem))
+                   for d in docs}
+        return {name: f.result() for name, f in futures.items()}
+
+
+@pytest.mark.parametrize("doc", _docs_with_commands(), ids=lambda p: p.name)
+def test_every_command_in_the_docs_exits_as_documented(doc, doc_runs):
+    cmds, got, r = doc_runs[doc.name]
+    if r is None:
+        pytest.skip(f"{doc.name} uses PostgreSQL, which is not reachable")
     wrong = []
     for n, text, expected in cmds:
         status = got.get(str(n))
