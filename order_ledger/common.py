@@ -82,10 +82,15 @@ def guard_wall_clock(ledger: Ledger, now: datetime | None, yes: bool) -> None:
             f"{_days(at - latest)} after the ledger's latest time "
             f"{latest.isoformat(timespec='seconds')}: {p.deadlines} deadline(s) would fire first, "
             f"canceling {p.orders_canceled} order(s)")
+    if p.by_event:
+        what += " (" + ", ".join(f"{n} {name}" for name, n in sorted(p.by_event.items())) + ")"
     if stdin_is_terminal():
         err_console.print(what, markup=False)
-        if click.confirm("Go on at the wall clock?", default=False, err=True):
-            return
+        try:
+            if click.confirm("Go on at the wall clock?", default=False, err=True):
+                return
+        except click.Abort:  # end of input or Ctrl-C at the question: a no
+            pass
         ledger.close()
         raise click.UsageError("nothing written; pass --now TIME to act at a business time")
     ledger.close()

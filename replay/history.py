@@ -75,7 +75,7 @@ WHY: dict[type, str] = {
     ev.BuyerCanceled: "the buyer canceled inside the hold (docs/rules.md 3.2)",
     ev.CancellationRequested: "the buyer asked the seller to cancel (docs/rules.md 3.7)",
     ev.SellerCanceled: "the seller canceled with a reason code (docs/rules.md 3.7)",
-    ev.LedgerCanceled: "the ledger canceled on a deadline (rules 3.4 / 3.9)",
+    ev.LedgerCanceled: "the ledger canceled on a deadline (docs/rules.md 3.4, 3.9)",
     ev.ShipByWarningIssued: "day 23: confirm shipment within a week or the order is canceled (docs/rules.md 3.9)",
     ev.ShipmentConfirmed: "shipment confirmed (docs/rules.md 3.8)",
     ev.OrderAdjusted: "order adjusted: quantities canceled and/or amounts refunded (docs/rules.md 3.11)",

@@ -87,6 +87,18 @@ def test_pending_deadlines_does_not_leave_changed_orders_in_the_cache(sqlite_url
         assert led.order(oid(1)).status == "Pending"
 
 
+def test_pending_deadlines_counts_an_order_canceled_when_its_hold_ends(db_url):
+    with Ledger(db_url) as led:
+        outs = list(led.apply_lines(lines(
+            place(oid(5), at(0)),
+            cmd("verify-payment", at(5), order_id=oid(5), outcome="declined"))))
+        assert all(o.ok for o in outs)
+        p = led.pending_deadlines(T0 + timedelta(hours=1))
+        assert (p.deadlines, p.orders_canceled, p.by_event) == (1, 1, {"HoldExpired": 1})
+        assert p.jump == timedelta(hours=1) - timedelta(minutes=5)
+        assert led.order(oid(5)).status == "Pending"  # nothing written
+
+
 # --- the command line ---------------------------------------------------------------------
 
 
@@ -114,7 +126,8 @@ def test_without_a_terminal_a_wall_clock_jump_is_refused_and_writes_nothing(tmp_
     assert r.returncode == 2, r.stderr
     assert "Traceback" not in r.stderr
     text = " ".join(r.stderr.split())
-    assert "deadline(s) would fire first, canceling 2 order(s)" in text
+    assert ("3 deadline(s) would fire first, canceling 2 order(s) "
+            "(2 LedgerCanceled, 1 ShipByWarningIssued)") in text
     assert "--now TIME" in text and "--yes" in text and "nothing written" in text
     assert _state(db) == before
 
@@ -164,7 +177,7 @@ def test_a_feed_without_now_is_guarded_too(tmp_path):
     assert "[order-canceled]" in r.stdout and "is Canceled" in r.stdout
 
 
-@pytest.mark.parametrize("answer, code", [("n\n", 2), ("\n", 2), ("y\n", 0)])
+@pytest.mark.parametrize("answer, code", [("n\n", 2), ("\n", 2), ("", 2), ("y\n", 0)])
 def test_on_a_terminal_the_user_is_asked(tmp_path, monkeypatch, answer, code):
     db = _old_ledger(tmp_path)
     before = _state(db)
