@@ -224,6 +224,17 @@ class Ledger:
         preview.orders_canceled = len(canceled)
         return preview
 
+    def clock_jump(self, at: datetime) -> DeadlinePreview | None:
+        """The preview of a command at ``at`` if that is more than ``CLOCK_JUMP_LIMIT``
+        past the ledger's latest business time, else None (an empty ledger: None).
+
+        The command line asks before such a jump when the time is the wall clock.
+        """
+        latest = self.now()
+        if latest is None or at - latest <= CLOCK_JUMP_LIMIT:
+            return None
+        return self.pending_deadlines(at)
+
     def head(self) -> int:
         """The global position of the newest event (0 when empty)."""
         return self.recorder.head()

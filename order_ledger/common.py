@@ -69,19 +69,16 @@ def guard_wall_clock(ledger: Ledger, now: datetime | None, yes: bool) -> None:
     cancels its open orders for good). Then: ``--yes`` goes on; on a terminal
     the user is asked, naming what would fire; otherwise it is a usage error.
     """
-    from ledger.application import CLOCK_JUMP_LIMIT
-
     if now is not None or yes:
         return
     at = ledger.clock.now()
-    latest = ledger.now()
-    if latest is None or at - latest <= CLOCK_JUMP_LIMIT:
+    p = ledger.clock_jump(at)
+    if p is None or p.ledger_time is None or p.jump is None:
         return
-    p = ledger.pending_deadlines(at)
     what = (f"no --now given, so this acts at the wall clock {at.isoformat(timespec='seconds')}, "
-            f"{_days(at - latest)} after the ledger's latest time "
-            f"{latest.isoformat(timespec='seconds')}: {p.deadlines} deadline(s) would fire first, "
-            f"canceling {p.orders_canceled} order(s)")
+            f"{_days(p.jump)} after the ledger's latest time "
+            f"{p.ledger_time.isoformat(timespec='seconds')}: {p.deadlines} deadline(s) would fire "
+            f"first, canceling {p.orders_canceled} order(s)")
     if p.by_event:
         what += " (" + ", ".join(f"{n} {name}" for name, n in sorted(p.by_event.items())) + ")"
     if stdin_is_terminal():

@@ -99,6 +99,16 @@ def test_pending_deadlines_counts_an_order_canceled_when_its_hold_ends(db_url):
         assert led.order(oid(5)).status == "Pending"  # nothing written
 
 
+def test_clock_jump_is_only_a_jump_of_more_than_a_day(db_url):
+    with Ledger(db_url) as led:
+        assert led.clock_jump(T0 + timedelta(days=400)) is None  # empty ledger: nothing to fire
+        _small_ledger(db_url)
+        latest = led.now()
+        assert led.clock_jump(latest + timedelta(days=1)) is None
+        p = led.clock_jump(latest + timedelta(days=1, seconds=1))
+        assert p is not None and p.jump == timedelta(days=1, seconds=1)
+
+
 # --- the command line ---------------------------------------------------------------------
 
 
