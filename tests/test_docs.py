@@ -195,3 +195,20 @@ def test_what_the_tour_writes_is_ignored_by_git(tmp_path):
                        capture_output=True, text=True, timeout=30)
     ignored = set(r.stdout.split())
     assert ignored == set(names), f"not ignored: {set(names) - ignored}"
+
+
+def test_links_between_the_docs_point_at_files_in_the_repository():
+    """A clone has everything the docs link to (no rule book outside the repository)."""
+    broken = []
+    for doc in [*DOC_FILES, ROOT / "examples" / "README.md"]:
+        text = doc.read_text(encoding="utf-8")
+        prose = re.sub(r"```.*?```|`[^`\n]*`", "", text, flags=re.S)  # not code
+        for target in re.findall(r"\]\(([^)\s]+)\)", prose):
+            path = target.split("#", 1)[0]
+            if not path or re.match(r"[a-z]+:", path):
+                continue
+            if not (doc.parent / path).exists():
+                broken.append(f"{doc.relative_to(ROOT)}: {target}")
+        if "/work/" in text or "domain.md" in text:
+            broken.append(f"{doc.relative_to(ROOT)}: cites a file outside the repository")
+    assert not broken, "\n".join(broken)
