@@ -19,7 +19,7 @@ import time
 import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Iterable, Iterator
 
 from eventsourcing.application import AggregateNotFoundError, Application
@@ -37,6 +37,10 @@ from .store import Batch, LedgerRecorderMixin, env_for, resolve_db, to_us
 MAX_RETRIES = 5
 DEFAULT_BATCH = 1000
 CACHE_LIMIT = 50_000
+#: How far past the ledger's latest business time a command taking its time from
+#: the wall clock may go before the command line asks first (docs/decisions.md).
+CLOCK_JUMP_LIMIT = timedelta(days=1)
+_DEADLINE_EVENTS = (ev.HoldExpired, ev.LedgerCanceled, ev.ShipByWarningIssued)
 
 
 class LedgerApp(Application[str]):
@@ -91,6 +95,34 @@ class Outcome:
     def as_dict(self) -> dict:
         out = {k: v for k, v in self.__dict__.items() if v is not None}
         return out
+
+
+@dataclass
+class DeadlinePreview:
+    """What moving the ledger's clock to ``until`` would let fire (nothing written).
+
+    ``deadlines`` counts every deadline event (hold expiry, 21-day verification
+    cancel, day-23 warning, day-30 cancel), including deadlines that only fall
+    due because an earlier one fired; ``orders_canceled`` counts the orders
+    whose quantities those deadlines cancel (in whole or in part).
+    """
+
+    until: datetime
+    ledger_time: datetime | None
+    deadlines: int = 0
+    orders_canceled: int = 0
+    by_event: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def jump(self) -> timedelta | None:
+        """How far ``until`` is ahead of the ledger's latest business time."""
+        return None if self.ledger_time is None else self.until - self.ledger_time
+
+    def as_dict(self) -> dict:
+        return {"until": self.until.isoformat(),
+                "ledger_time": self.ledger_time.isoformat() if self.ledger_time else None,
+                "deadlines": self.deadlines, "orders_canceled": self.orders_canceled,
+                "by_event": dict(self.by_event)}
 
 
 class Ledger:
@@ -177,6 +209,46 @@ class Ledger:
             done = self.recorder.build_chain()  # type: ignore[attr-defined]
         self._cache.clear()
         return done
+
+    def pending_deadlines(self, until: datetime) -> DeadlinePreview:
+        """The deadlines a command at ``until`` would fire before it runs; writes nothing.
+
+        The deadlines are decided exactly as a ``tick`` at ``until`` would decide
+        them (in memory, on freshly loaded orders), then thrown away.
+        """
+        latest = self.now()
+        preview = DeadlinePreview(until=until, ledger_time=latest)
+        if latest is not None and until < latest:
+            return preview  # such a command is rejected (time-backwards): nothing fires
+        self._cache.clear()  # the dry run changes the orders it loads: never share them
+        self._head = -1
+        try:
+            uow = UnitOfWork(self, [c.Tick(at=until)])
+            uow._advance(until, "preview")
+            payloads = [e.payload for e in uow.sink if isinstance(e.payload, _DEADLINE_EVENTS)]
+        finally:
+            self._cache.clear()
+            self._head = -1
+        canceled: set[str] = set()
+        for p in payloads:
+            name = type(p).__name__
+            preview.by_event[name] = preview.by_event.get(name, 0) + 1
+            if getattr(p, "canceled", None):
+                canceled.add(p.order_id)
+        preview.deadlines = len(payloads)
+        preview.orders_canceled = len(canceled)
+        return preview
+
+    def clock_jump(self, at: datetime) -> DeadlinePreview | None:
+        """The preview of a command at ``at`` if that is more than ``CLOCK_JUMP_LIMIT``
+        past the ledger's latest business time, else None (an empty ledger: None).
+
+        The command line asks before such a jump when the time is the wall clock.
+        """
+        latest = self.now()
+        if latest is None or at - latest <= CLOCK_JUMP_LIMIT:
+            return None
+        return self.pending_deadlines(at)
 
     def head(self) -> int:
         """The global position of the newest event (0 when empty)."""

@@ -1,4 +1,4 @@
-"""The marketplace's flat-file feeds (domain.md section 7) turned into ledger commands.
+"""The marketplace's flat-file feeds (docs/rules.md §7) turned into ledger commands.
 
 A feed is a tab-separated file with a header row: shipping confirmation
 (``POST_FLAT_FILE_FULFILLMENT_DATA``), order cancellation

@@ -1,4 +1,4 @@
-"""Buyer–seller messaging rules (domain.md section 4, seed "Kommunikationsriktlinjer").
+"""Buyer–seller messaging rules (docs/rules.md §4, from the Seller Central page "Kommunikationsriktlinjer").
 
 The checker is pure: :func:`check_message` looks only at its arguments and
 returns every :class:`Violation` at once (an empty list means the message may be
@@ -9,7 +9,7 @@ Each rule is one small function ``_check_<rule>(m) -> iterable of Violation``;
 :data:`RULES` (rule id -> one-line description) is derived from it. Offsets
 (``start``/``end``) are Python ``str`` indices (code points) into ``body``.
 Standard library only; see ``docs/messaging.md`` for the decisions taken where
-the rule book is silent.
+docs/rules.md is silent.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ PERMITTED_PURPOSES: frozenset[str] = frozenset({
 FORBIDDEN_PURPOSES: frozenset[str] = frozenset({
     "order-confirmation", "shipping-confirmation", "thank-you", "marketing",
 })
-#: "labels, invoices, custom designs" (seed); product images are never allowed.
+#: "labels, invoices, custom designs" (docs/rules.md §4); product images are never allowed.
 PERMITTED_ATTACHMENT_KINDS: frozenset[str] = frozenset({"label", "invoice", "custom-design"})
 PHONE_REASONS: tuple[str, ...] = ("warranty", "carrier", "manufacturer")
 

@@ -1,4 +1,4 @@
-"""The rule book's constants and small pure helpers (``shared/domain.md``)."""
+"""The rules' constants and small pure helpers (the rules are in ``docs/rules.md``)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ SHIP_LIMIT = timedelta(days=30)
 DEFAULT_SHIP_BY = timedelta(days=2)
 DEFAULT_DELIVER_BY = timedelta(days=7)
 
-#: Seller Central cancel reasons and their feed codes (section 3.7).
+#: Seller Central cancel reasons and their feed codes (docs/rules.md 3.7).
 SELLER_CANCEL_REASONS: dict[str, str] = {
     "NoInventory": "No inventory",
     "BuyerCanceled": "Buyer canceled",
@@ -25,7 +25,7 @@ SELLER_CANCEL_REASONS: dict[str, str] = {
     "CustomerExchange": "Customer exchange",
 }
 
-#: The marketplace's adjustment reason codes (section 3.11), plus BuyerCanceled.
+#: The marketplace's adjustment reason codes (docs/rules.md 3.11), plus BuyerCanceled.
 ADJUSTMENT_REASONS: frozenset[str] = frozenset(
     {
         "NoInventory",

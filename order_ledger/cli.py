@@ -22,10 +22,12 @@ from .common import (
     db_option,
     describe_error,
     err_console,
+    guard_wall_clock,
     json_option,
     now_option,
     open_ledger,
     print_json,
+    yes_option,
 )
 
 
@@ -172,15 +174,20 @@ def _common(fn: Any) -> Any:
     fn = db_option(fn)
     fn = json_option(fn)
     fn = now_option(fn)
+    fn = yes_option(fn)
     fn = click.option("--command-id", default=None, help="Idempotency key for this command.")(fn)
     fn = click.option("--actor", default=None, help="Who does it (default depends on the command).")(fn)
     return fn
 
 
 def run_one(ctype: str, fields: dict, *, db: str | None, now: datetime | None,
-            command_id: str | None, actor: str | None, as_json: bool) -> None:
-    """Build one command, apply it, print the outcome, exit 0/1."""
+            command_id: str | None, actor: str | None, as_json: bool, yes: bool = False) -> None:
+    """Build one command, apply it, print the outcome, exit 0/1.
+
+    Without ``--now`` the command acts at the wall clock; a jump of more than a
+    day past the ledger's time is asked first (``guard_wall_clock``)."""
     ledger = open_ledger(db, now)
+    guard_wall_clock(ledger, now, yes)
     try:
         at = ledger.clock.now()
         cmd: dict = {"type": ctype, "at": at.isoformat()}
@@ -209,11 +216,12 @@ def run_one(ctype: str, fields: dict, *, db: str | None, now: datetime | None,
 
 @main.command("tick")
 @_common
-def tick_cmd(db: str | None, as_json: bool, now: datetime | None, command_id: str | None,
-             actor: str | None) -> None:
+def tick_cmd(db: str | None, as_json: bool, now: datetime | None, yes: bool,
+             command_id: str | None, actor: str | None) -> None:
     """Apply every deadline due by now: hold expiry, 21-day verification, day-23 warning,
     day-30 cancel."""
-    run_one("tick", {}, db=db, now=now, command_id=command_id, actor=actor, as_json=as_json)
+    run_one("tick", {}, db=db, now=now, command_id=command_id, actor=actor, as_json=as_json,
+            yes=yes)
 
 
 @main.command("set-inventory")

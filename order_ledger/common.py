@@ -47,7 +47,58 @@ db_option = click.option(
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON for programs.")
 now_option = click.option(
     "--now", type=WHEN, default=None,
-    help="The business time to act at (ISO-8601 with offset); default: the wall clock.")
+    help="The business time to act at (ISO-8601 with offset); default: the wall clock "
+         "(asked first when that is more than a day past the ledger's time; see --yes).")
+yes_option = click.option(
+    "--yes", "-y", is_flag=True,
+    help="Without --now: act at the wall clock even when it is more than a day past the "
+         "ledger's latest time (letting every deadline due by then fire), without asking.")
+
+
+def stdin_is_terminal() -> bool:
+    """Whether someone can answer a question (tests replace this)."""
+    return sys.stdin.isatty()
+
+
+def guard_wall_clock(ledger: Ledger, now: datetime | None, yes: bool) -> None:
+    """Refuse to jump the ledger's clock to the wall clock by accident.
+
+    A command without ``--now`` acts at the wall clock; when that is more than
+    ``CLOCK_JUMP_LIMIT`` past the ledger's latest business time, every deadline
+    due in between would fire first (a forgotten ``--now`` on an old ledger
+    cancels its open orders for good). Then: ``--yes`` goes on; on a terminal
+    the user is asked, naming what would fire; otherwise it is a usage error.
+    """
+    if now is not None or yes:
+        return
+    at = ledger.clock.now()
+    p = ledger.clock_jump(at)
+    if p is None or p.ledger_time is None or p.jump is None:
+        return
+    what = (f"no --now given, so this acts at the wall clock {at.isoformat(timespec='seconds')}, "
+            f"{_days(p.jump)} after the ledger's latest time "
+            f"{p.ledger_time.isoformat(timespec='seconds')}: {p.deadlines} deadline(s) would fire "
+            f"first, canceling {p.orders_canceled} order(s)")
+    if p.by_event:
+        what += " (" + ", ".join(f"{n} {name}" for name, n in sorted(p.by_event.items())) + ")"
+    if stdin_is_terminal():
+        err_console.print(what, markup=False)
+        try:
+            if click.confirm("Go on at the wall clock?", default=False, err=True):
+                return
+        except click.Abort:  # end of input or Ctrl-C at the question: a no
+            pass
+        ledger.close()
+        raise click.UsageError("nothing written; pass --now TIME to act at a business time")
+    ledger.close()
+    raise click.UsageError(
+        f"{what}; nothing written. Pass --now TIME to act at a business time, "
+        "or --yes to act at the wall clock anyway")
+
+
+def _days(delta: Any) -> str:
+    days = delta.total_seconds() / 86400
+    return f"{days:.1f} days" if days < 10 else f"{days:.0f} days"
 
 
 def open_ledger(db: str | None, now: datetime | None = None) -> Ledger:

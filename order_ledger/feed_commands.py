@@ -25,10 +25,12 @@ from .common import (
     console,
     db_option,
     err_console,
+    guard_wall_clock,
     json_option,
     now_option,
     open_ledger,
     print_json,
+    yes_option,
 )
 
 _FILE = click.Path(exists=True, dir_okay=False, readable=True, path_type=Path)
@@ -97,8 +99,10 @@ def _make_feed_command(name: str) -> click.Command:
     @db_option
     @json_option
     @now_option
-    def command(file: Path, db: str | None, as_json: bool, now: datetime | None) -> None:
-        run_feed(name, file, db=db, as_json=as_json, now=now)
+    @yes_option
+    def command(file: Path, db: str | None, as_json: bool, now: datetime | None,
+                yes: bool) -> None:
+        run_feed(name, file, db=db, as_json=as_json, now=now, yes=yes)
 
     return command
 
@@ -108,13 +112,14 @@ for _name in feeds.FEEDS:
 
 
 def run_feed(name: str, file: Path, *, db: str | None, as_json: bool,
-             now: datetime | None) -> None:
+             now: datetime | None, yes: bool = False) -> None:
     data = file.read_bytes()
     try:
         feeds.read_feed(name, data)  # whole-file checks before the ledger is touched
     except feeds.FeedError as exc:
         _usage_error(f"{file}: the feed was rejected, nothing applied: {exc}", as_json)
     ledger = open_ledger(db, now)
+    guard_wall_clock(ledger, now, yes)
     try:
         report = feeds.process_feed(ledger, name, data, at=ledger.clock.now())
     except feeds.FeedError as exc:  # pragma: no cover - checked above

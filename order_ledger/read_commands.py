@@ -320,7 +320,7 @@ def _summary(row: dict) -> str:
 @json_option
 def notifications_cmd(order_id: str | None, db: str | None, views: str | None,
                       as_json: bool) -> None:
-    """The notifications the ledger sends (rule-book section 5), in event order.
+    """The notifications the ledger sends (docs/rules.md §5), in event order.
 
     Buyer: order-confirmation (estimated delivery date), cancellation (with the
     reason). Seller: sold-ship-now (never the buyer's address), ship-by-warning.

@@ -758,11 +758,11 @@ def reason_text(reason: str) -> str:
 
 
 class NotificationsProjection(KeyedProjection):
-    """The outbox of rule-book section 5: what the ledger tells buyer and seller."""
+    """The outbox of docs/rules.md §5: what the ledger tells buyer and seller."""
 
     name = "notifications"
     version = 1
-    description = "Notifications to buyers and sellers (the outbox of rule-book section 5)"
+    description = "Notifications to buyers and sellers (the outbox of docs/rules.md §5)"
     tables = (
         Table("notifications",
               "CREATE TABLE {t} (position INTEGER NOT NULL, seq INTEGER NOT NULL,"

@@ -10,7 +10,7 @@ list tuple set dict``) and names or attributes starting with ``_`` are refused.
 
 **None.** A comparison with ``None`` -- a rate when nothing is in its window,
 a payments date not set yet -- makes the condition *undefined*, which counts
-as holding (as the rule book reads it: a null rate is never breached). Write
+as holding (as docs/rules.md §8 reads it: a null rate is never breached). Write
 ``metrics.cancellation_rate.rate is not None and ...`` to count it as failing.
 
 **How it searches.**

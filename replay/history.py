@@ -67,21 +67,21 @@ def order_history(ledger: Ledger, order_id: str, upto: int | None = None) -> lis
 # --- explain -------------------------------------------------------------------------
 
 WHY: dict[type, str] = {
-    ev.OrderPlaced: "placed: the order starts Pending, in the buyer's 30-minute hold (rule 3.1-3.2)",
-    ev.HoldExpired: "the 30-minute hold ended (rule 3.3)",
-    ev.PaymentVerified: "payment verified (rule 3.4)",
-    ev.PaymentExtended: "payment verification extended: it may take up to 21 days (rule 3.4)",
-    ev.PaymentDeclined: "payment declined or fraud: canceled, the seller is not notified (rule 3.4)",
-    ev.BuyerCanceled: "the buyer canceled inside the hold (rule 3.2)",
-    ev.CancellationRequested: "the buyer asked the seller to cancel (rule 3.7)",
-    ev.SellerCanceled: "the seller canceled with a reason code (rule 3.7)",
-    ev.LedgerCanceled: "the ledger canceled on a deadline (rules 3.4 / 3.9)",
-    ev.ShipByWarningIssued: "day 23: confirm shipment within a week or the order is canceled (rule 3.9)",
-    ev.ShipmentConfirmed: "shipment confirmed (rule 3.8)",
-    ev.OrderAdjusted: "order adjusted: quantities canceled and/or amounts refunded (rule 3.11)",
-    ev.MessageSent: "the seller messaged the buyer (section 4)",
-    ev.MessageReceived: "a message was received (section 4)",
-    ev.ShippingAddressChanged: "the shipping address was changed on request (rule 3.10)",
+    ev.OrderPlaced: "placed: the order starts Pending, in the buyer's 30-minute hold (docs/rules.md 3.1-3.2)",
+    ev.HoldExpired: "the 30-minute hold ended (docs/rules.md 3.3)",
+    ev.PaymentVerified: "payment verified (docs/rules.md 3.4)",
+    ev.PaymentExtended: "payment verification extended: it may take up to 21 days (docs/rules.md 3.4)",
+    ev.PaymentDeclined: "payment declined or fraud: canceled, the seller is not notified (docs/rules.md 3.4)",
+    ev.BuyerCanceled: "the buyer canceled inside the hold (docs/rules.md 3.2)",
+    ev.CancellationRequested: "the buyer asked the seller to cancel (docs/rules.md 3.7)",
+    ev.SellerCanceled: "the seller canceled with a reason code (docs/rules.md 3.7)",
+    ev.LedgerCanceled: "the ledger canceled on a deadline (docs/rules.md 3.4, 3.9)",
+    ev.ShipByWarningIssued: "day 23: confirm shipment within a week or the order is canceled (docs/rules.md 3.9)",
+    ev.ShipmentConfirmed: "shipment confirmed (docs/rules.md 3.8)",
+    ev.OrderAdjusted: "order adjusted: quantities canceled and/or amounts refunded (docs/rules.md 3.11)",
+    ev.MessageSent: "the seller messaged the buyer (docs/rules.md §4)",
+    ev.MessageReceived: "a message was received (docs/rules.md §4)",
+    ev.ShippingAddressChanged: "the shipping address was changed on request (docs/rules.md 3.10)",
 }
 
 NEXT: dict[str, str] = {

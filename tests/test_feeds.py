@@ -1,4 +1,4 @@
-"""Flat-file feeds: shipping confirmation, cancellation, adjustment (domain.md section 7)."""
+"""Flat-file feeds: shipping confirmation, cancellation, adjustment (docs/rules.md §7)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Buyer–seller messaging rules (ledger.messaging; domain.md section 4)."""
+"""Buyer–seller messaging rules (ledger.messaging; docs/rules.md §4)."""
 
 from __future__ import annotations
 

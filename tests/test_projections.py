@@ -1,4 +1,4 @@
-"""Manage Orders, Manage Inventory and Notifications against the rule book, and
+"""Manage Orders, Manage Inventory and Notifications against docs/rules.md, and
 the stored views' machinery (checkpoints, rebuild swap, location, guards)."""
 
 from __future__ import annotations

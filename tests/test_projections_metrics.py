@@ -1,4 +1,4 @@
-"""Seller metrics (rule book section 8): inclusion rules, lateness, tracking,
+"""Seller metrics (docs/rules.md §8): inclusion rules, lateness, tracking,
 window edges on both sides, thresholds, and the output shape."""
 
 from __future__ import annotations

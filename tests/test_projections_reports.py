@@ -1,5 +1,5 @@
 """The Orders and Unshipped Orders reports: exact columns, row rules, every column's
-value, sanitising, stable order and byte-identical output (rule book section 6)."""
+value, sanitising, stable order and byte-identical output (docs/rules.md §6)."""
 
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ from projections import (
 
 A, B, C, D, E, F = (oid(n) for n in range(1, 7))
 
-# The rule book's column lists, copied by hand: consumers parse by these names.
+# docs/rules.md §6's column lists, copied by hand: consumers parse by these names.
 UNSHIPPED_HEADER = (
     "order-id, order-item-id, purchase-date, payments-date, reporting-date, promise-date, "
     "days-past-promise, buyer-email, buyer-name, buyer-phone-number, sku, product-name, "

@@ -1,7 +1,7 @@
 """Rules that hold for every command: idempotency, time order, "a rejected
 command writes nothing" (also when deadlines were due), and batching.
 
-The rules of each rule-book section are in the other ``test_rules_*.py`` files:
+The rules of each section of docs/rules.md are in the other ``test_rules_*.py`` files:
 ``place`` (1, 3.1), ``hold_payment`` (3.2-3.5, 5), ``seller`` (2, 3.6-3.8),
 ``deadlines`` (3.9), ``adjust_address`` (3.10, 3.11), ``messages`` (4) and
 ``property`` (rules combined, hypothesis).

@@ -1,4 +1,4 @@
-"""Rule book 3.10 (address change only on request) and 3.11 (partial
+"""docs/rules.md 3.10 (address change only on request) and 3.11 (partial
 cancellation and refunds by adjustment)."""
 
 from __future__ import annotations

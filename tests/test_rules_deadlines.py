@@ -1,4 +1,4 @@
-"""Rule book 3.9 (day-23 warning, day-30 cancel) and how deadlines fire:
+"""docs/rules.md 3.9 (day-23 warning, day-30 cancel) and how deadlines fire:
 by tick or before any later command, in due order across orders."""
 
 from __future__ import annotations

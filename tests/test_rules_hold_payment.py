@@ -1,4 +1,4 @@
-"""Rule book 3.2-3.5 (hold, hold expiry, payment verification, release) and
+"""docs/rules.md 3.2-3.5 (hold, hold expiry, payment verification, release) and
 section 5 (who is told what: declined/fraud are recorded only)."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Rule book section 4 at the ledger level: a sent message is checked before
+"""docs/rules.md §4 at the ledger level: a sent message is checked before
 it is recorded; a rejected one records nothing and lists every violation."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Rule book sections 1 (order identity and shape) and 3.1 (placing, inventory).
+"""docs/rules.md sections 1 (order identity and shape) and 3.1 (placing, inventory).
 
 Every test runs on SQLite and PostgreSQL (the ``ledger`` fixture); every
 rejection also proves that nothing was written (``rejects``).

@@ -1,4 +1,4 @@
-"""Rule book section 2 (statuses) and 3.6-3.8 (seller processes, seller
+"""docs/rules.md section 2 (statuses) and 3.6-3.8 (seller processes, seller
 cancel and buyer requests, ship confirmation)."""
 
 from __future__ import annotations
