@@ -71,35 +71,94 @@ def main() -> None:
 @click.option("--batch-size", default=1000, show_default=True, type=click.IntRange(1, 100_000),
               help="Commands per transaction.")
 @click.option("--quiet", "-q", is_flag=True, help="Print only the summary, not each rejection.")
-def apply(file: Any, db: str | None, as_json: bool, batch_size: int, quiet: bool) -> None:
+@click.option("--check", is_flag=True,
+              help="Decide every line as apply would, against the current ledger, and print "
+                   "the same; write nothing (no events, no command ids, no clock move).")
+def apply(file: Any, db: str | None, as_json: bool, batch_size: int, quiet: bool,
+          check: bool = False) -> None:
     """Apply a command file (JSON Lines; - for stdin) line by line.
 
     Each line is applied or rejected with its line number and a reason; rejected
-    lines change nothing. Exit 0 when every line was applied, 1 when any was rejected.
+    lines change nothing. Exit 0 when every line was applied, 1 when any was rejected,
+    2 when the file is not UTF-8 text (nothing applied). On a terminal a progress
+    bar shows on stderr. --check writes nothing and exits as apply would.
     """
-    ledger = open_ledger(db)
+    from ledger.application import open_for_dry_run
+    from ledger.errors import StoreError
+    from ledger.textfile import NotText, text_lines
+
+    from .common import Bar
+
+    name = "standard input" if file.name in ("-", "<stdin>") else file.name
+    try:
+        lines = text_lines(file)
+    except NotText as exc:
+        raise click.UsageError(f"{name}: {exc}; nothing applied") from None
+    total = _count_lines(file)
+    if check:
+        try:
+            ledger = open_for_dry_run(db)
+        except StoreError as exc:
+            raise click.UsageError(str(exc)) from None
+        except LedgerError as exc:
+            raise click.ClickException(str(exc)) from None
+        except Exception as exc:  # the library's connection errors, bad URLs
+            raise click.UsageError(f"cannot open the ledger {db!r}: {exc}") from None
+    else:
+        ledger = open_ledger(db)
     counts = {"applied": 0, "duplicate": 0, "rejected": 0}
     events = 0
+    label = "checking" if check else "applying"
     try:
-        for out in ledger.apply_lines(file, batch_size=batch_size):
-            counts[out.status] += 1
-            events += len(out.events)
-            if as_json:
-                print_json(out.as_dict())
-            elif out.status == "rejected" and not quiet:
-                console.print(f"line {out.line}: rejected {describe_error(out.error or {})}",
-                              markup=False)
+        with Bar(label, not as_json, unit="lines", needs_stdout_tty=True) as bar:
+            for out in ledger.apply_lines(lines, batch_size=batch_size, dry_run=check):
+                counts[out.status] += 1
+                events += len(out.events)
+                if as_json:
+                    print_json(out.as_dict())
+                elif out.status == "rejected" and not quiet:
+                    console.print(f"line {out.line}: rejected {describe_error(out.error or {})}",
+                                  markup=False)
+                if out.line is not None:
+                    bar(out.line, total)
     except LedgerError as exc:
         raise click.ClickException(str(exc)) from None
     finally:
         ledger.close()
-    total = sum(counts.values())
+    total_lines = sum(counts.values())
     if not as_json:
+        written = "would be written (checked only, nothing written)" if check else "written"
         console.print(
-            f"{total} lines: {counts['applied']} applied, {counts['duplicate']} already applied "
-            f"(duplicate command_id), {counts['rejected']} rejected; {events} events written",
-            markup=False)
+            f"{total_lines} lines: {counts['applied']} applied, {counts['duplicate']} already "
+            f"applied (duplicate command_id), {counts['rejected']} rejected; {events} events "
+            f"{written}", markup=False)
     sys.exit(1 if counts["rejected"] else 0)
+
+
+def _count_lines(file: Any) -> int | None:
+    """Lines in a regular file (for the progress bar), read without disturbing it;
+    None for a pipe or stdin, or when the bar could not show anyway."""
+    if not (console.is_terminal and err_console.is_terminal):
+        return None
+    try:
+        fd = file.fileno()
+        import os
+        import stat
+
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        n = offset = 0
+        last = b""
+        while True:
+            block = os.pread(fd, 1 << 20, offset)
+            if not block:
+                break
+            n += block.count(b"\n")
+            offset += len(block)
+            last = block[-1:]
+        return n + (1 if last not in (b"", b"\n") else 0)
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 # --- show ----------------------------------------------------------------------------

@@ -92,7 +92,7 @@ def print_table(rows: list[dict], columns: list[str] | None = None, title: str |
         table.add_row(*[
             formats[col](row.get(col)) if col in formats else _cell(row.get(col))
             for col in columns])
-    console.print(table)
+    print_wide(table)
 
 
 def _cell(v: Any) -> str:
@@ -110,3 +110,78 @@ def describe_error(err: dict) -> str:
     if err.get("hint"):
         text += f" — fix: {err['hint']}"
     return text
+
+
+# --- big outputs ------------------------------------------------------------------------
+
+
+def print_wide(renderable: Any, out: Console | None = None) -> None:
+    """Print a table: fitted to the terminal on a terminal; otherwise (a pipe, a
+    file) as wide as its widest row, so no cell is ever cut or wrapped."""
+    from rich.measure import Measurement
+
+    out = out or console
+    if out.is_terminal:
+        out.print(renderable)
+        return
+    width = Measurement.get(out, out.options.update(width=1_000_000), renderable).maximum
+    old = out.width
+    out.width = max(old, width)
+    try:
+        out.print(renderable)
+    finally:
+        out.width = old
+
+
+class Bar:
+    """A rich progress bar on stderr for long work (rebuild, sync, apply): done,
+    rate, time left; transient. Shown only when ``enabled`` and stderr is a
+    terminal -- and, with ``needs_stdout_tty``, stdout too (a command that prints
+    while the bar runs must not have its output taken into the terminal)."""
+
+    def __init__(self, label: str, enabled: bool, *, unit: str = "events",
+                 needs_stdout_tty: bool = False, out: Console | None = None) -> None:
+        self.label = label
+        self.unit = unit
+        self.out = out or err_console
+        self.enabled = enabled and self.out.is_terminal and (
+            not needs_stdout_tty or console.is_terminal)
+        self.progress: Any = None
+        self.task: Any = None
+
+    def __enter__(self) -> "Bar":
+        if self.enabled:
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                ProgressColumn,
+                TextColumn,
+                TimeRemainingColumn,
+            )
+            from rich.text import Text
+
+            unit = self.unit
+
+            class Rate(ProgressColumn):
+                def render(self, task: Any) -> Text:
+                    speed = task.finished_speed or task.speed
+                    return Text("" if speed is None else f"{speed:,.0f} {unit}/s")
+
+            self.progress = Progress(
+                TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                TextColumn(unit), Rate(), TimeRemainingColumn(),
+                console=self.out, transient=True)
+            self.progress.__enter__()
+        return self
+
+    def __call__(self, done: int, total: int | None) -> None:
+        if self.progress is None:
+            return
+        if self.task is None:
+            self.task = self.progress.add_task(self.label, total=total or None)
+        self.progress.update(self.task, completed=done, total=total or None)
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.progress is not None:
+            self.progress.__exit__(*exc)

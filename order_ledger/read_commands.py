@@ -24,7 +24,17 @@ from projections import NAMES, Views, ViewsError, ViewsLocationError, views_path
 from projections.model import STATUSES
 from projections.source import sqlite_file
 
-from .common import WHEN, console, db_option, err_console, json_option, open_ledger, print_json
+from .common import (
+    WHEN,
+    Bar,
+    console,
+    db_option,
+    err_console,
+    json_option,
+    open_ledger,
+    print_json,
+    print_wide,
+)
 from .replay_commands import as_of_options, as_of_read
 
 views_option = click.option(
@@ -108,7 +118,7 @@ def _table(rows: list[dict], title: str, keep: tuple[str, ...] = ()) -> None:
     for r in rows:
         table.add_row(*["" if v is None else ("yes" if v is True else "no" if v is False
                                              else str(v)) for v in r.values()])
-    console.print(table)
+    print_wide(table)
 
 
 def _short(t: str | None) -> str:
@@ -339,49 +349,8 @@ def notifications_cmd(order_id: str | None, db: str | None, views: str | None,
 # --- sync, follow, rebuild ------------------------------------------------------------------
 
 
-class _Bar:
-    """A rich progress bar on stderr: events done, events/s, time left."""
-
-    def __init__(self, label: str, enabled: bool) -> None:
-        self.label = label
-        self.enabled = enabled and err_console.is_terminal
-        self.progress: Any = None
-        self.task: Any = None
-
-    def __enter__(self) -> "_Bar":
-        if self.enabled:
-            from rich.progress import (
-                BarColumn,
-                MofNCompleteColumn,
-                Progress,
-                ProgressColumn,
-                TextColumn,
-                TimeRemainingColumn,
-            )
-            from rich.text import Text
-
-            class Rate(ProgressColumn):
-                def render(self, task: Any) -> Text:
-                    speed = task.finished_speed or task.speed
-                    return Text("" if speed is None else f"{speed:,.0f} events/s")
-
-            self.progress = Progress(
-                TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                TextColumn("events"), Rate(), TimeRemainingColumn(),
-                console=err_console, transient=True)
-            self.progress.__enter__()
-        return self
-
-    def __call__(self, done: int, total: int) -> None:
-        if self.progress is None:
-            return
-        if self.task is None:
-            self.task = self.progress.add_task(self.label, total=total or None)
-        self.progress.update(self.task, completed=done, total=total or None)
-
-    def __exit__(self, *exc: Any) -> None:
-        if self.progress is not None:
-            self.progress.__exit__(*exc)
+#: the progress bar (events done, events/s, time left), shared with ``apply``
+_Bar = Bar
 
 
 def _rate_text(events: int, seconds: float) -> str:
