@@ -83,11 +83,9 @@ def apply(file: Any, db: str | None, as_json: bool, batch_size: int, quiet: bool
     2 when the file is not UTF-8 text (nothing applied). On a terminal a progress
     bar shows on stderr. --check writes nothing and exits as apply would.
     """
-    from ledger.application import open_for_dry_run
-    from ledger.errors import StoreError
     from ledger.textfile import NotText, text_lines
 
-    from .common import Bar
+    from .common import Bar, open_ledger_for_check
 
     name = "standard input" if file.name in ("-", "<stdin>") else file.name
     try:
@@ -95,17 +93,7 @@ def apply(file: Any, db: str | None, as_json: bool, batch_size: int, quiet: bool
     except NotText as exc:
         raise click.UsageError(f"{name}: {exc}; nothing applied") from None
     total = _count_lines(file)
-    if check:
-        try:
-            ledger = open_for_dry_run(db)
-        except StoreError as exc:
-            raise click.UsageError(str(exc)) from None
-        except LedgerError as exc:
-            raise click.ClickException(str(exc)) from None
-        except Exception as exc:  # the library's connection errors, bad URLs
-            raise click.UsageError(f"cannot open the ledger {db!r}: {exc}") from None
-    else:
-        ledger = open_ledger(db)
+    ledger = open_ledger_for_check(db) if check else open_ledger(db)
     counts = {"applied": 0, "duplicate": 0, "rejected": 0}
     events = 0
     label = "checking" if check else "applying"

@@ -112,6 +112,21 @@ def describe_error(err: dict) -> str:
     return text
 
 
+def open_ledger_for_check(db: str | None, now: datetime | None = None) -> Ledger:
+    """The ledger a ``--check`` decides against: the one at ``db``, else an empty one
+    in memory (a check never creates a ledger); errors as :func:`open_ledger`."""
+    from ledger.application import open_for_dry_run
+
+    try:
+        return open_for_dry_run(db, clock=FixedClock(now) if now else SystemClock())
+    except StoreError as exc:
+        raise click.UsageError(str(exc)) from None
+    except LedgerError as exc:
+        raise click.ClickException(str(exc)) from None
+    except Exception as exc:  # the library's connection errors, bad URLs
+        raise click.UsageError(f"cannot open the ledger {db!r}: {exc}") from None
+
+
 # --- big outputs ------------------------------------------------------------------------
 
 
