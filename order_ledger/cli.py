@@ -26,6 +26,7 @@ from .common import (
     now_option,
     open_ledger,
     print_json,
+    print_wide,
 )
 
 
@@ -209,7 +210,7 @@ def _print_order(view: dict) -> None:
         table.add_row(it["order_item_id"], it["sku"], it["title"], str(it["quantity"]),
                       str(it["quantity_shipped"]), str(it["quantity_canceled"]),
                       str(it["quantity_to_ship"]))
-    console.print(table)
+    print_wide(table)
 
 
 # --- one command by hand --------------------------------------------------------------

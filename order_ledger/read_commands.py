@@ -20,7 +20,7 @@ import click
 
 from ledger.errors import LedgerError
 from ledger.store import is_postgres, resolve_db
-from projections import NAMES, Views, ViewsError, ViewsLocationError, views_path
+from projections import NAMES, Views, ViewsError, ViewsLocationError, read, views_path
 from projections.model import STATUSES
 from projections.source import sqlite_file
 
@@ -97,6 +97,38 @@ def run_views(db: str | None, views: str | None,
         ledger.close()
 
 
+def page_options(listing: str) -> Callable[[Any], Any]:
+    """``--sort KEY``, ``--asc/--desc``, ``--limit N``, ``--offset N`` for a list
+    command; the command gets one ``page`` (:class:`projections.read.Page`), which
+    the views apply in their query."""
+    keys = read.SORT_KEYS[listing]
+    default = read.DEFAULT_SORT[listing]
+    described = ", ".join(f"{k} ({'descending' if d else 'ascending'})"
+                          for k, (_, d) in keys.items())
+
+    def decorate(fn: Any) -> Any:
+        import functools
+
+        @click.option("--sort", "sort", type=click.Choice(list(keys)), default=None,
+                      help=f"Sort by this key (default {default}); keys and their default "
+                           f"direction: {described}. Ties: by {', '.join(read.TIEBREAK[listing])}.")
+        @click.option("--desc/--asc", "desc", default=None,
+                      help="Descending / ascending instead of the key's default direction.")
+        @click.option("--limit", type=click.IntRange(min=0), default=None, metavar="N",
+                      help="At most N rows (after --offset).")
+        @click.option("--offset", type=click.IntRange(min=0), default=0, metavar="N",
+                      help="Skip the first N rows of the sorted list.")
+        @functools.wraps(fn)
+        def wrapper(*args: Any, sort: str | None, desc: bool | None, limit: int | None,
+                    offset: int, **kwargs: Any) -> Any:
+            page = read.Page(sort=sort, desc=desc, limit=limit, offset=offset)
+            return fn(*args, page=page, **kwargs)
+
+        return wrapper
+
+    return decorate
+
+
 def default_time(ledger: Any) -> datetime:
     """The ledger's clock (latest business time reached), else the wall clock."""
     return ledger.now() or datetime.now(timezone.utc)
@@ -149,8 +181,10 @@ def _items_text(row: dict) -> str:
 @_views_common
 @json_option
 @as_of_options
+@page_options("orders")
 def orders_cmd(status: str | None, db: str | None, views: str | None, as_json: bool,
-               as_of: datetime | None = None, at_position: int | None = None) -> None:
+               as_of: datetime | None = None, at_position: int | None = None,
+               page: read.Page = read.DEFAULT_PAGE) -> None:
     """Manage Orders: every order, newest purchase first.
 
     Unshipped and PartiallyShipped orders are actionable; Pending and Canceled
@@ -159,9 +193,10 @@ def orders_cmd(status: str | None, db: str | None, views: str | None, as_json: b
     greyed_out, warning, items, dates, ...).
     """
     if as_of is not None or at_position is not None:
-        rows = as_of_read(db, as_of, at_position, lambda s, _: s.orders(status), ["orders"])
+        rows = as_of_read(db, as_of, at_position, lambda s, _: s.orders(status, page),
+                          ["orders"])
     else:
-        rows = run_views(db, views, lambda v, _: v.orders(status))
+        rows = run_views(db, views, lambda v, _: v.orders(status, page))
     if as_json:
         print_json(rows)
         return
@@ -237,8 +272,10 @@ def report_cmd(kind: str, out: str | None, at: datetime | None, db: str | None,
 @_views_common
 @json_option
 @as_of_options
+@page_options("inventory")
 def inventory_cmd(db: str | None, views: str | None, as_json: bool,
-                  as_of: datetime | None = None, at_position: int | None = None) -> None:
+                  as_of: datetime | None = None, at_position: int | None = None,
+                  page: read.Page = read.DEFAULT_PAGE) -> None:
     """Manage Inventory: tracked SKUs (those given a quantity with set-inventory).
 
     available: units left; active: available > 0 (a listing at 0 is inactive);
@@ -246,9 +283,10 @@ def inventory_cmd(db: str | None, views: str | None, as_json: bool,
     (sku, available, active, reserved).
     """
     if as_of is not None or at_position is not None:
-        rows = as_of_read(db, as_of, at_position, lambda s, _: s.inventory(), ["inventory"])
+        rows = as_of_read(db, as_of, at_position, lambda s, _: s.inventory(page),
+                          ["inventory"])
     else:
-        rows = run_views(db, views, lambda v, _: v.inventory())
+        rows = run_views(db, views, lambda v, _: v.inventory(page))
     if as_json:
         print_json(rows)
         return
@@ -328,8 +366,9 @@ def _summary(row: dict) -> str:
 @click.option("--order", "order_id", default=None, help="Only this order's notifications.")
 @_views_common
 @json_option
+@page_options("notifications")
 def notifications_cmd(order_id: str | None, db: str | None, views: str | None,
-                      as_json: bool) -> None:
+                      as_json: bool, page: read.Page = read.DEFAULT_PAGE) -> None:
     """The notifications the ledger sends (rule-book section 5), in event order.
 
     Buyer: order-confirmation (estimated delivery date), cancellation (with the
@@ -337,7 +376,7 @@ def notifications_cmd(order_id: str | None, db: str | None, views: str | None,
     Nothing for a declined or fraudulent payment. --json prints an array of rows
     (position, seq, at, to, kind, order_id, content).
     """
-    rows = run_views(db, views, lambda v, _: v.notifications(order_id))
+    rows = run_views(db, views, lambda v, _: v.notifications(order_id, page))
     if as_json:
         print_json(rows)
         return
