@@ -26,7 +26,7 @@ from .common import (
     now_option,
     open_ledger,
     print_json,
-    print_wide,
+    print_rows,
 )
 
 
@@ -188,8 +188,6 @@ def show(order_id: str, db: str | None, as_json: bool, as_of: datetime | None = 
 
 
 def _print_order(view: dict) -> None:
-    from rich.table import Table
-
     grey = "" if view["actionable"] else " (greyed out)"
     console.print(f"Order {view['order_id']}: {view['status']}{grey}", markup=False)
     for key in ("purchase_date", "payments_date", "latest_ship_date", "latest_delivery_date",
@@ -203,14 +201,10 @@ def _print_order(view: dict) -> None:
     nd = view.get("next_deadline")
     if nd:
         console.print(f"  next deadline: {nd['kind']} at {nd['at']}", markup=False)
-    table = Table()
-    for col in ("item", "sku", "title", "qty", "shipped", "canceled", "to ship"):
-        table.add_column(col)
-    for it in view["items"]:
-        table.add_row(it["order_item_id"], it["sku"], it["title"], str(it["quantity"]),
-                      str(it["quantity_shipped"]), str(it["quantity_canceled"]),
-                      str(it["quantity_to_ship"]))
-    print_wide(table)
+    print_rows([[it["order_item_id"], it["sku"], it["title"], str(it["quantity"]),
+                 str(it["quantity_shipped"]), str(it["quantity_canceled"]),
+                 str(it["quantity_to_ship"])] for it in view["items"]],
+               ["item", "sku", "title", "qty", "shipped", "canceled", "to ship"])
 
 
 # --- one command by hand --------------------------------------------------------------

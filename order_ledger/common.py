@@ -10,7 +10,6 @@ from typing import Any, Callable
 
 import click
 from rich.console import Console
-from rich.table import Table
 
 from ledger.application import Ledger
 from ledger.clock import FixedClock, SystemClock
@@ -79,20 +78,14 @@ def print_json(obj: Any) -> None:
 
 def print_table(rows: list[dict], columns: list[str] | None = None, title: str | None = None,
                 formats: dict[str, Callable[[Any], str]] | None = None) -> None:
-    """Print rows as a table for people."""
+    """Print rows as a table for people (see :func:`print_rows`)."""
     if not rows:
-        console.print(f"{title + ': ' if title else ''}(no rows)")
+        console.print(f"{title + ': ' if title else ''}(no rows)", markup=False)
         return
     columns = columns or list(rows[0])
     formats = formats or {}
-    table = Table(title=title, show_lines=False)
-    for col in columns:
-        table.add_column(col)
-    for row in rows:
-        table.add_row(*[
-            formats[col](row.get(col)) if col in formats else _cell(row.get(col))
-            for col in columns])
-    print_wide(table)
+    print_rows([[formats[col](row.get(col)) if col in formats else _cell(row.get(col))
+                 for col in columns] for row in rows], columns, title)
 
 
 def _cell(v: Any) -> str:
@@ -130,22 +123,35 @@ def open_ledger_for_check(db: str | None, now: datetime | None = None) -> Ledger
 # --- big outputs ------------------------------------------------------------------------
 
 
-def print_wide(renderable: Any, out: Console | None = None) -> None:
-    """Print a table: fitted to the terminal on a terminal; otherwise (a pipe, a
-    file) as wide as its widest row, so no cell is ever cut or wrapped."""
-    from rich.measure import Measurement
+#: characters that would break a plain table's lines or columns
+_BREAKS = {ord(c): " " for c in "\t\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029"}
 
-    out = out or console
-    if out.is_terminal:
-        out.print(renderable)
+
+def print_rows(rows: list[list[str]], columns: list[str], title: str | None = None,
+               keep: tuple[str, ...] = ()) -> None:
+    """A table for people. On a terminal: a rich table fitted to its width
+    (``keep`` columns -- ids, dates -- never wrapped or cut). Otherwise (a pipe,
+    a file): plain aligned columns, two spaces apart, the title on the first
+    line; never cut or wrapped, however wide, and fast for thousands of rows."""
+    if console.is_terminal:
+        from rich.table import Table
+        from rich.text import Text
+
+        table = Table(title=title)
+        for col in columns:
+            table.add_column(col, no_wrap=col in keep,
+                             min_width=len(col) if col in keep else None)
+        for row in rows:
+            table.add_row(*[Text(v) for v in row])  # cells are data, never markup
+        console.print(table)
         return
-    width = Measurement.get(out, out.options.update(width=1_000_000), renderable).maximum
-    old = out.width
-    out.width = max(old, width)
-    try:
-        out.print(renderable)
-    finally:
-        out.width = old
+    cells = [[str(v).translate(_BREAKS) for v in row] for row in rows]
+    widths = [max([len(c), *(len(r[i]) for r in cells)]) for i, c in enumerate(columns)]
+    out = [title] if title else []
+    out.append("  ".join(c.ljust(w) for c, w in zip(columns, widths)).rstrip())
+    out.extend("  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip() for r in cells)
+    console.file.write("\n".join(out) + "\n")
+    console.file.flush()
 
 
 class Bar:

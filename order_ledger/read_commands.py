@@ -33,7 +33,7 @@ from .common import (
     json_option,
     open_ledger,
     print_json,
-    print_wide,
+    print_rows,
 )
 from .replay_commands import as_of_options, as_of_read
 
@@ -139,18 +139,11 @@ def default_time(ledger: Any) -> datetime:
 
 def _table(rows: list[dict], title: str, keep: tuple[str, ...] = ()) -> None:
     """A table for people; ``keep`` columns are never wrapped or cut (ids, dates)."""
-    from rich.table import Table
-
     if not rows:
         console.print(f"{title}: (no rows)", markup=False)
         return
-    table = Table(title=title)
-    for col in rows[0]:
-        table.add_column(col, no_wrap=col in keep, min_width=len(col) if col in keep else None)
-    for r in rows:
-        table.add_row(*["" if v is None else ("yes" if v is True else "no" if v is False
-                                             else str(v)) for v in r.values()])
-    print_wide(table)
+    print_rows([["" if v is None else ("yes" if v is True else "no" if v is False else str(v))
+                 for v in r.values()] for r in rows], list(rows[0]), title, keep)
 
 
 def _short(t: str | None) -> str:

@@ -318,6 +318,21 @@ def test_piped_orders_keep_whole_ids_and_dates(many):
         assert r["order_id"] in res.stdout
         assert r["purchase_date"][:10] + " " + r["purchase_date"][11:16] in res.stdout
     assert max(len(ln) for ln in res.stdout.splitlines()) > 80
+    title, header, *body = res.stdout.splitlines()
+    assert title == "Manage Orders" and header.split() == [
+        "order", "status", "actionable", "purchased", "items", "note"]
+    assert [ln.split()[0] for ln in body] == [r["order_id"] for r in rows]   # one line a row
+
+
+def test_tables_on_a_terminal_are_drawn_and_cells_are_not_markup(monkeypatch):
+    from rich.console import Console
+
+    from order_ledger import common
+
+    term = io.StringIO()
+    monkeypatch.setattr(common, "console", Console(file=term, force_terminal=True, width=60))
+    common.print_rows([["[bold]x[/bold]", "2026-04-01 10:00"]], ["name", "at"], "T")
+    assert "[bold]x[/bold]" in term.getvalue() and "\u2503" in term.getvalue()  # box drawn
 
 
 def _ids(*args: str) -> list[str]:
