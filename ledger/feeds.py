@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Callable, Iterable
 from . import rules
 from .commands import ORDER_ID_RE
 from .errors import CommandRejected
-from .textfile import NotText, check_text
+from .textfile import SAMPLE_BYTES, sniff, wide_encoding
 
 if TYPE_CHECKING:  # pragma: no cover
     from .application import Ledger
@@ -264,13 +264,16 @@ def read_feed(feed: str, data: bytes) -> list[FeedRow]:
     Raises :class:`FeedError` when the whole file must be rejected.
     """
     spec = spec_of(feed)
-    try:
-        check_text(data)  # binary, UTF-16/32, another encoding: say what it looks like
-    except NotText as exc:
-        raise FeedError(str(exc)) from None
+    problem = wide_encoding(data[:SAMPLE_BYTES])  # UTF-16/32 even when it decodes
+    if problem is not None:
+        raise FeedError(str(problem))
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
+        # binary, gzip, Latin-1 ...: say what it looks like when that is clear
+        problem = sniff(data[:SAMPLE_BYTES], complete=len(data) <= SAMPLE_BYTES)
+        if problem is not None:
+            raise FeedError(f"{problem} (byte {exc.start} is not UTF-8)") from None
         raise FeedError(f"the file is not UTF-8 (byte {exc.start}): save it as UTF-8 "
                         "(with or without BOM)") from None
     source = _LastLine(io.StringIO(text, newline=""))

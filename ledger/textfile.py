@@ -12,9 +12,9 @@ like and how to fix it, instead of one rejected line per physical line.
    binary data (a NUL never occurs in a UTF-8 command file or feed);
 4. undecodable bytes and control characters making up more than
    :data:`BINARY_SHARE` of the sample: binary data;
-5. at least two lines of the sample that are not UTF-8, and more than half
-   of its lines: the whole file is in another encoding (Latin-1 /
-   Windows-1252 is named when it decodes as that).
+5. at least :data:`MIN_FAILING_LINES` lines of the sample that are not
+   UTF-8, and more than half of its lines: the whole file is in another
+   encoding (Latin-1 / Windows-1252 is named when it decodes as that).
 
 A single bad line in an otherwise UTF-8 file is *not* a whole-file error:
 it stays one rejected line (``malformed-json`` for a command file). A UTF-8
@@ -31,6 +31,9 @@ from typing import IO, Iterator
 SAMPLE_BYTES = 64 * 1024
 #: share of undecodable bytes and control characters that makes a sample binary
 BINARY_SHARE = 0.10
+#: lines of the sample that must fail to decode (and be more than half of its
+#: lines) for the whole file to be in another encoding; fewer stay rejected lines
+MIN_FAILING_LINES = 5
 
 _BOMS: tuple[tuple[bytes, str], ...] = (
     (codecs.BOM_UTF32_LE, "UTF-32 (little-endian, with a byte-order mark)"),
@@ -103,7 +106,7 @@ def sniff(sample: bytes, *, complete: bool = False) -> NotText | None:
             ln.decode("utf-8")
         except UnicodeDecodeError:
             failing += 1
-    if failing >= 2 and failing * 2 > len(lines):
+    if failing >= MIN_FAILING_LINES and failing * 2 > len(lines):
         try:
             sample.decode("cp1252")
             guess = "Latin-1 / Windows-1252 text"
@@ -111,6 +114,20 @@ def sniff(sample: bytes, *, complete: bool = False) -> NotText | None:
             guess = "text in an encoding other than UTF-8"
         return NotText(f"{guess} ({failing} of the first {len(lines)} lines are not UTF-8)",
                        SAVE_AS_UTF8)
+    return None
+
+
+def wide_encoding(sample: bytes) -> NotText | None:
+    """Only the certain cases: a UTF-16/32 byte-order mark, or NULs laid out like
+    UTF-16/32 text. For readers that decode the whole file anyway and reject
+    other bad bytes line by line or by their own message (the feeds)."""
+    for bom, name in _BOMS:
+        if sample.startswith(bom):
+            return NotText(name, SAVE_AS_UTF8)
+    if 0 in sample:
+        guess = _nul_guess(sample)
+        if guess.startswith("UTF"):
+            return NotText(guess, SAVE_AS_UTF8)
     return None
 
 

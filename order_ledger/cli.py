@@ -88,7 +88,8 @@ def apply(file: Any, db: str | None, as_json: bool, batch_size: int, quiet: bool
 
     from .common import Bar, open_ledger_for_check
 
-    name = "standard input" if file.name in ("-", "<stdin>") else file.name
+    name = getattr(file, "name", "-")
+    name = "standard input" if name in ("-", "<stdin>") or not isinstance(name, str) else name
     try:
         lines = text_lines(file)
     except NotText as exc:
