@@ -24,6 +24,7 @@ byte-order mark is fine (readers skip it).
 from __future__ import annotations
 
 import codecs
+import io
 import re
 from typing import IO, Iterator
 
@@ -184,6 +185,30 @@ def text_lines(stream: IO[bytes]) -> Iterator[bytes]:
     if problem is not None:
         raise problem
     return _chain(sample + more, stream)
+
+
+def count_lines(stream: IO[bytes]) -> int | None:
+    """Lines in a regular file (for a progress bar), read with ``pread`` so the
+    stream's position is untouched; None for a pipe, a terminal, a socket."""
+    import os
+    import stat
+
+    try:
+        fd = stream.fileno()
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        n = offset = 0
+        last = b""
+        while True:
+            block = os.pread(fd, 1 << 20, offset)
+            if not block:
+                break
+            n += block.count(b"\n")
+            offset += len(block)
+            last = block[-1:]
+        return n + (1 if last not in (b"", b"\n") else 0)
+    except (OSError, ValueError, AttributeError, io.UnsupportedOperation):
+        return None
 
 
 def _chain(head: bytes, stream: IO[bytes]) -> Iterator[bytes]:

@@ -84,7 +84,7 @@ def apply(file: Any, db: str | None, as_json: bool, batch_size: int, quiet: bool
     2 when the file is not UTF-8 text (nothing applied). On a terminal a progress
     bar shows on stderr. --check writes nothing and exits as apply would.
     """
-    from ledger.textfile import NotText, text_lines
+    from ledger.textfile import NotText, count_lines, text_lines
 
     from .common import Bar, open_ledger_for_check
 
@@ -94,13 +94,13 @@ def apply(file: Any, db: str | None, as_json: bool, batch_size: int, quiet: bool
         lines = text_lines(file)
     except NotText as exc:
         raise click.UsageError(f"{name}: {exc}; nothing applied") from None
-    total = _count_lines(file)
     ledger = open_ledger_for_check(db) if check else open_ledger(db)
     counts = {"applied": 0, "duplicate": 0, "rejected": 0}
     events = 0
     label = "checking" if check else "applying"
     try:
         with Bar(label, not as_json, unit="lines", needs_stdout_tty=True) as bar:
+            total = count_lines(file) if bar.enabled else None
             for out in ledger.apply_lines(lines, batch_size=batch_size, dry_run=check):
                 counts[out.status] += 1
                 events += len(out.events)
@@ -123,32 +123,6 @@ def apply(file: Any, db: str | None, as_json: bool, batch_size: int, quiet: bool
             f"applied (duplicate command_id), {counts['rejected']} rejected; {events} events "
             f"{written}", markup=False)
     sys.exit(1 if counts["rejected"] else 0)
-
-
-def _count_lines(file: Any) -> int | None:
-    """Lines in a regular file (for the progress bar), read without disturbing it;
-    None for a pipe or stdin, or when the bar could not show anyway."""
-    if not (console.is_terminal and err_console.is_terminal):
-        return None
-    try:
-        fd = file.fileno()
-        import os
-        import stat
-
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            return None
-        n = offset = 0
-        last = b""
-        while True:
-            block = os.pread(fd, 1 << 20, offset)
-            if not block:
-                break
-            n += block.count(b"\n")
-            offset += len(block)
-            last = block[-1:]
-        return n + (1 if last not in (b"", b"\n") else 0)
-    except (OSError, ValueError, AttributeError):
-        return None
 
 
 # --- show ----------------------------------------------------------------------------

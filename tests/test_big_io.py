@@ -78,6 +78,17 @@ def test_sniff_lets_utf8_text_through(data):
     assert sniff(data, complete=True) is None
 
 
+def test_count_lines_of_a_file_only(tmp_path):
+    from ledger.textfile import count_lines
+
+    path = tmp_path / "f"
+    path.write_bytes(b"a\nb\nc")
+    with open(path, "rb") as f:
+        f.read(1)
+        assert count_lines(f) == 3 and f.read(1) == b"\n"      # position untouched
+    assert count_lines(io.BytesIO(b"a\n")) is None
+
+
 def test_text_lines_gives_back_every_byte_of_a_big_stream():
     data = "".join(f'{{"n":{i},"t":"\u00e5"}}\n' for i in range(20_000)).encode()
     assert b"".join(text_lines(io.BytesIO(data))) == data
@@ -457,4 +468,4 @@ def test_apply_shows_progress_on_a_pty_and_never_in_pipes(tmp_path):
     os.close(master)
     text = out.decode(errors="replace")
     assert proc.returncode == 0, text
-    assert "applying" in text and "lines" in text and "3000 lines: 3000 applied" in text
+    assert "applying" in text and "/3000 lines" in text and "3000 lines: 3000 applied" in text
