@@ -468,4 +468,8 @@ def test_apply_shows_progress_on_a_pty_and_never_in_pipes(tmp_path):
     os.close(master)
     text = out.decode(errors="replace")
     assert proc.returncode == 0, text
-    assert "applying" in text and "/3000 lines" in text and "3000 lines: 3000 applied" in text
+    import re
+
+    plain = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", text)
+    assert "applying" in plain and re.search(r"\d+/3000 lines", plain), plain[-2000:]
+    assert "3000 lines: 3000 applied" in plain
