@@ -164,13 +164,6 @@ def _last_boundary(data: bytes) -> int:
     return len(data)
 
 
-def check_text(data: bytes) -> None:
-    """Raise :class:`NotText` when a whole file's bytes are not UTF-8 text."""
-    problem = sniff(data[:SAMPLE_BYTES], complete=len(data) <= SAMPLE_BYTES)
-    if problem is not None:
-        raise problem
-
-
 def text_lines(stream: IO[bytes]) -> Iterator[bytes]:
     """The lines of a binary stream (a file or stdin), after checking its first
     bytes with :func:`sniff`; raises :class:`NotText` before yielding anything.
