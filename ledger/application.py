@@ -289,8 +289,17 @@ class Ledger:
         return self.execute(c.Tick(at=at or self.clock.now(), command_id=command_id))
 
     def apply_lines(self, lines: Iterable[str | bytes], *, batch_size: int = DEFAULT_BATCH,
-                    start_line: int = 1) -> Iterator[Outcome]:
-        """Apply command-file lines; yields one outcome per non-blank line once committed."""
+                    start_line: int = 1, dry_run: "bool | DryRun" = False) -> Iterator[Outcome]:
+        """Apply command-file lines; yields one outcome per non-blank line once committed.
+
+        ``dry_run``: decide every line exactly as a real run would (duplicates,
+        deadlines firing, lines depending on earlier ones) but write nothing:
+        no events, command ids, clock or deadline rows. Pass a :class:`DryRun`
+        to read the state the lines would leave (``DryRun.load_many``).
+        """
+        dry = None
+        if dry_run:
+            dry = dry_run if isinstance(dry_run, DryRun) else DryRun(self)
         chunk: list[tuple[int | None, Any]] = []
         for n, line in enumerate(lines, start_line):
             if n == start_line:  # a byte-order mark is not part of the first command
@@ -302,12 +311,13 @@ class Ledger:
                 continue
             chunk.append((n, line))
             if len(chunk) >= batch_size:
-                yield from self._run_batch(chunk)
+                yield from self._run_batch(chunk, dry)
                 chunk = []
         if chunk:
-            yield from self._run_batch(chunk)
+            yield from self._run_batch(chunk, dry)
 
-    def _run_batch(self, chunk: list[tuple[int | None, Any]]) -> list[Outcome]:
+    def _run_batch(self, chunk: list[tuple[int | None, Any]],
+                   dry: "DryRun | None" = None) -> list[Outcome]:
         parsed: list[tuple[int | None, c.Command | CommandRejected, bytes | None]] = []
         for n, item in chunk:
             if isinstance(item, c.Command):
@@ -322,6 +332,8 @@ class Ledger:
                     "malformed-json",
                     f"the line is not valid UTF-8 (byte {exc.start}: {exc.reason})",
                     hint="save the command file as UTF-8"), None))
+        if dry is not None:
+            return dry.decide(parsed)
         # The writer lock serialises whole batches (read, decide, commit) across
         # processes, so every batch decides on the latest committed state; the
         # retry below stays as the safety net for writers that do not take it.
@@ -357,6 +369,87 @@ class Ledger:
             f"gave up after {MAX_RETRIES} attempts: other writers kept changing the same orders")
 
 
+class DryRun:
+    """Command-file lines decided exactly as a real run would, nothing written.
+
+    One :class:`UnitOfWork` is kept in memory for the whole run and never
+    committed: each chunk of lines extends it (their command ids, the stored
+    deadlines due by then, their aggregates), so a line sees the lines before
+    it -- in any chunk -- as if they had been committed. No writer lock is
+    taken (the lock file is not even created); another writer committing
+    during the run is not seen until a later chunk loads what it changed.
+    """
+
+    def __init__(self, ledger: Ledger) -> None:
+        self.ledger = ledger
+        self.uow: UnitOfWork | None = None
+        # the run changes aggregates in place: never those the ledger caches
+        ledger._cache.clear()
+        ledger._head = -1
+
+    def decide(self, parsed: list[tuple[int | None, Any, Any]]) -> list[Outcome]:
+        if not self.ledger._store_readable:
+            self.ledger._probe_store()
+        commands = [p[1] for p in parsed if isinstance(p[1], c.Command)]
+        with _gc_paused():
+            if self.uow is None:
+                self.uow = UnitOfWork(self.ledger, commands)
+            else:
+                self.uow.extend(commands)
+            return [self.uow.handle(n, cmd) for n, cmd, _ in parsed]
+
+    def apply_lines(self, lines: Iterable[str | bytes], **options: Any) -> Iterator[Outcome]:
+        return self.ledger.apply_lines(lines, dry_run=self, **options)
+
+    def load_many(self, keys: Iterable[str]) -> dict[str, LedgerAggregate | None]:
+        """Aggregates as the lines decided so far would leave them."""
+        keys = list(keys)
+        aggs = self.uow.aggs if self.uow is not None else {}
+        found = {k: aggs[k] for k in keys if k in aggs}
+        missing = [k for k in keys if k not in found]
+        if missing:
+            found.update(self.ledger.load_many(missing))
+        return found
+
+    @property
+    def clock(self) -> datetime | None:
+        """The business time the ledger would have reached."""
+        return self.uow.clock if self.uow is not None else self.ledger.now()
+
+
+def ledger_exists(db: str | None) -> bool:
+    """Whether a ledger is stored at ``db`` (a SQLite file, or the PostgreSQL
+    schema's events table). Asking creates nothing."""
+    from .store import is_postgres
+
+    location = resolve_db(db)
+    if not is_postgres(location):
+        path = location[len("sqlite:///"):] if location.startswith("sqlite:///") else location
+        return path == ":memory:" or (os.path.isfile(path) and os.path.getsize(path) > 0)
+    import psycopg
+
+    env = env_for(location)
+    try:
+        with psycopg.connect(host=env["POSTGRES_HOST"], port=env["POSTGRES_PORT"],
+                             dbname=env["POSTGRES_DBNAME"], user=env["POSTGRES_USER"],
+                             password=env["POSTGRES_PASSWORD"] or None,
+                             connect_timeout=5) as conn:
+            row = conn.execute("SELECT to_regclass(%s)", (
+                f'"{env["POSTGRES_SCHEMA"]}".{LedgerApp.name.lower()}_events',)).fetchone()
+            return row is not None and row[0] is not None
+    except psycopg.Error:
+        return True  # cannot tell: opening it will say what is wrong
+
+
+def open_for_dry_run(db: str | None, *, clock: Clock | None = None) -> Ledger:
+    """The ledger to decide lines against without writing: the one at ``db``, or,
+    when none exists there, an empty one in memory -- a check never creates a ledger."""
+    if ledger_exists(db):
+        return Ledger(db, clock=clock)
+    env_for(resolve_db(db))  # the same errors as a real open (a missing directory, ...)
+    return Ledger(":memory:", clock=clock)
+
+
 @contextmanager
 def _gc_paused() -> Iterator[None]:
     """Pause the cyclic garbage collector for one batch.
@@ -384,16 +477,36 @@ class UnitOfWork:
         self.sink: list[Any] = []
         self.clock = ledger.recorder.read_clock()
         self.start_clock = self.clock
-        ids = [cmd.command_id for cmd in commands if cmd.command_id is not None]
-        self.known = ledger.recorder.known_commands(ids) if ids else set()
+        self.known: set[str] = set()
         self.accepted: list[tuple[str, str, int]] = []
         self.heap: list[tuple[int, str, str]] = []
+        self.horizon: datetime | None = None  # deadlines due by then are in the heap
+        self._line: dict[str, tuple | None] = {}
+        self.extend(commands)
+
+    def extend(self, commands: list[c.Command]) -> None:
+        """Make ready for more commands: their command ids looked up, the stored
+        deadlines due by their latest time put in the heap, their aggregates loaded.
+
+        A batch calls it once; a dry run (:class:`DryRun`) calls it for every
+        chunk of lines while the state stays in memory, uncommitted.
+        """
+        ids = [cmd.command_id for cmd in commands
+               if cmd.command_id is not None and cmd.command_id not in self.known]
+        if ids:
+            self.known |= self.ledger.recorder.known_commands(ids)
         if commands:
             latest = max(cmd.at for cmd in commands)
-            self.heap = [(due, oid, kind) for oid, due, kind in
-                         ledger.recorder.due_deadlines(latest)]
-            heapq.heapify(self.heap)
-        self._line: dict[str, tuple | None] = {}
+            if self.horizon is None or latest > self.horizon:
+                # hints only: a stale or repeated entry is skipped in _advance
+                due = [(d, oid, kind) for oid, d, kind in self.ledger.recorder.due_deadlines(latest)]
+                if self.heap:
+                    for entry in due:
+                        heapq.heappush(self.heap, entry)
+                else:
+                    heapq.heapify(due)
+                    self.heap = due
+                self.horizon = latest
         self._prefetch(commands)
 
     def _prefetch(self, commands: list[c.Command]) -> None:

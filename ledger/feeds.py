@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Callable, Iterable
 from . import rules
 from .commands import ORDER_ID_RE
 from .errors import CommandRejected
+from .textfile import SAMPLE_BYTES, sniff, wide_encoding
 
 if TYPE_CHECKING:  # pragma: no cover
     from .application import Ledger
@@ -158,6 +159,7 @@ class FeedRow:
     values: dict[str, str]
     extra: list[str] = field(default_factory=list)
     width: int = 0  # columns in the header
+    error: LineRejected | None = None  # the line could not even be split into fields
 
     def get(self, column: str) -> str:
         return self.values.get(column, "")
@@ -262,16 +264,32 @@ def read_feed(feed: str, data: bytes) -> list[FeedRow]:
     Raises :class:`FeedError` when the whole file must be rejected.
     """
     spec = spec_of(feed)
+    problem = wide_encoding(data[:SAMPLE_BYTES])  # UTF-16/32 even when it decodes
+    if problem is not None:
+        raise FeedError(str(problem))
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
+        # binary, gzip, Latin-1 ...: say what it looks like when that is clear
+        problem = sniff(data[:SAMPLE_BYTES], complete=len(data) <= SAMPLE_BYTES)
+        if problem is not None:
+            raise FeedError(f"{problem} (byte {exc.start} is not UTF-8)") from None
         raise FeedError(f"the file is not UTF-8 (byte {exc.start}): save it as UTF-8 "
                         "(with or without BOM)") from None
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter="\t",
-                        quoting=csv.QUOTE_NONE, strict=False)
+    source = _LastLine(io.StringIO(text, newline=""))
+    reader = csv.reader(source, delimiter="\t", quoting=csv.QUOTE_NONE, strict=False)
     header: list[str] | None = None
     rows: list[FeedRow] = []
-    for record in reader:
+    while True:
+        try:
+            record = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as exc:  # a field over csv's limit: this line only
+            if header is None:
+                raise FeedError(f"the header (line {reader.line_num}) is unusable: {exc}") from None
+            rows.append(_too_long(source.last, header, reader.line_num, exc))
+            continue
         if not any(v.strip() for v in record):
             continue  # blank line
         if header is None:
@@ -288,6 +306,39 @@ def read_feed(feed: str, data: bytes) -> list[FeedRow]:
         raise FeedError("the file is empty: it needs a header row ("
                         + "\t".join(spec.columns) + ") and data lines")
     return rows
+
+
+class _LastLine:
+    """The lines given to the csv reader, remembering the last one."""
+
+    def __init__(self, lines: Iterable[str]) -> None:
+        self.lines = iter(lines)
+        self.last = ""
+
+    def __iter__(self) -> "_LastLine":
+        return self
+
+    def __next__(self) -> str:
+        self.last = next(self.lines)
+        return self.last
+
+
+def _too_long(raw: str, header: list[str], line: int, exc: Exception) -> FeedRow:
+    """The row of a line with a field over csv's size limit: rejected, ``field-too-long``."""
+    limit = csv.field_size_limit()
+    values = raw.rstrip("\r\n").split("\t")
+    at = next((i for i, v in enumerate(values) if len(v) > limit), None)
+    column = header[at] if at is not None and at < len(header) and header[at] else None
+    size = f" ({len(values[at]):,} characters)" if at is not None else ""
+    order = values[header.index("order-id")].strip() if (
+        "order-id" in header and header.index("order-id") < len(values)
+        and len(values[header.index("order-id")]) <= limit) else ""
+    row = FeedRow(line, {"order-id": order} if order else {}, width=len(header))
+    row.error = LineRejected(
+        column, "field-too-long",
+        f"a field{' (' + column + ')' if column else ''} is longer than {limit:,} characters"
+        f"{size}", "shorten the value; no feed column needs that much")
+    return row
 
 
 def _check_header(spec: FeedSpec, header: list[str], line: int) -> None:
@@ -332,6 +383,8 @@ def build_commands(feed: str, data: bytes, *, at: datetime, lookup: OrderLookup,
             fl.message = ALREADY_PROCESSED
             continue
         try:
+            if row.error is not None:
+                raise row.error
             if row.extra:
                 raise LineRejected(
                     None, "too-many-fields",
@@ -516,10 +569,13 @@ def ledger_lookup(ledger: "Ledger") -> OrderLookup:
     return lookup
 
 
-def process_feed(ledger: "Ledger", feed: str, data: bytes, *, at: datetime) -> FeedReport:
+def process_feed(ledger: "Ledger", feed: str, data: bytes, *, at: datetime,
+                 dry_run: bool = False) -> FeedReport:
     """Apply a feed file at business time ``at``; every line accepted or rejected.
 
     Raises :class:`FeedError` (and applies nothing) when the whole file is bad.
+    ``dry_run``: every line decided the same way, nothing written
+    (``Ledger.apply_lines(dry_run=True)``).
     """
     rows = read_feed(feed, data)  # whole-file problems first, before any lookup
     digest = file_digest(data)
@@ -529,7 +585,7 @@ def process_feed(ledger: "Ledger", feed: str, data: bytes, *, at: datetime) -> F
     todo = [fl for fl in lines if fl.command is not None]
     if todo:
         encoded = [json.dumps(fl.command) for fl in todo]
-        for fl, out in zip(todo, ledger.apply_lines(encoded)):
+        for fl, out in zip(todo, ledger.apply_lines(encoded, dry_run=dry_run)):
             fl.events = list(out.events)
             if out.status == "applied":
                 fl.status = "accepted"

@@ -485,8 +485,16 @@ def _describe(step: Step) -> str:
 
 def import_orders(ledger: "Ledger", orders_data: bytes | str | Any,
                   items_data: bytes | str | Any | None = None, *,
-                  language: str | None = None) -> ImportReport:
-    """Import a getOrders response (and items) into the ledger; report per order."""
+                  language: str | None = None, dry_run: bool = False) -> ImportReport:
+    """Import a getOrders response (and items) into the ledger; report per order.
+
+    ``dry_run``: decide every command as the import would and report the same,
+    writing nothing (``Ledger.apply_lines`` with a :class:`DryRun`, whose state
+    gives each order's resulting status).
+    """
+    from .application import DryRun
+
+    dry = DryRun(ledger) if dry_run else None
     orders = load_orders(orders_data)
     items = load_items(items_data) if items_data is not None else {}
     plans = plan_import(orders, items, language=language)
@@ -494,7 +502,7 @@ def import_orders(ledger: "Ledger", orders_data: bytes | str | Any,
                    key=lambda t: (t[0], t[1], t[2]))
     if steps:
         encoded = [json.dumps(s.command) for *_, s in steps]
-        for (*_, step), out in zip(steps, ledger.apply_lines(encoded)):
+        for (*_, step), out in zip(steps, ledger.apply_lines(encoded, dry_run=dry or False)):
             step.status = out.status
             step.error = out.error
             step.events = list(out.events)
@@ -502,7 +510,7 @@ def import_orders(ledger: "Ledger", orders_data: bytes | str | Any,
 
     todo = [p for p in plans if p.result == "pending"]
     keys = [order_key(p.order_id) for p in todo]  # type: ignore[arg-type]
-    states = ledger.load_many(keys) if keys else {}
+    states = (dry or ledger).load_many(keys) if keys else {}
     for p in todo:
         agg = states.get(order_key(p.order_id))  # type: ignore[arg-type]
         p.ledger_status = getattr(agg, "status", None)

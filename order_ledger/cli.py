@@ -28,6 +28,7 @@ from .common import (
     open_ledger,
     print_json,
     yes_option,
+    print_rows,
 )
 
 
@@ -73,34 +74,56 @@ def main() -> None:
 @click.option("--batch-size", default=1000, show_default=True, type=click.IntRange(1, 100_000),
               help="Commands per transaction.")
 @click.option("--quiet", "-q", is_flag=True, help="Print only the summary, not each rejection.")
-def apply(file: Any, db: str | None, as_json: bool, batch_size: int, quiet: bool) -> None:
+@click.option("--check", is_flag=True,
+              help="Decide every line as apply would, against the current ledger, and print "
+                   "the same; write nothing (no events, no command ids, no clock move).")
+def apply(file: Any, db: str | None, as_json: bool, batch_size: int, quiet: bool,
+          check: bool = False) -> None:
     """Apply a command file (JSON Lines; - for stdin) line by line.
 
     Each line is applied or rejected with its line number and a reason; rejected
-    lines change nothing. Exit 0 when every line was applied, 1 when any was rejected.
+    lines change nothing. Exit 0 when every line was applied, 1 when any was rejected,
+    2 when the file is not UTF-8 text (nothing applied). On a terminal a progress
+    bar shows on stderr. --check writes nothing and exits as apply would.
     """
-    ledger = open_ledger(db)
+    from ledger.textfile import NotText, count_lines, text_lines
+
+    from .common import Bar, open_ledger_for_check
+
+    name = getattr(file, "name", "-")
+    name = "standard input" if name in ("-", "<stdin>") or not isinstance(name, str) else name
+    try:
+        lines = text_lines(file)
+    except NotText as exc:
+        raise click.UsageError(f"{name}: {exc}; nothing applied") from None
+    ledger = open_ledger_for_check(db) if check else open_ledger(db)
     counts = {"applied": 0, "duplicate": 0, "rejected": 0}
     events = 0
+    label = "checking" if check else "applying"
     try:
-        for out in ledger.apply_lines(file, batch_size=batch_size):
-            counts[out.status] += 1
-            events += len(out.events)
-            if as_json:
-                print_json(out.as_dict())
-            elif out.status == "rejected" and not quiet:
-                console.print(f"line {out.line}: rejected {describe_error(out.error or {})}",
-                              markup=False)
+        with Bar(label, not as_json, unit="lines", needs_stdout_tty=True) as bar:
+            total = count_lines(file) if bar.enabled else None
+            for out in ledger.apply_lines(lines, batch_size=batch_size, dry_run=check):
+                counts[out.status] += 1
+                events += len(out.events)
+                if as_json:
+                    print_json(out.as_dict())
+                elif out.status == "rejected" and not quiet:
+                    console.print(f"line {out.line}: rejected {describe_error(out.error or {})}",
+                                  markup=False)
+                if out.line is not None:
+                    bar(out.line, total)
     except LedgerError as exc:
         raise click.ClickException(str(exc)) from None
     finally:
         ledger.close()
-    total = sum(counts.values())
+    total_lines = sum(counts.values())
     if not as_json:
+        written = "would be written (checked only, nothing written)" if check else "written"
         console.print(
-            f"{total} lines: {counts['applied']} applied, {counts['duplicate']} already applied "
-            f"(duplicate command_id), {counts['rejected']} rejected; {events} events written",
-            markup=False)
+            f"{total_lines} lines: {counts['applied']} applied, {counts['duplicate']} already "
+            f"applied (duplicate command_id), {counts['rejected']} rejected; {events} events "
+            f"{written}", markup=False)
     sys.exit(1 if counts["rejected"] else 0)
 
 
@@ -142,8 +165,6 @@ def show(order_id: str, db: str | None, as_json: bool, as_of: datetime | None = 
 
 
 def _print_order(view: dict) -> None:
-    from rich.table import Table
-
     grey = "" if view["actionable"] else " (greyed out)"
     console.print(f"Order {view['order_id']}: {view['status']}{grey}", markup=False)
     for key in ("purchase_date", "payments_date", "latest_ship_date", "latest_delivery_date",
@@ -157,14 +178,10 @@ def _print_order(view: dict) -> None:
     nd = view.get("next_deadline")
     if nd:
         console.print(f"  next deadline: {nd['kind']} at {nd['at']}", markup=False)
-    table = Table()
-    for col in ("item", "sku", "title", "qty", "shipped", "canceled", "to ship"):
-        table.add_column(col)
-    for it in view["items"]:
-        table.add_row(it["order_item_id"], it["sku"], it["title"], str(it["quantity"]),
-                      str(it["quantity_shipped"]), str(it["quantity_canceled"]),
-                      str(it["quantity_to_ship"]))
-    console.print(table)
+    print_rows([[it["order_item_id"], it["sku"], it["title"], str(it["quantity"]),
+                 str(it["quantity_shipped"]), str(it["quantity_canceled"]),
+                 str(it["quantity_to_ship"])] for it in view["items"]],
+               ["item", "sku", "title", "qty", "shipped", "canceled", "to ship"])
 
 
 # --- one command by hand --------------------------------------------------------------

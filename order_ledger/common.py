@@ -10,7 +10,6 @@ from typing import Any, Callable
 
 import click
 from rich.console import Console
-from rich.table import Table
 
 from ledger.application import Ledger
 from ledger.clock import FixedClock, SystemClock
@@ -130,20 +129,14 @@ def print_json(obj: Any) -> None:
 
 def print_table(rows: list[dict], columns: list[str] | None = None, title: str | None = None,
                 formats: dict[str, Callable[[Any], str]] | None = None) -> None:
-    """Print rows as a table for people."""
+    """Print rows as a table for people (see :func:`print_rows`)."""
     if not rows:
-        console.print(f"{title + ': ' if title else ''}(no rows)")
+        console.print(f"{title + ': ' if title else ''}(no rows)", markup=False)
         return
     columns = columns or list(rows[0])
     formats = formats or {}
-    table = Table(title=title, show_lines=False)
-    for col in columns:
-        table.add_column(col)
-    for row in rows:
-        table.add_row(*[
-            formats[col](row.get(col)) if col in formats else _cell(row.get(col))
-            for col in columns])
-    console.print(table)
+    print_rows([[formats[col](row.get(col)) if col in formats else _cell(row.get(col))
+                 for col in columns] for row in rows], columns, title)
 
 
 def _cell(v: Any) -> str:
@@ -161,3 +154,106 @@ def describe_error(err: dict) -> str:
     if err.get("hint"):
         text += f" — fix: {err['hint']}"
     return text
+
+
+def open_ledger_for_check(db: str | None, now: datetime | None = None) -> Ledger:
+    """The ledger a ``--check`` decides against: the one at ``db``, else an empty one
+    in memory (a check never creates a ledger); errors as :func:`open_ledger`."""
+    from ledger.application import open_for_dry_run
+
+    try:
+        return open_for_dry_run(db, clock=FixedClock(now) if now else SystemClock())
+    except StoreError as exc:
+        raise click.UsageError(str(exc)) from None
+    except LedgerError as exc:
+        raise click.ClickException(str(exc)) from None
+    except Exception as exc:  # the library's connection errors, bad URLs
+        raise click.UsageError(f"cannot open the ledger {db!r}: {exc}") from None
+
+
+# --- big outputs ------------------------------------------------------------------------
+
+
+#: characters that would break a plain table's lines or columns
+_BREAKS = {ord(c): " " for c in "\t\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029"}
+
+
+def print_rows(rows: list[list[str]], columns: list[str], title: str | None = None,
+               keep: tuple[str, ...] = ()) -> None:
+    """A table for people. On a terminal: a rich table fitted to its width
+    (``keep`` columns -- ids, dates -- never wrapped or cut). Otherwise (a pipe,
+    a file): plain aligned columns, two spaces apart, the title on the first
+    line; never cut or wrapped, however wide, and fast for thousands of rows."""
+    if console.is_terminal:
+        from rich.table import Table
+        from rich.text import Text
+
+        table = Table(title=title)
+        for col in columns:
+            table.add_column(col, no_wrap=col in keep,
+                             min_width=len(col) if col in keep else None)
+        for row in rows:
+            table.add_row(*[Text(v) for v in row])  # cells are data, never markup
+        console.print(table)
+        return
+    cells = [[str(v).translate(_BREAKS) for v in row] for row in rows]
+    widths = [max([len(c), *(len(r[i]) for r in cells)]) for i, c in enumerate(columns)]
+    out = [title] if title else []
+    out.append("  ".join(c.ljust(w) for c, w in zip(columns, widths)).rstrip())
+    out.extend("  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip() for r in cells)
+    console.file.write("\n".join(out) + "\n")
+    console.file.flush()
+
+
+class Bar:
+    """A rich progress bar on stderr for long work (rebuild, sync, apply): done,
+    rate, time left; transient. Shown only when ``enabled`` and stderr is a
+    terminal -- and, with ``needs_stdout_tty``, stdout too (a command that prints
+    while the bar runs must not have its output taken into the terminal)."""
+
+    def __init__(self, label: str, enabled: bool, *, unit: str = "events",
+                 needs_stdout_tty: bool = False, out: Console | None = None) -> None:
+        self.label = label
+        self.unit = unit
+        self.out = out or err_console
+        self.enabled = enabled and self.out.is_terminal and (
+            not needs_stdout_tty or console.is_terminal)
+        self.progress: Any = None
+        self.task: Any = None
+
+    def __enter__(self) -> "Bar":
+        if self.enabled:
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                ProgressColumn,
+                TextColumn,
+                TimeRemainingColumn,
+            )
+            from rich.text import Text
+
+            unit = self.unit
+
+            class Rate(ProgressColumn):
+                def render(self, task: Any) -> Text:
+                    speed = task.finished_speed or task.speed
+                    return Text("" if speed is None else f"{speed:,.0f} {unit}/s")
+
+            self.progress = Progress(
+                TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                TextColumn(unit), Rate(), TimeRemainingColumn(),
+                console=self.out, transient=True)
+            self.progress.__enter__()
+        return self
+
+    def __call__(self, done: int, total: int | None) -> None:
+        if self.progress is None:
+            return
+        if self.task is None:
+            self.task = self.progress.add_task(self.label, total=total or None)
+        self.progress.update(self.task, completed=done, total=total or None)
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.progress is not None:
+            self.progress.__exit__(*exc)

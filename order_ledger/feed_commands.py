@@ -29,6 +29,7 @@ from .common import (
     json_option,
     now_option,
     open_ledger,
+    open_ledger_for_check,
     print_json,
     yes_option,
 )
@@ -49,6 +50,17 @@ def register(main: click.Group) -> None:
                 existing.add_command(cmd)
         else:
             main.add_command(group)
+
+
+check_option = click.option(
+    "--check", is_flag=True,
+    help="Decide every line as a real run would, against the current ledger, and print the "
+         "same report; write nothing.")
+
+
+def _open(db: str | None, now: datetime | None, check: bool) -> Any:
+    """The ledger to run against: for --check, one that is never written or created."""
+    return open_ledger_for_check(db, now) if check else open_ledger(db, now)
 
 
 def _usage_error(message: str, as_json: bool) -> None:
@@ -100,9 +112,10 @@ def _make_feed_command(name: str) -> click.Command:
     @json_option
     @now_option
     @yes_option
+    @check_option
     def command(file: Path, db: str | None, as_json: bool, now: datetime | None,
-                yes: bool) -> None:
-        run_feed(name, file, db=db, as_json=as_json, now=now, yes=yes)
+                yes: bool = False, check: bool = False) -> None:
+        run_feed(name, file, db=db, as_json=as_json, now=now, yes=yes, check=check)
 
     return command
 
@@ -112,16 +125,17 @@ for _name in feeds.FEEDS:
 
 
 def run_feed(name: str, file: Path, *, db: str | None, as_json: bool,
-             now: datetime | None, yes: bool = False) -> None:
+             now: datetime | None, yes: bool = False, check: bool = False) -> None:
     data = file.read_bytes()
     try:
         feeds.read_feed(name, data)  # whole-file checks before the ledger is touched
     except feeds.FeedError as exc:
         _usage_error(f"{file}: the feed was rejected, nothing applied: {exc}", as_json)
-    ledger = open_ledger(db, now)
-    guard_wall_clock(ledger, now, yes)
+    ledger = _open(db, now, check)
+    if not check:
+        guard_wall_clock(ledger, now, yes)
     try:
-        report = feeds.process_feed(ledger, name, data, at=ledger.clock.now())
+        report = feeds.process_feed(ledger, name, data, at=ledger.clock.now(), dry_run=check)
     except feeds.FeedError as exc:  # pragma: no cover - checked above
         _usage_error(str(exc), as_json)
         return
@@ -132,11 +146,11 @@ def run_feed(name: str, file: Path, *, db: str | None, as_json: bool,
     if as_json:
         print_json(report.as_dict())
     else:
-        _print_feed_report(report, file)
+        _print_feed_report(report, file, check)
     sys.exit(1 if report.rejected else 0)
 
 
-def _print_feed_report(report: feeds.FeedReport, file: Path) -> None:
+def _print_feed_report(report: feeds.FeedReport, file: Path, check: bool = False) -> None:
     spec = feeds.FEEDS[report.feed]
     out = console.print
     out(f"Processing report: {report.feed} feed ({spec.feed_type}) {file}", markup=False)
@@ -144,7 +158,10 @@ def _print_feed_report(report: feeds.FeedReport, file: Path) -> None:
     out(f"  lines accepted:    {report.accepted}", markup=False)
     out(f"  already processed: {report.duplicate}", markup=False)
     out(f"  lines rejected:    {report.rejected}", markup=False)
-    out(f"  events written:    {report.events}", markup=False)
+    if check:
+        out(f"  events (checked only, nothing written): {report.events}", markup=False)
+    else:
+        out(f"  events written:    {report.events}", markup=False)
     for ln in report.lines:
         if ln.status != "rejected":
             continue
@@ -174,8 +191,9 @@ def import_group() -> None:
                    "shipping country.")
 @db_option
 @json_option
+@check_option
 def import_sp_api(file: Path, items_file: Path | None, language: str | None, db: str | None,
-                  as_json: bool) -> None:
+                  as_json: bool, check: bool = False) -> None:
     """Import a getOrders response (Orders API v0) as ledger commands.
 
     Each order becomes place / verify-payment / ship / request-cancel / cancel
@@ -204,9 +222,10 @@ def import_sp_api(file: Path, items_file: Path | None, language: str | None, db:
     except spapi.SpApiError as exc:
         _usage_error(str(exc), as_json)
         return
-    ledger = open_ledger(db)
+    ledger = _open(db, None, check)
     try:
-        report = spapi.import_orders(ledger, orders_doc, items_doc, language=language)
+        report = spapi.import_orders(ledger, orders_doc, items_doc, language=language,
+                                     dry_run=check)
     except LedgerError as exc:
         raise click.ClickException(str(exc)) from None
     finally:
@@ -214,7 +233,7 @@ def import_sp_api(file: Path, items_file: Path | None, language: str | None, db:
     if as_json:
         print_json(report.as_dict())
     else:
-        _print_import_report(report)
+        _print_import_report(report, check)
     sys.exit(0 if report.ok else 1)
 
 
@@ -223,7 +242,7 @@ _RESULT_TEXT = {"imported": "imported", "already-imported": "already imported",
                 "rejected": "rejected"}
 
 
-def _print_import_report(report: spapi.ImportReport) -> None:
+def _print_import_report(report: spapi.ImportReport, check: bool = False) -> None:
     out = console.print
     for o in report.orders:
         result = _RESULT_TEXT.get(o.result, o.result)
@@ -238,7 +257,9 @@ def _print_import_report(report: spapi.ImportReport) -> None:
     s = report.summary()
     out(f"{s['orders']} orders: {s['imported']} imported, {s['already_imported']} already "
         f"imported, {s['skipped']} skipped, {s['unknown_status']} unknown status, "
-        f"{s['rejected']} rejected; {s['events']} events written", markup=False)
+        f"{s['rejected']} rejected; {s['events']} events "
+        f"{'would be written (checked only, nothing written)' if check else 'written'}",
+        markup=False)
 
 
 # --- message check -----------------------------------------------------------------------

@@ -20,11 +20,21 @@ import click
 
 from ledger.errors import LedgerError
 from ledger.store import is_postgres, resolve_db
-from projections import NAMES, Views, ViewsError, ViewsLocationError, views_path
+from projections import NAMES, Views, ViewsError, ViewsLocationError, read, views_path
 from projections.model import STATUSES
 from projections.source import sqlite_file
 
-from .common import WHEN, console, db_option, err_console, json_option, open_ledger, print_json
+from .common import (
+    WHEN,
+    Bar,
+    console,
+    db_option,
+    err_console,
+    json_option,
+    open_ledger,
+    print_json,
+    print_rows,
+)
 from .replay_commands import as_of_options, as_of_read
 
 views_option = click.option(
@@ -87,6 +97,38 @@ def run_views(db: str | None, views: str | None,
         ledger.close()
 
 
+def page_options(listing: str) -> Callable[[Any], Any]:
+    """``--sort KEY``, ``--asc/--desc``, ``--limit N``, ``--offset N`` for a list
+    command; the command gets one ``page`` (:class:`projections.read.Page`), which
+    the views apply in their query."""
+    keys = read.SORT_KEYS[listing]
+    default = read.DEFAULT_SORT[listing]
+    described = ", ".join(f"{k} ({'descending' if d else 'ascending'})"
+                          for k, (_, d) in keys.items())
+
+    def decorate(fn: Any) -> Any:
+        import functools
+
+        @click.option("--sort", "sort", type=click.Choice(list(keys)), default=None,
+                      help=f"Sort by this key (default {default}); keys and their default "
+                           f"direction: {described}. Ties: by {', '.join(read.TIEBREAK[listing])}.")
+        @click.option("--desc/--asc", "desc", default=None,
+                      help="Descending / ascending instead of the key's default direction.")
+        @click.option("--limit", type=click.IntRange(min=0), default=None, metavar="N",
+                      help="At most N rows (after --offset).")
+        @click.option("--offset", type=click.IntRange(min=0), default=0, metavar="N",
+                      help="Skip the first N rows of the sorted list.")
+        @functools.wraps(fn)
+        def wrapper(*args: Any, sort: str | None, desc: bool | None, limit: int | None,
+                    offset: int, **kwargs: Any) -> Any:
+            page = read.Page(sort=sort, desc=desc, limit=limit, offset=offset)
+            return fn(*args, page=page, **kwargs)
+
+        return wrapper
+
+    return decorate
+
+
 def default_time(ledger: Any) -> datetime:
     """The ledger's clock (latest business time reached), else the wall clock."""
     return ledger.now() or datetime.now(timezone.utc)
@@ -97,18 +139,11 @@ def default_time(ledger: Any) -> datetime:
 
 def _table(rows: list[dict], title: str, keep: tuple[str, ...] = ()) -> None:
     """A table for people; ``keep`` columns are never wrapped or cut (ids, dates)."""
-    from rich.table import Table
-
     if not rows:
         console.print(f"{title}: (no rows)", markup=False)
         return
-    table = Table(title=title)
-    for col in rows[0]:
-        table.add_column(col, no_wrap=col in keep, min_width=len(col) if col in keep else None)
-    for r in rows:
-        table.add_row(*["" if v is None else ("yes" if v is True else "no" if v is False
-                                             else str(v)) for v in r.values()])
-    console.print(table)
+    print_rows([["" if v is None else ("yes" if v is True else "no" if v is False else str(v))
+                 for v in r.values()] for r in rows], list(rows[0]), title, keep)
 
 
 def _short(t: str | None) -> str:
@@ -139,8 +174,10 @@ def _items_text(row: dict) -> str:
 @_views_common
 @json_option
 @as_of_options
+@page_options("orders")
 def orders_cmd(status: str | None, db: str | None, views: str | None, as_json: bool,
-               as_of: datetime | None = None, at_position: int | None = None) -> None:
+               as_of: datetime | None = None, at_position: int | None = None,
+               page: read.Page = read.DEFAULT_PAGE) -> None:
     """Manage Orders: every order, newest purchase first.
 
     Unshipped and PartiallyShipped orders are actionable; Pending and Canceled
@@ -149,9 +186,10 @@ def orders_cmd(status: str | None, db: str | None, views: str | None, as_json: b
     greyed_out, warning, items, dates, ...).
     """
     if as_of is not None or at_position is not None:
-        rows = as_of_read(db, as_of, at_position, lambda s, _: s.orders(status), ["orders"])
+        rows = as_of_read(db, as_of, at_position, lambda s, _: s.orders(status, page),
+                          ["orders"])
     else:
-        rows = run_views(db, views, lambda v, _: v.orders(status))
+        rows = run_views(db, views, lambda v, _: v.orders(status, page))
     if as_json:
         print_json(rows)
         return
@@ -227,8 +265,10 @@ def report_cmd(kind: str, out: str | None, at: datetime | None, db: str | None,
 @_views_common
 @json_option
 @as_of_options
+@page_options("inventory")
 def inventory_cmd(db: str | None, views: str | None, as_json: bool,
-                  as_of: datetime | None = None, at_position: int | None = None) -> None:
+                  as_of: datetime | None = None, at_position: int | None = None,
+                  page: read.Page = read.DEFAULT_PAGE) -> None:
     """Manage Inventory: tracked SKUs (those given a quantity with set-inventory).
 
     available: units left; active: available > 0 (a listing at 0 is inactive);
@@ -236,9 +276,10 @@ def inventory_cmd(db: str | None, views: str | None, as_json: bool,
     (sku, available, active, reserved).
     """
     if as_of is not None or at_position is not None:
-        rows = as_of_read(db, as_of, at_position, lambda s, _: s.inventory(), ["inventory"])
+        rows = as_of_read(db, as_of, at_position, lambda s, _: s.inventory(page),
+                          ["inventory"])
     else:
-        rows = run_views(db, views, lambda v, _: v.inventory())
+        rows = run_views(db, views, lambda v, _: v.inventory(page))
     if as_json:
         print_json(rows)
         return
@@ -318,8 +359,9 @@ def _summary(row: dict) -> str:
 @click.option("--order", "order_id", default=None, help="Only this order's notifications.")
 @_views_common
 @json_option
+@page_options("notifications")
 def notifications_cmd(order_id: str | None, db: str | None, views: str | None,
-                      as_json: bool) -> None:
+                      as_json: bool, page: read.Page = read.DEFAULT_PAGE) -> None:
     """The notifications the ledger sends (docs/rules.md §5), in event order.
 
     Buyer: order-confirmation (estimated delivery date), cancellation (with the
@@ -327,7 +369,7 @@ def notifications_cmd(order_id: str | None, db: str | None, views: str | None,
     Nothing for a declined or fraudulent payment. --json prints an array of rows
     (position, seq, at, to, kind, order_id, content).
     """
-    rows = run_views(db, views, lambda v, _: v.notifications(order_id))
+    rows = run_views(db, views, lambda v, _: v.notifications(order_id, page))
     if as_json:
         print_json(rows)
         return
@@ -339,49 +381,8 @@ def notifications_cmd(order_id: str | None, db: str | None, views: str | None,
 # --- sync, follow, rebuild ------------------------------------------------------------------
 
 
-class _Bar:
-    """A rich progress bar on stderr: events done, events/s, time left."""
-
-    def __init__(self, label: str, enabled: bool) -> None:
-        self.label = label
-        self.enabled = enabled and err_console.is_terminal
-        self.progress: Any = None
-        self.task: Any = None
-
-    def __enter__(self) -> "_Bar":
-        if self.enabled:
-            from rich.progress import (
-                BarColumn,
-                MofNCompleteColumn,
-                Progress,
-                ProgressColumn,
-                TextColumn,
-                TimeRemainingColumn,
-            )
-            from rich.text import Text
-
-            class Rate(ProgressColumn):
-                def render(self, task: Any) -> Text:
-                    speed = task.finished_speed or task.speed
-                    return Text("" if speed is None else f"{speed:,.0f} events/s")
-
-            self.progress = Progress(
-                TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                TextColumn("events"), Rate(), TimeRemainingColumn(),
-                console=err_console, transient=True)
-            self.progress.__enter__()
-        return self
-
-    def __call__(self, done: int, total: int) -> None:
-        if self.progress is None:
-            return
-        if self.task is None:
-            self.task = self.progress.add_task(self.label, total=total or None)
-        self.progress.update(self.task, completed=done, total=total or None)
-
-    def __exit__(self, *exc: Any) -> None:
-        if self.progress is not None:
-            self.progress.__exit__(*exc)
+#: the progress bar (events done, events/s, time left), shared with ``apply``
+_Bar = Bar
 
 
 def _rate_text(events: int, seconds: float) -> str:

@@ -267,6 +267,8 @@ views_file_option = click.option(
               "code, adjustment reason, declined/fraud, PaymentNotVerified, ...).")
 @click.option("--limit", type=click.IntRange(min=1), default=None,
               help="Only the newest N matches (still printed oldest first).")
+@click.option("--offset", type=click.IntRange(min=0), default=0, metavar="N",
+              help="Skip the newest N matches first (with --limit: page back in time).")
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default=None,
               help="Output format (default: table; --json is --format json).")
 @db_option
@@ -275,7 +277,7 @@ views_file_option = click.option(
 def audit_cmd(order_id: str | None, types: tuple[str, ...], actor: str | None,
               since: datetime | None, until: datetime | None, reason: str | None,
               limit: int | None, fmt: str | None, db: str | None, views: str | None,
-              as_json: bool) -> None:
+              as_json: bool, offset: int = 0) -> None:
     """Events across all orders matching every filter given, newest last.
 
     Served from the audit index view (caught up first), so it answers fast on
@@ -291,7 +293,7 @@ def audit_cmd(order_id: str | None, types: tuple[str, ...], actor: str | None,
     fmt = "json" if as_json else (fmt or "table")
     try:
         q = AuditQuery(order_id=order_id, types=types, actor=actor, since=since, until=until,
-                       reason=reason, limit=limit)
+                       reason=reason, limit=limit, offset=offset)
     except AuditError as exc:
         raise click.UsageError(str(exc)) from None
 

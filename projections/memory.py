@@ -42,10 +42,11 @@ class Snapshot:
             raise LookupError(f"projection {name!r} was not computed") from None
 
     # Manage Orders -------------------------------------------------------------
-    def orders(self, status: str | None = None) -> list[dict]:
+    def orders(self, status: str | None = None,
+               page: read.Page = read.DEFAULT_PAGE) -> list[dict]:
         p: OrdersProjection = self._p("orders")
         docs = [d for d in p.recs.values() if status is None or d.status == status]
-        return [read.order_row(d) for d in sorted(docs, key=read.manage_orders_key)]
+        return [read.order_row(d) for d in page.apply("orders", docs)]
 
     def order(self, order_id: str) -> dict | None:
         d = self._p("orders").recs.get(order_id)
@@ -59,9 +60,9 @@ class Snapshot:
         return read.render_unshipped_report(self._p("orders").recs.values(), report_time)
 
     # Manage Inventory -------------------------------------------------------------
-    def inventory(self) -> list[dict]:
+    def inventory(self, page: read.Page = read.DEFAULT_PAGE) -> list[dict]:
         p: InventoryProjection = self._p("inventory")
-        return [read.inventory_row(*r) for r in p.rows()]
+        return page.apply("inventory", [read.inventory_row(*r) for r in p.rows()])
 
     # metrics ------------------------------------------------------------------------
     def metrics(self, at: datetime) -> dict:
@@ -69,11 +70,12 @@ class Snapshot:
         return read.compute_metrics(p.recs.values(), [(s[2], s[3]) for s in p.shipments], at)
 
     # notifications -------------------------------------------------------------------
-    def notifications(self, order_id: str | None = None) -> list[dict]:
+    def notifications(self, order_id: str | None = None,
+                      page: read.Page = read.DEFAULT_PAGE) -> list[dict]:
         p: NotificationsProjection = self._p("notifications")
         rows = sorted(p.rows, key=lambda r: (r[0], r[1]))
-        return [read.notification_row(r) for r in rows
-                if order_id is None or r[5] == order_id]
+        return page.apply("notifications", [read.notification_row(r) for r in rows
+                                            if order_id is None or r[5] == order_id])
 
 
 def _pairs(events: Iterable[Any]) -> Iterable[tuple[int, ev.Event]]:

@@ -26,6 +26,78 @@ from .model import (
 DAY = timedelta(days=1)
 DAY_US = 86_400_000_000
 
+# --- sorting and paging lists ----------------------------------------------------------
+
+#: per list: sort key -> (field, descending by default); the field is both the SQL
+#: column (or alias) and the attribute / key of the records sorted in memory
+SORT_KEYS: dict[str, dict[str, tuple[str, bool]]] = {
+    "orders": {"purchased": ("purchase_us", True), "order": ("order_id", False),
+               "status": ("status", False)},
+    "inventory": {"sku": ("sku", False), "available": ("available", False),
+                  "reserved": ("reserved", True)},
+    "notifications": {"position": ("position", False), "order": ("order_id", False),
+                      "kind": ("kind", False)},
+}
+#: the key a list is sorted by when none is asked for
+DEFAULT_SORT = {"orders": "purchased", "inventory": "sku", "notifications": "position"}
+#: ties are broken by these fields, ascending, whatever the key and direction
+TIEBREAK = {"orders": ("order_id",), "inventory": ("sku",),
+            "notifications": ("position", "seq")}
+
+
+class PageError(ValueError):
+    """A sort key the list does not have, or a negative limit / offset."""
+
+
+class Page(msgspec.Struct, frozen=True):
+    """Which rows of a list, in which order: ``sort`` key (default: the list's own),
+    ``desc`` (None: the key's default direction), then ``offset`` rows skipped and at
+    most ``limit`` returned. Applied in SQL by the stored views and in memory by
+    :class:`projections.memory.Snapshot`, with the same order and tie-breaks."""
+
+    sort: str | None = None
+    desc: bool | None = None
+    limit: int | None = None
+    offset: int = 0
+
+    def spec(self, listing: str) -> tuple[str, bool]:
+        """(field, descending) for ``listing``; raises :class:`PageError`."""
+        keys = SORT_KEYS[listing]
+        key = self.sort or DEFAULT_SORT[listing]
+        if key not in keys:
+            raise PageError(f"cannot sort {listing} by {key!r}; keys: {', '.join(keys)}")
+        if self.limit is not None and self.limit < 0 or self.offset < 0:
+            raise PageError("limit and offset are 0 or more")
+        field, desc = keys[key]
+        return field, desc if self.desc is None else self.desc
+
+    def sql(self, listing: str) -> tuple[str, list[int]]:
+        """`` ORDER BY ... [LIMIT ? OFFSET ?]`` and its parameters."""
+        field, desc = self.spec(listing)
+        ties = [t for t in TIEBREAK[listing] if t != field]
+        text = f" ORDER BY {field} {'DESC' if desc else 'ASC'}" + "".join(
+            f", {t}" for t in ties)
+        if self.limit is None and not self.offset:
+            return text, []
+        return text + " LIMIT ? OFFSET ?", [-1 if self.limit is None else self.limit,
+                                             self.offset]
+
+    def apply(self, listing: str, records: Iterable[Any]) -> list[Any]:
+        """The same in memory; records are objects or dicts with the fields."""
+        field, desc = self.spec(listing)
+        items = list(records)
+        if not items:
+            return items
+        get = (lambda r, f: r[f]) if isinstance(items[0], dict) else getattr
+        items.sort(key=lambda r: tuple(get(r, t) for t in TIEBREAK[listing]))
+        items.sort(key=lambda r: get(r, field), reverse=desc)
+        end = None if self.limit is None else self.offset + self.limit
+        return items[self.offset:end]
+
+
+DEFAULT_PAGE = Page()
+
+
 # --- Manage Orders -------------------------------------------------------------------
 
 

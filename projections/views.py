@@ -638,21 +638,22 @@ class Views:
         if not await self._tables_exist(name):
             raise ViewsError(f"the {name} view is not built yet; run `order-ledger sync`")
 
-    async def orders(self, status: str | None = None) -> list[dict]:
-        """Manage Orders: every order (newest purchase first), optionally one status."""
+    async def orders(self, status: str | None = None,
+                     page: read.Page = read.DEFAULT_PAGE) -> list[dict]:
+        """Manage Orders: every order (newest purchase first), optionally one status;
+        ``page`` sorts and limits in the query (see :class:`projections.read.Page`)."""
         if status is not None and status not in STATUSES:
             raise ViewsError(f"unknown status {status!r}; known: {', '.join(STATUSES)}")
+        order_by, args = _page_sql(page, "orders")
         db = await self._ready()
         if not await self._tables_exist("orders"):
             return []
         cols = ", ".join(ORDER_COLUMNS)
         if status is None:
-            rows = await db.execute_fetchall(
-                f"SELECT {cols} FROM orders ORDER BY purchase_us DESC, order_id")
+            rows = await db.execute_fetchall(f"SELECT {cols} FROM orders{order_by}", args)
         else:
             rows = await db.execute_fetchall(
-                f"SELECT {cols} FROM orders WHERE status = ? ORDER BY purchase_us DESC, order_id",
-                (status,))
+                f"SELECT {cols} FROM orders WHERE status = ?{order_by}", (status, *args))
         return [read.order_row(row_to_doc(r)) for r in rows]
 
     async def order(self, order_id: str) -> dict | None:
@@ -682,15 +683,17 @@ class Views:
         return read.render_unshipped_report(
             await self._docs("status IN ('Unshipped', 'PartiallyShipped')"), report_time)
 
-    async def inventory(self) -> list[dict]:
-        """Manage Inventory: tracked SKUs by SKU."""
+    async def inventory(self, page: read.Page = read.DEFAULT_PAGE) -> list[dict]:
+        """Manage Inventory: tracked SKUs by SKU (or as ``page`` says)."""
+        order_by, args = _page_sql(page, "inventory")
         db = await self._ready()
         if not await self._tables_exist("inventory"):
             return []
         rows = await db.execute_fetchall(
-            "SELECT i.sku, i.available, COALESCE(r.reserved, 0) FROM inventory i "
+            "SELECT i.sku AS sku, i.available AS available, COALESCE(r.reserved, 0) AS reserved"
+            " FROM inventory i "
             "LEFT JOIN (SELECT sku, SUM(quantity) AS reserved FROM inventory_pending "
-            "GROUP BY sku) r ON r.sku = i.sku ORDER BY i.sku")
+            f"GROUP BY sku) r ON r.sku = i.sku{order_by}", args)
         return [read.inventory_row(*r) for r in rows]
 
     async def metrics(self, at: datetime) -> dict:
@@ -711,20 +714,28 @@ class Views:
             r["confirmation"])
         return read.compute_metrics([row_to_metric(x) for x in rows], list(ships), at)
 
-    async def notifications(self, order_id: str | None = None) -> list[dict]:
-        """The outbox in event order, optionally of one order."""
+    async def notifications(self, order_id: str | None = None,
+                            page: read.Page = read.DEFAULT_PAGE) -> list[dict]:
+        """The outbox in event order (or as ``page`` says), optionally of one order."""
+        order_by, args = _page_sql(page, "notifications")
         db = await self._ready()
         if not await self._tables_exist("notifications"):
             return []
         cols = "position, seq, at, recipient, kind, order_id, content"
         if order_id is None:
-            rows = await db.execute_fetchall(
-                f"SELECT {cols} FROM notifications ORDER BY position, seq")
+            rows = await db.execute_fetchall(f"SELECT {cols} FROM notifications{order_by}", args)
         else:
             rows = await db.execute_fetchall(
-                f"SELECT {cols} FROM notifications WHERE order_id = ? ORDER BY position, seq",
-                (order_id,))
+                f"SELECT {cols} FROM notifications WHERE order_id = ?{order_by}",
+                (order_id, *args))
         return [read.notification_row(tuple(r)) for r in rows]
+
+
+def _page_sql(page: read.Page, listing: str) -> tuple[str, list[int]]:
+    try:
+        return page.sql(listing)
+    except read.PageError as exc:
+        raise ViewsError(str(exc)) from None
 
 
 def _child_main(views: Views, names: list[str], head: int, partition: tuple[int, int],
@@ -850,20 +861,22 @@ class BlockingViews:
     def checkpoints(self) -> dict[str, int]:
         return self._call("checkpoints")
 
-    def orders(self, status: str | None = None) -> list[dict]:
-        return self._call("orders", status)
+    def orders(self, status: str | None = None,
+               page: read.Page = read.DEFAULT_PAGE) -> list[dict]:
+        return self._call("orders", status, page)
 
     def order(self, order_id: str) -> dict | None:
         return self._call("order", order_id)
 
-    def inventory(self) -> list[dict]:
-        return self._call("inventory")
+    def inventory(self, page: read.Page = read.DEFAULT_PAGE) -> list[dict]:
+        return self._call("inventory", page)
 
     def metrics(self, at: datetime) -> dict:
         return self._call("metrics", at)
 
-    def notifications(self, order_id: str | None = None) -> list[dict]:
-        return self._call("notifications", order_id)
+    def notifications(self, order_id: str | None = None,
+                      page: read.Page = read.DEFAULT_PAGE) -> list[dict]:
+        return self._call("notifications", order_id, page)
 
     def report_orders(self, report_time: datetime | None = None) -> str:
         return self._call("report_orders", report_time)

@@ -10,8 +10,9 @@ Filters combine with AND. ``since`` and ``until`` are both **inclusive** and
 compare the event's business time ``at`` (a deadline's event carries its due
 time). ``reason`` matches the reason exactly, or one of the reasons of an
 adjustment with several (shown comma-joined: ``CustomerReturn,NoInventory``).
-``limit`` keeps the newest N matches; rows always come oldest first (newest
-last).
+``limit`` keeps the newest N matches, after skipping the newest ``offset``
+(``limit=50, offset=50``: the 50 before the newest 50); rows always come
+oldest first (newest last).
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ class AuditQuery:
     until: datetime | None = None
     reason: str | None = None
     limit: int | None = None
+    offset: int = 0  # skip this many of the newest matches (page back with limit)
 
     def __post_init__(self) -> None:
         unknown = [t for t in self.types if t not in ev.EVENT_TYPES]
@@ -56,6 +58,8 @@ class AuditQuery:
                 raise AuditError(f"--{name} needs a UTC offset")
         if self.limit is not None and self.limit < 1:
             raise AuditError("--limit is 1 or more")
+        if self.offset < 0:
+            raise AuditError("--offset is 0 or more")
 
     def sql(self, table: str = "audit") -> tuple[str, list[Any]]:
         """The SELECT and its parameters."""
@@ -86,10 +90,11 @@ class AuditQuery:
         sql = f"SELECT {cols} FROM {table}"
         if where:
             sql += " WHERE " + " AND ".join(where)
-        if self.limit is not None:
-            # the newest N, put back in position order by the caller
-            sql += " ORDER BY position DESC LIMIT ?"
-            args.append(self.limit)
+        if self.limit is not None or self.offset:
+            # the newest N (after skipping the newest ``offset``), put back in
+            # position order by the caller
+            sql += " ORDER BY position DESC LIMIT ? OFFSET ?"
+            args.extend([-1 if self.limit is None else self.limit, self.offset])
         else:
             sql += " ORDER BY position"
         return sql, args
@@ -108,7 +113,7 @@ async def query(views: Any, q: AuditQuery) -> list[dict[str, Any]]:
     db = await views.open()
     rows = await db.execute_fetchall(*q.sql())
     out = [to_row(r) for r in rows]
-    if q.limit is not None:
+    if q.limit is not None or q.offset:
         out.reverse()
     return out
 
@@ -117,7 +122,7 @@ def query_sqlite(conn: Any, q: AuditQuery) -> list[dict[str, Any]]:
     """The same on a plain ``sqlite3`` connection to a views file."""
     sql, args = q.sql()
     out = [to_row(r) for r in conn.execute(sql, args).fetchall()]
-    if q.limit is not None:
+    if q.limit is not None or q.offset:
         out.reverse()
     return out
 
