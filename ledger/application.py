@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Iterable, Iterator
 
+import msgspec
+import msgspec.structs
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.persistence import IntegrityError, OperationalError
 
@@ -32,7 +34,7 @@ from .clock import Clock, SystemClock
 from .codec import PayloadMapper
 from .domain import Inventory, LedgerAggregate, Order, order_key, sku_key, sku_quantities
 from .errors import CommandRejected, ConcurrencyConflict, LedgerBusy, StoreError
-from .store import Batch, LedgerRecorderMixin, env_for, resolve_db, to_us
+from .store import Batch, LedgerRecorderMixin, env_for, from_us, resolve_db, to_us
 
 MAX_RETRIES = 5
 DEFAULT_BATCH = 1000
@@ -40,6 +42,8 @@ CACHE_LIMIT = 50_000
 #: How far past the ledger's latest business time a command taking its time from
 #: the wall clock may go before the command line asks first (docs/decisions.md).
 CLOCK_JUMP_LIMIT = timedelta(days=1)
+#: how far past the recording clock a command's business time may be
+FUTURE_LIMIT = timedelta(minutes=5)
 _DEADLINE_EVENTS = (ev.HoldExpired, ev.LedgerCanceled, ev.ShipByWarningIssued)
 
 
@@ -129,8 +133,12 @@ class Ledger:
     """The order ledger. ``db`` is a SQLite path or a ``postgresql://`` URL."""
 
     def __init__(self, db: str | None = None, *, clock: Clock | None = None,
-                 cache_limit: int = CACHE_LIMIT, env: dict[str, str] | None = None) -> None:
+                 cache_limit: int = CACHE_LIMIT, env: dict[str, str] | None = None,
+                 advance_clock: bool = False) -> None:
         self.db = resolve_db(db)
+        #: the default for writes: True when the lines are one time-sorted stream
+        #: whose every command also tells the ledger the world reached its time
+        self.advance_clock = advance_clock
         full_env = env_for(self.db)
         if env:
             full_env.update(env)
@@ -195,6 +203,32 @@ class Ledger:
     def now(self) -> datetime | None:
         """The latest business time the ledger has reached."""
         return self.recorder.read_clock()
+
+    def conflicts(self, order_id: str | None = None) -> list[dict]:
+        """Late facts rejected ``deadline-passed``, oldest first: where the ledger and
+        the marketplace (or another source) disagree."""
+        out = []
+        for rec_us, cid, ctype, oid, at_us, due_us, kind, command in \
+                self.recorder.conflicts(order_id):
+            out.append({"recorded_at": from_us(rec_us).isoformat(), "order_id": oid,
+                        "command_id": cid, "type": ctype, "at": from_us(at_us).isoformat(),
+                        "deadline": kind, "deadline_at": from_us(due_us).isoformat(),
+                        "command": command})
+        return out
+
+    def position_known_at(self, known_at: datetime) -> int:
+        """The last position recorded at or before ``known_at``: the prefix of the log
+        the ledger knew then. A ledger written before recording times existed reads
+        its events as recorded at their business time."""
+        pos = self.recorder.position_recorded_by(known_at)  # type: ignore[attr-defined]
+        if pos is not None:
+            return pos
+        last = 0
+        for position, _, payload in self.iter_events():
+            if ev.recorded_at(payload) > known_at:
+                break
+            last = position
+        return last
 
     def digest(self) -> Digest | None:
         """The head of the hash chain (``POSITION:HEXHASH``), or None for an empty chain."""
@@ -274,23 +308,24 @@ class Ledger:
 
     # --- writing ----------------------------------------------------------------
 
-    def execute(self, command: c.Command | dict | str | bytes) -> Outcome:
+    def execute(self, command: c.Command | dict | str | bytes, *,
+                advance_clock: bool | None = None) -> Outcome:
         """Apply one command in its own durable transaction."""
         if isinstance(command, dict):
-            import msgspec
-
             command = msgspec.json.encode(command)
-        if isinstance(command, (str, bytes)):
-            return self._run_batch([(None, command)])[0]
-        return self._run_batch([(None, command)])[0]
+        return self._run_batch([(None, command)], advance_clock=advance_clock)[0]
 
     def tick(self, at: datetime | None = None, command_id: str | None = None) -> Outcome:
         """Apply every deadline due at or before ``at`` (default: the clock's now)."""
         return self.execute(c.Tick(at=at or self.clock.now(), command_id=command_id))
 
     def apply_lines(self, lines: Iterable[str | bytes], *, batch_size: int = DEFAULT_BATCH,
-                    start_line: int = 1, dry_run: "bool | DryRun" = False) -> Iterator[Outcome]:
+                    start_line: int = 1, dry_run: "bool | DryRun" = False,
+                    advance_clock: bool | None = None) -> Iterator[Outcome]:
         """Apply command-file lines; yields one outcome per non-blank line once committed.
+
+        ``advance_clock`` (default: the ledger's): every line is also a tick at its
+        time, as when the lines are one time-sorted stream (see docs/decisions.md).
 
         ``dry_run``: decide every line exactly as a real run would (duplicates,
         deadlines firing, lines depending on earlier ones) but write nothing:
@@ -311,13 +346,14 @@ class Ledger:
                 continue
             chunk.append((n, line))
             if len(chunk) >= batch_size:
-                yield from self._run_batch(chunk, dry)
+                yield from self._run_batch(chunk, dry, advance_clock)
                 chunk = []
         if chunk:
-            yield from self._run_batch(chunk, dry)
+            yield from self._run_batch(chunk, dry, advance_clock)
 
     def _run_batch(self, chunk: list[tuple[int | None, Any]],
-                   dry: "DryRun | None" = None) -> list[Outcome]:
+                   dry: "DryRun | None" = None,
+                   advance_clock: bool | None = None) -> list[Outcome]:
         parsed: list[tuple[int | None, c.Command | CommandRejected, bytes | None]] = []
         for n, item in chunk:
             if isinstance(item, c.Command):
@@ -333,7 +369,7 @@ class Ledger:
                     f"the line is not valid UTF-8 (byte {exc.start}: {exc.reason})",
                     hint="save the command file as UTF-8"), None))
         if dry is not None:
-            return dry.decide(parsed)
+            return dry.decide(parsed, advance_clock)
         # The writer lock serialises whole batches (read, decide, commit) across
         # processes, so every batch decides on the latest committed state; the
         # retry below stays as the safety net for writers that do not take it.
@@ -344,7 +380,8 @@ class Ledger:
                 head = self.recorder.head()
                 if head != self._head:
                     self._cache.clear()
-                uow = UnitOfWork(self, [p[1] for p in parsed if isinstance(p[1], c.Command)])
+                uow = UnitOfWork(self, [p[1] for p in parsed if isinstance(p[1], c.Command)],
+                                 advance_clock=advance_clock)
                 outcomes = [uow.handle(n, cmd) for n, cmd, _ in parsed]
                 try:
                     ids = uow.commit()
@@ -387,13 +424,14 @@ class DryRun:
         ledger._cache.clear()
         ledger._head = -1
 
-    def decide(self, parsed: list[tuple[int | None, Any, Any]]) -> list[Outcome]:
+    def decide(self, parsed: list[tuple[int | None, Any, Any]],
+               advance_clock: bool | None = None) -> list[Outcome]:
         if not self.ledger._store_readable:
             self.ledger._probe_store()
         commands = [p[1] for p in parsed if isinstance(p[1], c.Command)]
         with _gc_paused():
             if self.uow is None:
-                self.uow = UnitOfWork(self.ledger, commands)
+                self.uow = UnitOfWork(self.ledger, commands, advance_clock=advance_clock)
             else:
                 self.uow.extend(commands)
             return [self.uow.handle(n, cmd) for n, cmd, _ in parsed]
@@ -450,6 +488,11 @@ def open_for_dry_run(db: str | None, *, clock: Clock | None = None) -> Ledger:
     return Ledger(":memory:", clock=clock)
 
 
+def _minutes(d: timedelta) -> str:
+    n = int(d.total_seconds() // 60)
+    return f"{n} minute{'s' if n != 1 else ''}"
+
+
 @contextmanager
 def _gc_paused() -> Iterator[None]:
     """Pause the cyclic garbage collector for one batch.
@@ -471,32 +514,53 @@ def _gc_paused() -> Iterator[None]:
 class UnitOfWork:
     """One batch: aggregates loaded once, lines checkpointed, one commit."""
 
-    def __init__(self, ledger: Ledger, commands: list[c.Command]) -> None:
+    def __init__(self, ledger: Ledger, commands: list[c.Command], *,
+                 advance_clock: bool | None = None) -> None:
         self.ledger = ledger
         self.aggs: dict[str, LedgerAggregate | None] = {}
         self.sink: list[Any] = []
+        #: the watermark: every deadline due by then has fired (moved by ticks, or by
+        #: every command when the clock advances with the lines)
         self.clock = ledger.recorder.read_clock()
         self.start_clock = self.clock
+        self.advance = ledger.advance_clock if advance_clock is None else advance_clock
+        # the recording time of this batch, taken under the writer lock: the
+        # injected clock's now, never before the previous commit's
+        now = ledger.clock.now()
+        last = ledger.recorder.last_recorded()
+        self.recorded = now if last is None or now > last else last
+        self.future_us = to_us(self.recorded + FUTURE_LIMIT)
         self.known: set[str] = set()
         self.accepted: list[tuple[str, str, int]] = []
+        self.conflicts: list[tuple] = []
         self.heap: list[tuple[int, str, str]] = []
         self.horizon: datetime | None = None  # deadlines due by then are in the heap
         self._line: dict[str, tuple | None] = {}
         self.extend(commands)
 
+    def stamp(self, cmd: c.Command) -> c.Command:
+        """A command without a business time happens when it is recorded."""
+        return cmd if cmd.at is not None else msgspec.structs.replace(cmd, at=self.recorded)
+
     def extend(self, commands: list[c.Command]) -> None:
         """Make ready for more commands: their command ids looked up, the stored
-        deadlines due by their latest time put in the heap, their aggregates loaded.
+        deadlines they may fire put in the heap, their aggregates loaded.
 
         A batch calls it once; a dry run (:class:`DryRun`) calls it for every
         chunk of lines while the state stays in memory, uncommitted.
         """
+        commands = [self.stamp(cmd) for cmd in commands]
         ids = [cmd.command_id for cmd in commands
                if cmd.command_id is not None and cmd.command_id not in self.known]
         if ids:
             self.known |= self.ledger.recorder.known_commands(ids)
-        if commands:
-            latest = max(cmd.at for cmd in commands)
+        # Stored deadlines of other orders fire only when the world's time moves:
+        # at a tick, or at every line when the clock advances with the lines.
+        movers = [cmd.at for cmd in commands  # type: ignore[misc]
+                  if self.advance or isinstance(cmd, c.Tick)]
+        movers = [t for t in movers if to_us(t) <= self.future_us]  # type: ignore[arg-type]
+        if movers:
+            latest = max(movers)
             if self.horizon is None or latest > self.horizon:
                 # hints only: a stale or repeated entry is skipped in _advance
                 due = [(d, oid, kind) for oid, d, kind in self.ledger.recorder.due_deadlines(latest)]
@@ -565,42 +629,122 @@ class UnitOfWork:
     def handle(self, line: int | None, cmd: c.Command | CommandRejected) -> Outcome:
         if isinstance(cmd, CommandRejected):
             return Outcome(line, "rejected", error=cmd.as_dict())
+        cmd = self.stamp(cmd)
+        at: datetime = cmd.at  # type: ignore[assignment]
         ctype = c.command_type(cmd)
         order_id = getattr(cmd, "order_id", None)
-        out = Outcome(line, "applied", ctype, cmd.command_id, order_id, cmd.at.isoformat())
+        out = Outcome(line, "applied", ctype, cmd.command_id, order_id, at.isoformat())
         cid = cmd.command_id
         if cid is not None and (cid in self.known):
             out.status = "duplicate"
             return out
         if cid is None:
             cid = out.command_id = str(uuid.uuid4())
-        if self.clock is not None and cmd.at < self.clock:
-            out.status = "rejected"
-            out.error = CommandRejected(
+        at_us = to_us(at)
+        if at_us > self.future_us:
+            return self._reject(out, CommandRejected(
+                "time-future",
+                f"command time {at.isoformat()} is more than {_minutes(FUTURE_LIMIT)} after "
+                f"the ledger's recording clock ({self.recorded.isoformat()})",
+                field="at", hint="check the time and its UTC offset; facts from the future "
+                                 "are not accepted (a tick too only moves the clock to now)"))
+        if self.advance and self.clock is not None and at < self.clock:
+            return self._reject(out, CommandRejected(
                 "time-backwards",
-                f"command time {cmd.at.isoformat()} is before the ledger's clock "
+                f"command time {at.isoformat()} is before the ledger's clock "
                 f"{self.clock.isoformat()}",
-                field="at", hint="commands must come in time order").as_dict()
-            return out
+                field="at", hint="with --advance-clock the lines must come in time order; "
+                                 "without it only each order's own events must"))
         self._line = {}
         mark = len(self.sink)
         try:
-            self._advance(cmd.at, cid)
+            if self.advance:
+                self._advance(at, cid)
+            elif isinstance(cmd, c.Tick):
+                if self.clock is None or at > self.clock:
+                    self._advance(at, cid)
+            else:
+                self._before(cmd, at, at_us, cid)
             self._dispatch(cmd, c.actor_of(cmd), cid)
+            if not self.advance and self.clock is not None:
+                self._after(cmd, cid)
         except CommandRejected as exc:
             self._rollback(mark)
-            out.status = "rejected"
-            out.error = exc.as_dict()
-            return out
+            return self._reject(out, exc)
         except BaseException:
             self._rollback(mark)
             raise
         self._after_line()
         out.events = [type(e.payload).__name__ for e in self.sink[mark:]]
-        self.clock = cmd.at if self.clock is None or cmd.at > self.clock else self.clock
+        if self.advance or isinstance(cmd, c.Tick):
+            self.clock = at if self.clock is None or at > self.clock else self.clock
         self.known.add(cid)
-        self.accepted.append((cid, ctype, to_us(cmd.at)))
+        self.accepted.append((cid, ctype, at_us))
         return out
+
+    def _reject(self, out: Outcome, exc: CommandRejected) -> Outcome:
+        out.status = "rejected"
+        out.error = exc.as_dict()
+        return out
+
+    def _before(self, cmd: c.Command, at: datetime, at_us: int, cid: str) -> None:
+        """Evidence about one order: its own deadlines due by the command's time fire
+        first; then the command must not be older than what the order already holds."""
+        if isinstance(cmd, c.SetInventory):
+            inv = self.get(sku_key(cmd.sku))
+            if inv is not None and inv.set_at is not None and at < inv.set_at:
+                raise CommandRejected(
+                    "time-backwards",
+                    f"SKU {cmd.sku!r} was already set at {inv.set_at.isoformat()}, after "
+                    f"this command's time {at.isoformat()}", field="at",
+                    hint="a quantity set earlier than the latest one would undo it; "
+                         "send the current quantity with the current time")
+            return
+        order_id = getattr(cmd, "order_id", None)
+        if order_id is None or isinstance(cmd, c.Place):
+            return
+        order = self.get(order_key(order_id))
+        if order is None:
+            return  # the command says it is unknown
+        self._fire(order, at_us, cid)
+        if order.fact_at is not None and at < order.fact_at:
+            raise CommandRejected(
+                "time-backwards",
+                f"order {order_id} already has an event at {order.fact_at.isoformat()}, after "
+                f"this command's time {at.isoformat()}", field="at",
+                hint="an order's commands must come in time order; other orders' may not")
+        if order.deadline_at is not None and at < order.deadline_at:
+            due = order.deadline_at
+            self.conflicts.append((
+                to_us(self.recorded), cid, c.command_type(cmd), order_id, at_us, to_us(due),
+                order.deadline_kind or "", c.encode_command(cmd).decode()))
+            raise CommandRejected(
+                "deadline-passed",
+                f"order {order_id}: this {c.command_type(cmd)} at {at.isoformat()} came after "
+                f"the ledger applied {order.deadline_kind} due at {due.isoformat()}", field="at",
+                hint="the fact arrived too late for the deadline; it is kept in "
+                     "`order-ledger conflicts` for the team to reconcile with the marketplace")
+
+    def _after(self, cmd: c.Command, cid: str) -> None:
+        """A late order (or a change to one) whose deadlines are already behind the
+        watermark gets them now, in due order."""
+        order_id = getattr(cmd, "order_id", None)
+        if order_id is None or self.clock is None:
+            return
+        order = self.aggs.get(order_key(order_id))
+        if isinstance(order, Order):
+            self._fire(order, to_us(self.clock), cid)
+
+    def _fire(self, order: Order, limit_us: int, cid: str) -> None:
+        """Apply one order's deadlines due at or before ``limit_us``, in due order."""
+        while True:
+            nd = order.next_deadline_us()
+            if nd is None or nd[0] > limit_us:
+                return
+            self.touch(order)
+            due = order.next_deadline()[0]  # type: ignore[index]
+            canceled = order.apply_deadline(nd[1], due, cid)
+            self._give_back(order, canceled, due, "ledger", cid)
 
     def _rollback(self, mark: int) -> None:
         """Undo a rejected line: rebuild each aggregate it changed.
@@ -733,7 +877,7 @@ class UnitOfWork:
     # commit ------------------------------------------------------------------
 
     def commit(self) -> list[int]:
-        batch = Batch(commands=self.accepted)
+        batch = Batch(commands=self.accepted, conflicts=self.conflicts)
         for agg in self.aggs.values():
             if agg is None or not agg.pending_events:
                 continue
@@ -746,8 +890,13 @@ class UnitOfWork:
                     batch.deadlines.append((agg.order_id, nd[0], nd[1]))
         if self.clock is not None and self.clock != self.start_clock:
             batch.clock = self.clock
-        if not self.sink and not batch.commands and batch.clock is None:
+        if not self.sink and not batch.commands and batch.clock is None and not batch.conflicts:
             return []
+        if self.sink:
+            recorded = self.recorded
+            for e in self.sink:
+                e.payload = msgspec.structs.replace(e.payload, recorded_at=recorded)
+            batch.recorded = [(len(self.sink) - 1, to_us(recorded))]
         # The library's EventStore.put, minus building Recording objects we never use.
         to_stored = self.ledger.mapper.to_stored_event
         ids = self.ledger.recorder.insert_events(  # type: ignore[attr-defined]

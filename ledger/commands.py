@@ -51,7 +51,9 @@ class Command(
     forbid_unknown_fields=True,
     tag_field="type",
 ):
-    at: At
+    #: business time; null means "when the ledger records it" (taken under the
+    #: writer lock, so it never goes backwards)
+    at: At | None
     command_id: Key | None = None
     actor: Key | None = None
 
@@ -471,7 +473,8 @@ _AMOUNTS = ("item_price", "item_tax", "shipping_price", "shipping_tax")
 
 def _check_limits(command: Command) -> None:
     """Bounds msgspec's schema cannot express: time range, finite bounded amounts."""
-    _check_time(command.at, "at")
+    if command.at is not None:
+        _check_time(command.at, "at")
     if isinstance(command, Place):
         for name in ("latest_ship_date", "latest_delivery_date"):
             value = getattr(command, name)

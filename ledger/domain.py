@@ -21,6 +21,9 @@ from . import commands as c
 from . import events as ev
 from . import rules
 from .errors import CommandRejected
+
+#: events the ledger writes by itself when a deadline falls due
+DEADLINE_EVENTS = frozenset({ev.HoldExpired, ev.LedgerCanceled, ev.ShipByWarningIssued})
 from .events import CANCELED, PARTIALLY_SHIPPED, PENDING, SHIPPED, UNSHIPPED
 from .store import to_us
 
@@ -127,6 +130,7 @@ class Inventory(LedgerAggregate):
         self.available = 0
         # when the SKU became tracked, and the orders that took units at that very instant
         self.tracked_since: datetime | None = None
+        self.set_at: datetime | None = None
         self.first_orders: frozenset[str] = frozenset()
 
     @property
@@ -149,6 +153,8 @@ class Inventory(LedgerAggregate):
         self.available = e.quantity
         if self.tracked_since is None:
             self.tracked_since = e.at
+        if self.__dict__.get("set_at") is None or e.at > self.set_at:
+            self.set_at = e.at  # the latest quantity set, by business time
 
     @handles(ev.InventoryAllocated, ev.InventoryReturned)
     def _moved(self, e: ev.InventoryAllocated | ev.InventoryReturned) -> None:
@@ -229,6 +235,27 @@ class Order(LedgerAggregate):
         self.address_requests: list[str] = []
         self.shipments = 0
         self.messages = 0
+        # the business time of the order's latest fact (what a command recorded)
+        # and of its latest deadline event: a late command is compared to both
+        self.fact_at: datetime | None = None
+        self.deadline_at: datetime | None = None
+        self.deadline_kind: str | None = None
+
+    def record(self, payload: ev.Event) -> None:
+        super().record(payload)
+        self._note_time(payload)
+
+    def when(self, payload: ev.Event) -> None:
+        super().when(payload)
+        self._note_time(payload)
+
+    def _note_time(self, p: ev.Event) -> None:
+        if type(p) in DEADLINE_EVENTS:
+            if self.deadline_at is None or p.at >= self.deadline_at:
+                self.deadline_at = p.at
+                self.deadline_kind = type(p).__name__
+        elif self.fact_at is None or p.at > self.fact_at:
+            self.fact_at = p.at
 
     # --- derived ---------------------------------------------------------------
 

@@ -90,6 +90,15 @@ class Event(msgspec.Struct, kw_only=True, frozen=True, tag_field="type", tag=Tru
     at: datetime
     actor: str
     command_id: str
+    #: when the ledger recorded it (the commit's time, never before the previous
+    #: commit's); None in events written before recording times existed, which
+    #: are read as recorded at their business time (:func:`recorded_at`)
+    recorded_at: datetime | None = None
+
+
+def recorded_at(e: Event) -> datetime:
+    """When the event was recorded: ``recorded_at``, or ``at`` for older events."""
+    return e.recorded_at or e.at
 
 
 class InventoryEvent(Event, kw_only=True, frozen=True):

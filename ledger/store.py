@@ -52,7 +52,11 @@ class Batch:
     commands: list[tuple[str, str, int]] = field(default_factory=list)  # id, type, at_us
     deadlines: list[tuple[str, int, str]] = field(default_factory=list)  # order, due_us, kind
     cleared: list[str] = field(default_factory=list)  # orders with no deadline any more
-    clock: datetime | None = None
+    clock: datetime | None = None  # the watermark: the world has reached this time
+    #: recording times: (index of the last event of a run in this batch, recorded_us)
+    recorded: list[tuple[int, int]] = field(default_factory=list)
+    #: late facts that contradict a deadline already applied (kept although rejected)
+    conflicts: list[tuple] = field(default_factory=list)
 
 
 EXTRA_TABLES_SQLITE = [
@@ -64,6 +68,12 @@ EXTRA_TABLES_SQLITE = [
     "CREATE TABLE IF NOT EXISTS ledger_clock ("
     " id INTEGER PRIMARY KEY CHECK (id = 1), at TEXT NOT NULL, at_us INTEGER NOT NULL)",
     "CREATE TABLE IF NOT EXISTS ledger_chain (position INTEGER PRIMARY KEY, hash BLOB NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS ledger_commits ("
+    " position INTEGER PRIMARY KEY, recorded_us INTEGER NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS ledger_conflicts ("
+    " id INTEGER PRIMARY KEY, recorded_us INTEGER NOT NULL, command_id TEXT NOT NULL,"
+    " type TEXT NOT NULL, order_id TEXT NOT NULL, at_us INTEGER NOT NULL,"
+    " deadline_us INTEGER NOT NULL, deadline TEXT NOT NULL, command TEXT NOT NULL)",
 ]
 
 
@@ -94,6 +104,11 @@ class LedgerRecorderMixin:
                 f"DELETE FROM {self.prefix}ledger_deadlines WHERE order_id = {p}",
                 [(o,) for o in batch.cleared],
             )
+        if batch.conflicts:
+            cursor.executemany(
+                f"INSERT INTO {self.prefix}ledger_conflicts (recorded_us, command_id, type, "
+                f"order_id, at_us, deadline_us, deadline, command) "
+                f"VALUES ({p}, {p}, {p}, {p}, {p}, {p}, {p}, {p})", batch.conflicts)
         if batch.clock is not None:
             us = to_us(batch.clock)
             cursor.execute(
@@ -130,6 +145,38 @@ class LedgerRecorderMixin:
     def _write_chain(self, cursor: Any, prev: bytes,
                      rows: Sequence[tuple[int, str, int, str, bytes]]) -> None:
         self._write_chain_rows(cursor, chain.links(prev, rows))
+
+    def _write_commits(self, cursor: Any, ids: Sequence[int], batch: Batch | None) -> None:
+        """Which positions were recorded when: one row per run of equal recording times."""
+        if batch is None or not batch.recorded or not ids:
+            return
+        p = self.P
+        cursor.executemany(
+            f"INSERT INTO {self.prefix}ledger_commits (position, recorded_us) VALUES ({p}, {p})",
+            [(ids[i], us) for i, us in batch.recorded if 0 <= i < len(ids)])
+
+    def last_recorded(self) -> datetime | None:
+        """The latest recording time (None before the first commit that recorded one)."""
+        rows = self._rows(f"SELECT MAX(recorded_us) FROM {self.prefix}ledger_commits")
+        return from_us(rows[0][0]) if rows and rows[0][0] is not None else None
+
+    def position_recorded_by(self, until: datetime) -> int | None:
+        """The last position recorded at or before ``until``; None when the ledger holds
+        no recording times (it was written before they existed)."""
+        rows = self._rows(f"SELECT COUNT(*), MAX(CASE WHEN recorded_us <= {self.P} "
+                          f"THEN position END) FROM {self.prefix}ledger_commits", (to_us(until),))
+        if not rows or not rows[0][0]:
+            return None
+        return rows[0][1] or 0
+
+    def conflicts(self, order_id: str | None = None) -> list[tuple]:
+        """Late facts rejected because a deadline had already been applied, oldest first:
+        (recorded_us, command_id, type, order_id, at_us, deadline_us, deadline, command)."""
+        where = f" WHERE order_id = {self.P}" if order_id else ""
+        return [tuple(r) for r in self._rows(
+            f"SELECT recorded_us, command_id, type, order_id, at_us, deadline_us, deadline, "
+            f"command FROM {self.prefix}ledger_conflicts{where} ORDER BY id",
+            (order_id,) if order_id else ())]
 
     def _build_chain(self, cursor: Any) -> int:
         """Hash every stored event into an empty chain, in a write transaction."""
@@ -313,6 +360,7 @@ class LedgerSQLiteRecorder(LedgerRecorderMixin, SQLiteApplicationRecorder):
             c.executemany(self.insert_events_statement, rows)
             ids = list(range(last + 1, last + 1 + len(stored_events)))
             self._write_chain(c, prev, [(pos, *row) for pos, row in zip(ids, rows)])
+            self._write_commits(c, ids, kwargs.get("batch"))
         self._write_batch(c, kwargs.get("batch"))
         return ids
 
@@ -332,6 +380,12 @@ EXTRA_TABLES_PG = [
     " id integer PRIMARY KEY CHECK (id = 1), at text NOT NULL, at_us bigint NOT NULL)",
     "CREATE TABLE IF NOT EXISTS {schema}.ledger_chain ("
     " position bigint PRIMARY KEY, hash bytea NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS {schema}.ledger_commits ("
+    " position bigint PRIMARY KEY, recorded_us bigint NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS {schema}.ledger_conflicts ("
+    " id bigserial PRIMARY KEY, recorded_us bigint NOT NULL, command_id text NOT NULL,"
+    " type text NOT NULL, order_id text NOT NULL, at_us bigint NOT NULL,"
+    " deadline_us bigint NOT NULL, deadline text NOT NULL, command text NOT NULL)",
 ]
 
 
@@ -381,6 +435,7 @@ class LedgerPostgresRecorder(LedgerRecorderMixin, PostgresApplicationRecorder):
             self._write_chain(curs, prev, [
                 (pos, s.originator_id, s.originator_version, s.topic, s.state)
                 for pos, s in zip(ids, stored_events)])
+            self._write_commits(curs, ids, kwargs.get("batch"))
         except BaseException:
             curs.execute("DO $$ BEGIN RAISE EXCEPTION 'order-ledger: the hash chain was not "
                          "written; the events are rolled back'; END $$")

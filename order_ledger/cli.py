@@ -77,8 +77,12 @@ def main() -> None:
 @click.option("--check", is_flag=True,
               help="Decide every line as apply would, against the current ledger, and print "
                    "the same; write nothing (no events, no command ids, no clock move).")
+@click.option("--advance-clock", "advance_clock", is_flag=True,
+              help="The file is one time-sorted stream: every line also tells the ledger the "
+                   "world reached its time (deadlines of every order due by then fire, and an "
+                   "earlier line is rejected). Default: only ticks move the ledger's clock.")
 def apply(file: Any, db: str | None, as_json: bool, batch_size: int, quiet: bool,
-          check: bool = False) -> None:
+          check: bool = False, advance_clock: bool = False) -> None:
     """Apply a command file (JSON Lines; - for stdin) line by line.
 
     Each line is applied or rejected with its line number and a reason; rejected
@@ -103,7 +107,8 @@ def apply(file: Any, db: str | None, as_json: bool, batch_size: int, quiet: bool
     try:
         with Bar(label, not as_json, unit="lines", needs_stdout_tty=True) as bar:
             total = count_lines(file) if bar.enabled else None
-            for out in ledger.apply_lines(lines, batch_size=batch_size, dry_run=check):
+            for out in ledger.apply_lines(lines, batch_size=batch_size, dry_run=check,
+                                          advance_clock=advance_clock):
                 counts[out.status] += 1
                 events += len(out.events)
                 if as_json:

@@ -633,5 +633,32 @@ def diff_cmd(db: str | None, other_db: str | None, as_of: datetime | None,
 
 def register(main: click.Group) -> None:
     for cmd in (history, explain_cmd, export_cmd, import_group, audit_cmd, replay_cmd,
-                bisect_cmd, diff_cmd):
+                bisect_cmd, diff_cmd, conflicts_cmd):
         main.add_command(cmd)
+
+
+@click.command("conflicts")
+@click.option("--order", "order_id", default=None, help="Only this order's conflicts.")
+@db_option
+@json_option
+def conflicts_cmd(order_id: str | None, db: str | None, as_json: bool) -> None:
+    """Late facts the ledger refused because a deadline had already been applied.
+
+    Each is a command (a shipment, a payment verification, ...) whose business
+    time is before a deadline the ledger applied on the order (the day-30
+    cancel, the hold expiry, ...) but which arrived after it: the ledger and
+    its source disagree, and someone should reconcile them. Oldest first.
+    """
+    from .common import print_table
+
+    ledger = open_ledger(db)
+    try:
+        rows = ledger.conflicts(order_id)
+    finally:
+        ledger.close()
+    if as_json:
+        for row in rows:
+            print_json(row)
+        return
+    print_table(rows, ["recorded_at", "order_id", "type", "at", "deadline", "deadline_at",
+                       "command_id"], title="conflicts: late facts after a deadline")
