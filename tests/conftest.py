@@ -40,7 +40,7 @@ def walkthrough_db(tmp_path_factory) -> str:
     from builders import walkthrough_lines
 
     db = str(tmp_path_factory.mktemp("walkthrough") / "wt.db")
-    with Ledger(db) as led:
+    with Ledger(db, advance_clock=True) as led:  # one time-sorted stream
         list(led.apply_lines(walkthrough_lines()))
     return db
 
@@ -74,5 +74,7 @@ def sqlite_url(tmp_path):
 
 @pytest.fixture
 def ledger(db_url):
-    with Ledger(db_url) as led:
+    # The rules tests feed one time-sorted stream, each command also moving the
+    # world's clock (apply --advance-clock); tests/test_time.py covers the default.
+    with Ledger(db_url, advance_clock=True) as led:
         yield led

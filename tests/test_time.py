@@ -1,0 +1,225 @@
+"""Time as facts really arrive: per-order time, deadlines on evidence or ticks,
+late facts, recording times, nothing from the future (docs/decisions.md, "Time")."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from builders import at, cmd, item, oid, place, released
+from ledger.application import Ledger
+from ledger.check import check_ledger
+from ledger.clock import FixedClock
+
+#: the recording clock of these tests: well after every business time they use
+REC = datetime(2026, 6, 1, 12, 0, tzinfo=timezone.utc)
+
+
+def _ledger(db: str, clock: FixedClock | None = None) -> Ledger:
+    return Ledger(db, clock=clock or FixedClock(REC))
+
+
+def _apply(led: Ledger, *cmds: dict) -> list:
+    return list(led.apply_lines([json.dumps(c) for c in cmds]))
+
+
+def _events(led: Ledger, order_id: str) -> list[tuple[str, str]]:
+    return [(type(e).__name__, e.at.isoformat()) for _, _, e in led.iter_events()
+            if getattr(e, "order_id", None) == order_id]
+
+
+def test_other_orders_commands_never_fire_an_orders_deadlines(db_url):
+    a, b = oid(1), oid(2)
+    with _ledger(db_url) as led:
+        outs = _apply(led, place(a, at(0)), place(b, at(0)),
+                      cmd("verify-payment", at(days=2), order_id=b, outcome="verified"))
+        assert [o.status for o in outs] == ["applied"] * 3
+        # b's own hold fired before its verification (stamped with its due time) ...
+        assert _events(led, b)[1] == ("HoldExpired", at(30))
+        # ... but nothing touched a: its hold is still pending, with no tick
+        assert [n for n, _ in _events(led, a)] == ["OrderPlaced"]
+        assert led.order(a).next_deadline()[1] == "hold"
+        # a tick tells the ledger the world reached a time: every due deadline fires
+        tick = led.execute(cmd("tick", at(days=2)))
+        assert tick.events == ["HoldExpired"]
+        assert _events(led, a)[1] == ("HoldExpired", at(30))
+        assert check_ledger(led).ok
+
+
+def test_a_late_place_is_accepted_and_gets_its_overdue_deadlines_at_once(db_url):
+    late = oid(3)
+    with _ledger(db_url) as led:
+        _apply(led, *released(oid(1)), cmd("tick", at(100)))
+        assert led.now().isoformat() == at(100)
+        out = led.execute(place(late, at(1)))  # placed at 09:01, learned at 10:40
+        assert out.status == "applied"
+        assert out.events == ["OrderPlaced", "HoldExpired"]  # its hold ended at 09:31
+        assert _events(led, late) == [("OrderPlaced", at(1)), ("HoldExpired", at(31))]
+        assert check_ledger(led).ok
+
+
+def test_order_in_time_is_per_order(db_url):
+    a, b = oid(1), oid(2)
+    with _ledger(db_url) as led:
+        _apply(led, *released(a), *released(b))
+        ship = cmd("ship", at(days=2), order_id=a, carrier_code="UPS", ship_date="2026-03-04",
+                   tracking_number="1Z999")
+        assert led.execute(ship).status == "applied"
+        # b is untouched by a's later shipment: an earlier command on b is fine
+        req = cmd("request-cancel", at(days=1), order_id=b, reason="changed my mind")
+        assert led.execute(req).status == "applied"
+        # a's own history is in time order
+        late = led.execute(cmd("send-message", at(days=1), order_id=a, purpose="shipping",
+                               language="sv-SE", body="Hej"))
+        assert late.error["code"] == "time-backwards"
+        assert a in late.error["message"] and at(days=2) in late.error["message"]
+
+
+def test_a_fact_that_contradicts_an_applied_deadline_is_a_conflict(db_url, tmp_path):
+    o = oid(4)
+    with _ledger(db_url) as led:
+        _apply(led, *released(o), cmd("tick", at(days=31)))
+        assert led.order(o).status == "Canceled"  # the 30-day rule fired at the tick
+        ship = cmd("ship", at(days=29), order_id=o, carrier_code="UPS",
+                   ship_date="2026-03-31", tracking_number="1Z1", command_id="ship-day-29")
+        out = led.execute(ship)
+        assert out.error["code"] == "deadline-passed"
+        assert at(days=29) in out.error["message"]
+        assert "LedgerCanceled" in out.error["message"] and "2026-04-01" in out.error["message"]
+        assert led.order(o).status == "Canceled"  # nothing written for the order
+        [conflict] = led.conflicts()
+        assert conflict["order_id"] == o and conflict["command_id"] == "ship-day-29"
+        assert conflict["type"] == "ship" and conflict["at"] == at(days=29)
+        assert conflict["deadline"] == "LedgerCanceled"
+        assert json.loads(conflict["command"])["tracking_number"] == "1Z1"
+        # the same line again is a second rejection, not a duplicate: it was never accepted
+        assert led.execute(ship).error["code"] == "deadline-passed"
+        assert len(led.conflicts(o)) == 2 and led.conflicts(oid(99)) == []
+
+
+def test_no_facts_from_the_future(db_url):
+    with _ledger(db_url) as led:
+        soon = (REC + timedelta(minutes=4)).isoformat()
+        later = (REC + timedelta(minutes=6)).isoformat()
+        assert led.execute(place(oid(1), soon)).status == "applied"
+        for line in (place(oid(2), later), cmd("tick", "2030-01-01T00:00:00+00:00")):
+            out = led.execute(line)
+            assert out.error["code"] == "time-future"
+            assert "5 minutes" in out.error["message"]
+        assert led.now() is None  # the future tick moved nothing
+
+
+def test_recorded_at_is_the_commit_time_and_never_goes_backwards(db_url):
+    clock = FixedClock(REC)
+    with _ledger(db_url, clock) as led:
+        _apply(led, place(oid(1), at(0)))
+        clock.set(REC - timedelta(hours=3))  # the system clock steps back
+        _apply(led, place(oid(2), at(1)))
+        clock.set(REC + timedelta(hours=1))
+        _apply(led, place(oid(3), at(2)))
+        recorded = [e.recorded_at for _, _, e in led.iter_events()]
+        assert recorded == [REC, REC, REC + timedelta(hours=1)]
+        assert led.position_known_at(REC - timedelta(seconds=1)) == 0
+        assert led.position_known_at(REC) == 2
+        assert led.position_known_at(REC + timedelta(hours=2)) == 3
+        assert check_ledger(led).ok
+
+
+def test_a_command_without_a_time_happens_when_it_is_recorded(db_url):
+    with _ledger(db_url) as led:
+        line = place(oid(1), at(0))
+        line["at"] = None
+        out = led.execute(line)
+        assert out.status == "applied" and out.at == REC.isoformat()
+        [(name, when)] = _events(led, oid(1))
+        assert when == REC.isoformat()
+
+
+def test_a_single_time_sorted_stream_can_drive_the_clock(db_url):
+    a, b = oid(1), oid(2)
+    with _ledger(db_url) as led:
+        outs = list(led.apply_lines([json.dumps(c) for c in (place(a, at(0)), place(b, at(60)))],
+                                    advance_clock=True))
+        assert outs[1].events == ["HoldExpired", "OrderPlaced"]  # a's hold fired first
+        assert led.now().isoformat() == at(60)
+        back = led.execute(place(oid(3), at(30)), advance_clock=True)
+        assert back.error["code"] == "time-backwards"
+        # without it, the same late order is welcome
+        assert led.execute(place(oid(3), at(30))).status == "applied"
+
+
+def test_inventory_keeps_recording_order_and_rejects_an_older_quantity(db_url):
+    with _ledger(db_url) as led:
+        assert _apply(led, cmd("set-inventory", at(60), sku="SKU-1", quantity=5))[0].ok
+        # a late order takes stock now, stamped with its own time
+        assert led.execute(place(oid(1), at(10), [item(quantity=2)])).status == "applied"
+        assert led.inventory("SKU-1").available == 3
+        older = led.execute(cmd("set-inventory", at(30), sku="SKU-1", quantity=9))
+        assert older.error["code"] == "time-backwards" and "SKU-1" in older.error["message"]
+        assert led.execute(cmd("set-inventory", at(61), sku="SKU-1", quantity=9)).ok
+        assert check_ledger(led).ok
+
+
+def test_a_rejected_line_can_be_applied_once_fixed_after_later_lines(db_url):
+    with _ledger(db_url) as led:
+        bad = place(oid(1), at(0))
+        bad["currency"] = "kronor"
+        outs = _apply(led, bad, *released(oid(2), when_minutes=60), cmd("tick", at(days=1)))
+        assert outs[0].error["code"] == "invalid-field"
+        fixed = led.execute(place(oid(1), at(0)))
+        assert fixed.status == "applied"
+        assert fixed.events[0] == "OrderPlaced"
+
+
+# --- the command line ------------------------------------------------------------------------
+
+
+def _cli(*args: str, **kw) -> subprocess.CompletedProcess:
+    exe = Path(sys.executable).with_name("order-ledger")
+    prog = [str(exe)] if exe.exists() else ["order-ledger"]
+    return subprocess.run([*prog, *args], capture_output=True, text=True, timeout=120, **kw)
+
+
+def test_cli_late_orders_after_a_feed_and_the_conflicts_query(tmp_path):
+    db = str(tmp_path / "l.db")
+    first = tmp_path / "first.jsonl"
+    first.write_text("\n".join(json.dumps(c) for c in (
+        *released(oid(1)), cmd("tick", at(days=31)))) + "\n")
+    assert _cli("apply", str(first), "--db", db, "-q").returncode == 0
+    late = tmp_path / "late.jsonl"
+    late.write_text("\n".join(json.dumps(c) for c in (
+        place(oid(2), at(5)),  # an older order learned late: accepted
+        cmd("ship", at(days=29), order_id=oid(1), carrier_code="UPS", ship_date="2026-03-31",
+            command_id="late-ship"))) + "\n")
+    res = _cli("apply", str(late), "--db", db)
+    assert res.returncode == 1
+    assert "line 2: rejected [deadline-passed]" in res.stdout
+    assert "1 applied" in res.stdout and "1 rejected" in res.stdout
+    listed = _cli("conflicts", "--db", db, "--json")
+    assert listed.returncode == 0
+    [row] = [json.loads(x) for x in listed.stdout.splitlines()]
+    assert row["command_id"] == "late-ship" and row["deadline"] == "LedgerCanceled"
+    table = _cli("conflicts", "--db", db)
+    assert oid(1) in table.stdout and "LedgerCanceled" in table.stdout
+    # the late order got its overdue deadlines: hold, then the day-21 cancel
+    shown = json.loads(_cli("show", oid(2), "--db", db, "--json").stdout)
+    assert shown["status"] == "Canceled"
+
+
+def test_cli_advance_clock_is_the_single_stream_mode(tmp_path):
+    db = str(tmp_path / "l.db")
+    f = tmp_path / "s.jsonl"
+    f.write_text("\n".join(json.dumps(c) for c in (place(oid(1), at(0)), place(oid(2), at(60)),
+                                                   place(oid(3), at(30)))) + "\n")
+    res = _cli("apply", str(f), "--db", db, "--advance-clock", "--json")
+    outs = [json.loads(x) for x in res.stdout.splitlines()]
+    assert [o["status"] for o in outs] == ["applied", "applied", "rejected"]
+    assert outs[2]["error"]["code"] == "time-backwards"
+    db2 = str(tmp_path / "l2.db")
+    res = _cli("apply", str(f), "--db", db2, "--json")
+    assert [json.loads(x)["status"] for x in res.stdout.splitlines()] == ["applied"] * 3
