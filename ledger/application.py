@@ -30,7 +30,7 @@ from . import events as ev
 from .clock import Clock, SystemClock
 from .codec import PayloadMapper
 from .domain import Inventory, LedgerAggregate, Order, order_key, sku_key, sku_quantities
-from .errors import CommandRejected, ConcurrencyConflict, LedgerBusy, StoreError
+from .errors import CommandRejected, ConcurrencyConflict, LedgerBusy, LedgerReadOnly, StoreError
 from .store import Batch, LedgerRecorderMixin, env_for, resolve_db, to_us
 
 MAX_RETRIES = 5
@@ -93,12 +93,21 @@ class Outcome:
 
 
 class Ledger:
-    """The order ledger. ``db`` is a SQLite path or a ``postgresql://`` URL."""
+    """The order ledger. ``db`` is a SQLite path or a ``postgresql://`` URL.
+
+    ``mode="write"`` (the default) creates the ledger if it is missing and
+    refuses a read-only one (:class:`~ledger.errors.LedgerReadOnly`);
+    ``mode="read"`` opens an existing ledger read-only and creates nothing:
+    no file, schema or table (:class:`~ledger.errors.LedgerNotFound` when
+    there is none). Both are :class:`~ledger.errors.StoreError`.
+    """
 
     def __init__(self, db: str | None = None, *, clock: Clock | None = None,
-                 cache_limit: int = CACHE_LIMIT, env: dict[str, str] | None = None) -> None:
+                 cache_limit: int = CACHE_LIMIT, env: dict[str, str] | None = None,
+                 mode: str = "write") -> None:
         self.db = resolve_db(db)
-        full_env = env_for(self.db)
+        self.mode = mode
+        full_env = env_for(self.db, mode)
         if env:
             full_env.update(env)
         self.app = _open_app(full_env)
@@ -238,6 +247,8 @@ class Ledger:
         # The writer lock serialises whole batches (read, decide, commit) across
         # processes, so every batch decides on the latest committed state; the
         # retry below stays as the safety net for writers that do not take it.
+        if self.mode == "read":
+            raise LedgerReadOnly(self.db, "it was opened for reading (mode='read')")
         with self._writer_lock, _gc_paused():
             if not self._store_readable:
                 self._probe_store()
@@ -259,6 +270,8 @@ class Ledger:
                     self._head = -1
                     if "lock" in str(exc).lower() or "busy" in str(exc).lower():
                         raise LedgerBusy(f"the ledger is busy ({exc}); try again") from None
+                    if "readonly" in str(exc).lower() or "read-only" in str(exc).lower():
+                        raise LedgerReadOnly(self.db, str(exc)) from None
                     raise StoreError(f"the store failed while writing a batch: {exc}") from None
                 if len(self._cache) > self.cache_limit:
                     self._cache.clear()
@@ -580,6 +593,8 @@ class WriterLock:
             digest = hashlib.blake2b(f"order-ledger:{datastore.schema}".encode(), digest_size=8)
             self.pg_key = int.from_bytes(digest.digest(), "big", signed=True)
             self.timeout = float(ledger.app.env.get("POSTGRES_LOCK_TIMEOUT") or 10)
+        elif ledger.mode == "read":
+            self.timeout = 10.0  # a reader never writes, so never locks
         elif pool is not None and not getattr(pool, "is_sqlite_memory_mode", True):
             self.path = os.path.abspath(pool.db_name) + "-writer.lock"
             self.timeout = float(getattr(pool, "lock_timeout", None) or 10)

@@ -60,3 +60,23 @@ class ConcurrencyConflict(LedgerError):
 
 class StoreError(LedgerError):
     """The store cannot be opened or read (bad URL, wrong key, corrupt data)."""
+
+
+class LedgerNotFound(StoreError):
+    """A reader named a ledger that does not exist (nothing was created)."""
+
+    def __init__(self, location: str, why: str = "") -> None:
+        self.location = location
+        super().__init__(
+            f"no ledger at {location}{': ' + why if why else ''} (give --db or ORDER_LEDGER_DB "
+            "to name an existing ledger; only writes such as `apply` create one)")
+
+
+class LedgerReadOnly(StoreError):
+    """A write was asked of a ledger that cannot be written (read-only file or directory)."""
+
+    def __init__(self, location: str, why: str) -> None:
+        self.location = location
+        super().__init__(
+            f"the ledger at {location} is read-only: {why} (readers such as show, orders, "
+            "report, audit, history, check and export still work)")

@@ -50,15 +50,23 @@ now_option = click.option(
     help="The business time to act at (ISO-8601 with offset); default: the wall clock.")
 
 
-def open_ledger(db: str | None, now: datetime | None = None) -> Ledger:
+def open_ledger(db: str | None, now: datetime | None = None, *, mode: str = "write") -> Ledger:
+    """Open the ledger for a command; the library's store errors (no ledger, read-only,
+    unreachable server, bad URL) are usage errors: exit 2 with the reason."""
     try:
-        return Ledger(db, clock=FixedClock(now) if now else SystemClock())
+        return Ledger(db, clock=FixedClock(now) if now else SystemClock(), mode=mode)
     except StoreError as exc:
         raise click.UsageError(str(exc)) from None
     except LedgerError as exc:
         raise click.ClickException(str(exc)) from None
     except Exception as exc:  # the library's connection errors, bad URLs
         raise click.UsageError(f"cannot open the ledger {db!r}: {exc}") from None
+
+
+def open_reader(db: str | None, now: datetime | None = None) -> Ledger:
+    """Open an existing ledger read-only for a read command: exit 2 "no ledger at …"
+    when there is none (nothing is created); works on read-only storage."""
+    return open_ledger(db, now, mode="read")
 
 
 def to_jsonable(obj: Any) -> Any:

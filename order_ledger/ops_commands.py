@@ -22,7 +22,7 @@ import click
 from ledger.errors import StoreError
 from ledger.store import is_postgres, resolve_db
 
-from .common import console, db_option, err_console, json_option, open_ledger, print_json
+from .common import console, db_option, err_console, json_option, open_reader, print_json
 
 
 def register(main: click.Group) -> None:
@@ -31,12 +31,14 @@ def register(main: click.Group) -> None:
 
 
 def _existing_ledger(db: str | None) -> str:
-    """The ledger location; a SQLite file must already exist (check never creates one)."""
+    """The ledger location, which must hold a ledger (the library's check; creates nothing)."""
+    from ledger.store import require_ledger
+
     location = resolve_db(db)
-    if not is_postgres(location):
-        path = location[len("sqlite:///"):] if location.startswith("sqlite:///") else location
-        if not os.path.isfile(path):
-            raise click.UsageError(f"no ledger file at {path!r} (give --db or ORDER_LEDGER_DB)")
+    try:
+        require_ledger(location)
+    except StoreError as exc:
+        raise click.UsageError(str(exc)) from None
     return location
 
 
@@ -133,7 +135,7 @@ def check_cmd(db: str | None, views: str | None, as_json: bool, limit: int) -> N
     """
     from ledger.check import check_ledger
 
-    ledger = open_ledger(_existing_ledger(db))
+    ledger = open_reader(db)
     notes: list[str] = []
     try:
         report = check_ledger(ledger, limit=limit, extra=[projection_check(views, notes)])

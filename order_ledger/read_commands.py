@@ -19,12 +19,10 @@ from typing import Any, Awaitable, Callable
 import click
 
 from ledger.errors import LedgerError
-from ledger.store import is_postgres, resolve_db
 from projections import NAMES, Views, ViewsError, ViewsLocationError, views_path
 from projections.model import STATUSES
-from projections.source import sqlite_file
 
-from .common import WHEN, console, db_option, err_console, json_option, open_ledger, print_json
+from .common import WHEN, console, db_option, err_console, json_option, open_reader, print_json
 from .replay_commands import as_of_options, as_of_read
 
 views_option = click.option(
@@ -60,18 +58,17 @@ def run_views(db: str | None, views: str | None,
 
     ``catch_up``: bring the views to the ledger's head first, with a progress bar.
     """
-    location = resolve_db(db)
-    path = sqlite_file(location)
-    if not is_postgres(location) and path is not None and not os.path.exists(path):
-        raise click.UsageError(
-            f"no ledger at {path!r}: give --db (or ORDER_LEDGER_DB), or apply commands first")
     options.setdefault("jobs", None)  # automatic: a big first build uses both cores
-    ledger = open_ledger(db)
+    ledger = open_reader(db)
     try:
         target = views_path(ledger.db, views)
 
         async def main() -> Any:
             async with Views(ledger, views, on_wait=_wait_note(target), **options) as v:
+                if v.in_memory_because:
+                    err_console.print(f"note: views computed in memory for this run: "
+                                      f"{v.in_memory_because} (give --views PATH to keep them)",
+                                      markup=False)
                 # catch up first, with a progress bar when that takes a while (on a TTY)
                 if catch_up:
                     with _Bar("updating the views", True) as bar:
