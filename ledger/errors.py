@@ -80,3 +80,13 @@ class LedgerReadOnly(StoreError):
         super().__init__(
             f"the ledger at {location} is read-only: {why} (readers such as show, orders, "
             "report, audit, history, check and export still work)")
+
+
+class CipherKeyMismatch(StoreError):
+    """ORDER_LEDGER_CIPHER_KEY does not fit the ledger: set on a plain ledger, missing on
+    an encrypted one, or another key than the one the events were written with."""
+
+    NOT_ENCRYPTED = "this ledger is not encrypted: unset ORDER_LEDGER_CIPHER_KEY"
+    ENCRYPTED = "this ledger is encrypted: set ORDER_LEDGER_CIPHER_KEY"
+    OTHER_KEY = ("this ledger is encrypted with another key: set ORDER_LEDGER_CIPHER_KEY to "
+                 "the key its events were written with")

@@ -181,6 +181,14 @@ class LedgerRecorderMixin:
 
 
 class LedgerSQLiteRecorder(LedgerRecorderMixin, SQLiteApplicationRecorder):
+    def __init__(self, datastore: Any, **kwargs: Any) -> None:
+        super().__init__(datastore, **kwargs)
+        pool = datastore.pool
+        if "mode=ro" in pool.db_name or "immutable=1" in pool.db_name:
+            # a reader leaves the file's journal mode alone: the library would switch a
+            # rollback-journal file (a backup copy) to WAL, a write a reader cannot make
+            pool.is_journal_mode_wal = True
+
     def construct_create_table_statements(self) -> list[str]:
         return super().construct_create_table_statements() + EXTRA_TABLES_SQLITE
 
