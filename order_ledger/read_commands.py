@@ -18,7 +18,7 @@ from typing import Any, Awaitable, Callable
 
 import click
 
-from ledger.errors import LedgerError
+from ledger.errors import LedgerError, StoreError
 from projections import NAMES, Views, ViewsError, ViewsLocationError, views_path
 from projections.model import STATUSES
 
@@ -78,6 +78,8 @@ def run_views(db: str | None, views: str | None,
         return asyncio.run(main())
     except ViewsLocationError as exc:
         raise click.UsageError(str(exc)) from None
+    except StoreError:
+        raise  # the store cannot be read (e.g. the cipher key): exit 2 from the command group
     except (ViewsError, LedgerError) as exc:
         raise click.ClickException(str(exc)) from None
     finally:

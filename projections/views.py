@@ -186,6 +186,10 @@ class Views:
                 raise ViewsLocationError(
                     f"cannot create the views file {self.path!r}: directory {parent!r} "
                     "does not exist (choose another place with --views)")
+            why = unwritable_because(self.path)
+            if why is not None:
+                raise ViewsLocationError(f"cannot write the views file {self.path!r}: {why} "
+                                         "(choose a writable place with --views PATH)")
         try:
             db = await aiosqlite.connect(self.path, isolation_level=None)
         except Exception as exc:
