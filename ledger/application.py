@@ -130,6 +130,12 @@ class Ledger:
     def __exit__(self, *exc: Any) -> None:
         self.close()
 
+    def probe_store(self) -> None:
+        """Raise :class:`~ledger.errors.StoreError` now if this process could not write the
+        store (a cipher key that does not fit its events); writers do this before their
+        first batch anyway, a command line does it on opening to fail before any work."""
+        self._probe_store()
+
     def _probe_store(self) -> None:
         """Refuse to write unless the store's first event decodes with our key.
 

@@ -54,13 +54,20 @@ def open_ledger(db: str | None, now: datetime | None = None, *, mode: str = "wri
     """Open the ledger for a command; the library's store errors (no ledger, read-only,
     unreachable server, bad URL) are usage errors: exit 2 with the reason."""
     try:
-        return Ledger(db, clock=FixedClock(now) if now else SystemClock(), mode=mode)
+        ledger = Ledger(db, clock=FixedClock(now) if now else SystemClock(), mode=mode)
     except StoreError as exc:
         raise click.UsageError(str(exc)) from None
     except LedgerError as exc:
         raise click.ClickException(str(exc)) from None
     except Exception as exc:  # the library's connection errors, bad URLs
         raise click.UsageError(f"cannot open the ledger {db!r}: {exc}") from None
+    if mode == "write":
+        try:
+            ledger.probe_store()  # e.g. a cipher key that does not fit: refused before any work
+        except StoreError as exc:
+            ledger.close()
+            raise click.UsageError(str(exc)) from None
+    return ledger
 
 
 def open_reader(db: str | None, now: datetime | None = None) -> Ledger:

@@ -312,7 +312,10 @@ def test_a_key_that_does_not_fit_is_named_in_one_line(case, db_url, monkeypatch)
         r = runner.invoke(main, [*args, "--db", db_url])
         assert r.exit_code == 2 and r.output.strip().splitlines()[-1] == f"Error: {expected}", \
             r.output
-    # a writer is refused before writing anything
+    # a writer is refused before writing anything: on the command line at once, exit 2
+    r = runner.invoke(main, ["set-inventory", "NEW", "1", "--now", at(10), "--db", db_url])
+    assert r.exit_code == 2 and r.output.strip().splitlines()[-1] == f"Error: {expected}", \
+        r.output
     with Ledger(db_url) as led:
         head = led.head()
         with pytest.raises(CipherKeyMismatch, match=expected.split(":")[0]):
