@@ -210,6 +210,8 @@ READ_ONLY_READS = [
     (["check"], "ledger OK: 247 events"), (["audit", "--order", ORDER], "PaymentVerified"),
     (["report", "orders"], "203-0000042-0332598"), (["inventory"], "MUGG-BLA"),
     (["orders", "--as-of", "2026-03-10T00:00:00Z"], "203-0000001-0007919"),
+    (["diff"], "identical"),
+    (["bisect", "--order", ORDER, "--until-status", "Pending"], "after (#246): Pending"),
 ]
 
 
@@ -229,6 +231,11 @@ def test_readers_work_on_read_only_storage(ro_ledger, what):
     out = d.parent / "bundle.jsonl"
     r = cli("export", "--db", str(db), "--out", str(out), prefix=ro)
     assert r.returncode == 0 and "exported 247 events" in r.stderr
+    copy = d.parent / "copy.db"
+    r = cli("backup", str(copy), "--db", str(db), prefix=ro)
+    assert r.returncode == 0 and "backed up 247 events" in r.stdout, r.stderr
+    r = cli("replay", "--out", str(d.parent / "replayed"), "--db", str(db), prefix=ro)
+    assert r.returncode == 0 and (d.parent / "replayed").is_dir(), r.stderr
     if what != "file":
         assert sorted(os.listdir(d)) == before  # nothing created in a read-only directory
         assert "views computed in memory" in cli("orders", "--db", str(db), prefix=ro).stderr
