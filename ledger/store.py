@@ -477,16 +477,6 @@ def _describe_pg(db: str) -> str:
     return db
 
 
-def require_ledger(db: str) -> None:
-    """Raise :class:`LedgerNotFound` unless a ledger exists at ``db``; create nothing."""
-    if is_postgres(db):
-        probe_postgres(db, must_exist=True)
-        return
-    path = sqlite_file(db)
-    if path is not None:
-        sqlite_reader_uri(path)
-
-
 def env_for(db: str, mode: str = "write") -> dict[str, str]:
     """The ``eventsourcing`` environment for a ledger location, opened to ``mode``.
 
@@ -528,6 +518,8 @@ def env_for(db: str, mode: str = "write") -> dict[str, str]:
                 name = sqlite_reader_uri(path)
             else:
                 check_sqlite_writable(path)
+        elif reading and db == ":memory:":
+            raise LedgerNotFound(db, "an in-memory ledger exists only in the process that made it")
         env.update(
             PERSISTENCE_MODULE="eventsourcing.sqlite",
             APPLICATION_RECORDER_TOPIC="ledger.store:LedgerSQLiteRecorder",

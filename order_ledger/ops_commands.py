@@ -30,18 +30,6 @@ def register(main: click.Group) -> None:
         main.add_command(command)
 
 
-def _existing_ledger(db: str | None) -> str:
-    """The ledger location, which must hold a ledger (the library's check; creates nothing)."""
-    from ledger.store import require_ledger
-
-    location = resolve_db(db)
-    try:
-        require_ledger(location)
-    except StoreError as exc:
-        raise click.UsageError(str(exc)) from None
-    return location
-
-
 # --- check ---------------------------------------------------------------------------------
 
 
@@ -200,9 +188,8 @@ def backup_cmd(file: str, db: str | None, as_json: bool, force: bool) -> None:
             markup=False)
         err_console.print(PG_GUIDANCE, markup=False)
         sys.exit(2)
-    location = _existing_ledger(location)
     try:
-        result = backup(location, file, overwrite=force)
+        result = backup(location, file, overwrite=force)  # "no ledger at …" when missing
     except StoreError as exc:
         raise click.UsageError(str(exc)) from None
     _print_copy("backed up", result, as_json)
