@@ -250,11 +250,11 @@ class Ledger:
                     "malformed-json",
                     f"the line is not valid UTF-8 (byte {exc.start}: {exc.reason})",
                     hint="save the command file as UTF-8"), None))
+        if self.mode == "read":
+            raise LedgerReadOnly(self.db, "it was opened for reading (mode='read')")
         # The writer lock serialises whole batches (read, decide, commit) across
         # processes, so every batch decides on the latest committed state; the
         # retry below stays as the safety net for writers that do not take it.
-        if self.mode == "read":
-            raise LedgerReadOnly(self.db, "it was opened for reading (mode='read')")
         with self._writer_lock, _gc_paused():
             if not self._store_readable:
                 self._probe_store()

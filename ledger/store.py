@@ -17,8 +17,8 @@ from __future__ import annotations
 import os
 import sqlite3
 from dataclasses import dataclass, field
-from pathlib import Path
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any, Iterable, Sequence
 from urllib.parse import parse_qs, unquote, urlparse
 
@@ -373,7 +373,7 @@ def sqlite_reader_uri(path: str) -> str:
     creates nothing.
     """
     if not os.path.isfile(path):
-        raise LedgerNotFound(path, "a directory" if os.path.isdir(path) else "")
+        raise LedgerNotFound(path, "it is a directory" if os.path.isdir(path) else "")
     base = Path(path).absolute().as_uri()
     try:
         uri = base + "?mode=ro"
