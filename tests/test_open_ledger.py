@@ -344,3 +344,11 @@ def test_the_right_key_still_reads(db_url, monkeypatch):
     r = CliRunner().invoke(main, ["check", "--db", db_url])
     assert r.exit_code == 0 and "ledger OK: 3 events" in r.output
     assert isinstance(CipherKeyMismatch(CipherKeyMismatch.ENCRYPTED), StoreError)
+
+
+def test_the_views_module_never_creates_a_ledger(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "projections", "sync", "--db",
+                        str(tmp_path / "typo.db")], capture_output=True, text=True,
+                       timeout=60, cwd=str(tmp_path))
+    assert r.returncode == 2 and "no ledger at" in r.stderr and "Traceback" not in r.stderr
+    assert os.listdir(tmp_path) == []
