@@ -33,7 +33,7 @@ from .chain import Digest
 from .clock import Clock, SystemClock
 from .codec import PayloadMapper
 from .domain import Inventory, LedgerAggregate, Order, order_key, sku_key, sku_quantities
-from .errors import CommandRejected, ConcurrencyConflict, LedgerBusy, StoreError
+from .errors import CommandRejected, ConcurrencyConflict, LedgerBusy, LedgerReadOnly, StoreError
 from .store import Batch, LedgerRecorderMixin, env_for, from_us, resolve_db, to_us
 
 MAX_RETRIES = 5
@@ -130,16 +130,24 @@ class DeadlinePreview:
 
 
 class Ledger:
-    """The order ledger. ``db`` is a SQLite path or a ``postgresql://`` URL."""
+    """The order ledger. ``db`` is a SQLite path or a ``postgresql://`` URL.
+
+    ``mode="write"`` (the default) creates the ledger if it is missing and
+    refuses a read-only one (:class:`~ledger.errors.LedgerReadOnly`);
+    ``mode="read"`` opens an existing ledger read-only and creates nothing:
+    no file, schema or table (:class:`~ledger.errors.LedgerNotFound` when
+    there is none). Both are :class:`~ledger.errors.StoreError`.
+    """
 
     def __init__(self, db: str | None = None, *, clock: Clock | None = None,
                  cache_limit: int = CACHE_LIMIT, env: dict[str, str] | None = None,
-                 advance_clock: bool = False) -> None:
+                 mode: str = "write", advance_clock: bool = False) -> None:
         self.db = resolve_db(db)
+        self.mode = mode
         #: the default for writes: True when the lines are one time-sorted stream
         #: whose every command also tells the ledger the world reached its time
         self.advance_clock = advance_clock
-        full_env = env_for(self.db)
+        full_env = env_for(self.db, mode)
         if env:
             full_env.update(env)
         self.app = _open_app(full_env)
@@ -161,6 +169,12 @@ class Ledger:
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
+
+    def probe_store(self) -> None:
+        """Raise :class:`~ledger.errors.StoreError` now if this process could not write the
+        store (a cipher key that does not fit its events); writers do this before their
+        first batch anyway, a command line does it on opening to fail before any work."""
+        self._probe_store()
 
     def _probe_store(self) -> None:
         """Refuse to write unless the store's first event decodes with our key.
@@ -370,6 +384,8 @@ class Ledger:
                     hint="save the command file as UTF-8"), None))
         if dry is not None:
             return dry.decide(parsed, advance_clock)
+        if self.mode == "read":
+            raise LedgerReadOnly(self.db, "it was opened for reading (mode='read')")
         # The writer lock serialises whole batches (read, decide, commit) across
         # processes, so every batch decides on the latest committed state; the
         # retry below stays as the safety net for writers that do not take it.
@@ -395,6 +411,8 @@ class Ledger:
                     self._head = -1
                     if "lock" in str(exc).lower() or "busy" in str(exc).lower():
                         raise LedgerBusy(f"the ledger is busy ({exc}); try again") from None
+                    if "readonly" in str(exc).lower() or "read-only" in str(exc).lower():
+                        raise LedgerReadOnly(self.db, str(exc)) from None
                     raise StoreError(f"the store failed while writing a batch: {exc}") from None
                 if len(self._cache) > self.cache_limit:
                     self._cache.clear()
@@ -456,36 +474,27 @@ class DryRun:
 
 
 def ledger_exists(db: str | None) -> bool:
-    """Whether a ledger is stored at ``db`` (a SQLite file, or the PostgreSQL
-    schema's events table). Asking creates nothing."""
-    from .store import is_postgres
+    """Whether a ledger is stored at ``db``. Asking creates nothing."""
+    from .errors import LedgerNotFound
 
-    location = resolve_db(db)
-    if not is_postgres(location):
-        path = location[len("sqlite:///"):] if location.startswith("sqlite:///") else location
-        return path == ":memory:" or (os.path.isfile(path) and os.path.getsize(path) > 0)
-    import psycopg
-
-    env = env_for(location)
     try:
-        with psycopg.connect(host=env["POSTGRES_HOST"], port=env["POSTGRES_PORT"],
-                             dbname=env["POSTGRES_DBNAME"], user=env["POSTGRES_USER"],
-                             password=env["POSTGRES_PASSWORD"] or None,
-                             connect_timeout=5) as conn:
-            row = conn.execute("SELECT to_regclass(%s)", (
-                f'"{env["POSTGRES_SCHEMA"]}".{LedgerApp.name.lower()}_events',)).fetchone()
-            return row is not None and row[0] is not None
-    except psycopg.Error:
-        return True  # cannot tell: opening it will say what is wrong
+        Ledger(db, mode="read").close()
+    except LedgerNotFound:
+        return False
+    return True
 
 
 def open_for_dry_run(db: str | None, *, clock: Clock | None = None) -> Ledger:
-    """The ledger to decide lines against without writing: the one at ``db``, or,
-    when none exists there, an empty one in memory -- a check never creates a ledger."""
-    if ledger_exists(db):
-        return Ledger(db, clock=clock)
-    env_for(resolve_db(db))  # the same errors as a real open (a missing directory, ...)
-    return Ledger(":memory:", clock=clock)
+    """The ledger to decide lines against without writing: the one at ``db``, opened
+    for reading, or, when none exists there, an empty one in memory -- a check never
+    creates a ledger (and works on read-only storage)."""
+    from .errors import LedgerNotFound
+
+    try:
+        return Ledger(db, clock=clock, mode="read")
+    except LedgerNotFound:
+        env_for(resolve_db(db))  # the same errors as a real open (a missing directory, ...)
+        return Ledger(":memory:", clock=clock)
 
 
 def _minutes(d: timedelta) -> str:
@@ -929,6 +938,8 @@ class WriterLock:
             digest = hashlib.blake2b(f"order-ledger:{datastore.schema}".encode(), digest_size=8)
             self.pg_key = int.from_bytes(digest.digest(), "big", signed=True)
             self.timeout = float(ledger.app.env.get("POSTGRES_LOCK_TIMEOUT") or 10)
+        elif ledger.mode == "read":
+            self.timeout = 10.0  # a reader never writes, so never locks
         elif pool is not None and not getattr(pool, "is_sqlite_memory_mode", True):
             self.path = os.path.abspath(pool.db_name) + "-writer.lock"
             self.timeout = float(getattr(pool, "lock_timeout", None) or 10)

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .errors import LedgerError, StoreError
-from .store import is_postgres, lock_timeout
+from .store import is_postgres, lock_timeout, sqlite_reader_uri
 
 EVENTS_TABLE = "stored_events"
 
@@ -115,8 +115,9 @@ def _fsync(path: str) -> None:
 
 
 def _copy(src: str, dest: str) -> None:
-    """One-step SQLite backup from ``src`` into a new file ``dest``, checked."""
-    with closing(sqlite3.connect(src, timeout=_timeout())) as s, \
+    """One-step SQLite backup from ``src`` (a file name or a ``file:`` URI) into a new
+    file ``dest``, checked."""
+    with closing(sqlite3.connect(src, timeout=_timeout(), uri=src.startswith("file:"))) as s, \
             closing(sqlite3.connect(dest)) as d:
         s.backup(d)  # pages=-1: the whole database in one step, one snapshot
         d.execute("PRAGMA journal_mode=DELETE")  # a self-contained single file
@@ -129,12 +130,12 @@ def _copy(src: str, dest: str) -> None:
 def backup(db: str, dest: str, *, overwrite: bool = False) -> CopyResult:
     """Copy the live SQLite ledger ``db`` to ``dest``, consistently."""
     src = sqlite_path(db)
-    _require_ledger(src)
+    uri = sqlite_reader_uri(src)  # LedgerNotFound; read-only (works on read-only storage)
     _check_target(dest, overwrite)
     started = time.monotonic()
     tmp = f"{dest}.partial-{os.getpid()}"
     try:
-        _copy(src, tmp)
+        _copy(uri, tmp)
         os.replace(tmp, dest)
     except sqlite3.Error as exc:
         raise StoreError(f"backup failed: {exc}") from None

@@ -16,7 +16,7 @@ import msgspec
 from eventsourcing.persistence import Cipher, Compressor, Mapper, StoredEvent
 
 from . import events as ev
-from .errors import StoreError
+from .errors import CipherKeyMismatch, StoreError
 
 #: (event name, from version) -> function turning the old dict into the next version's
 UPCASTERS: dict[tuple[str, int], Callable[[dict[str, Any]], dict[str, Any]]] = {}
@@ -96,15 +96,19 @@ class PayloadMapper(Mapper[str]):
         return _decoders
 
     def decode_state(self, topic: str, state: bytes) -> ev.Event:
-        try:
-            if self.cipher:
+        if self.cipher:
+            try:
                 state = self.cipher.decrypt(state)
-            if self.compressor:
+            except Exception:
+                raise CipherKeyMismatch(
+                    CipherKeyMismatch.OTHER_KEY if _looks_encrypted(state)
+                    else CipherKeyMismatch.NOT_ENCRYPTED) from None
+        if self.compressor:
+            try:
                 state = self.compressor.decompress(state)
-        except Exception as exc:
-            raise StoreError(
-                f"cannot decrypt a stored {topic} event: wrong or missing "
-                f"ORDER_LEDGER_CIPHER_KEY ({exc.__class__.__name__})") from None
+            except Exception as exc:
+                raise StoreError(f"cannot decompress a stored {topic} event "
+                                 f"({exc.__class__.__name__}: {exc})") from None
         try:
             return decode_payload(topic, state)
         except StoreError:
@@ -112,9 +116,7 @@ class PayloadMapper(Mapper[str]):
         except Exception as exc:  # msgspec's DecodeError/ValidationError, bad upcasts
             if not self.cipher and _looks_encrypted(state):
                 # An encrypted payload read without a key is not JSON at all.
-                raise StoreError(
-                    f"cannot decrypt a stored {topic} event: wrong or missing "
-                    "ORDER_LEDGER_CIPHER_KEY (the stored state is not plain JSON)") from None
+                raise CipherKeyMismatch(CipherKeyMismatch.ENCRYPTED) from None
             raise StoreError(
                 f"cannot decode a stored {topic} event ({exc.__class__.__name__}: {exc})"
             ) from None

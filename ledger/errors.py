@@ -60,3 +60,33 @@ class ConcurrencyConflict(LedgerError):
 
 class StoreError(LedgerError):
     """The store cannot be opened or read (bad URL, wrong key, corrupt data)."""
+
+
+class LedgerNotFound(StoreError):
+    """A reader named a ledger that does not exist (nothing was created)."""
+
+    def __init__(self, location: str, why: str = "") -> None:
+        self.location = location
+        super().__init__(
+            f"no ledger at {location}{': ' + why if why else ''} (give --db or ORDER_LEDGER_DB "
+            "to name an existing ledger; only writes such as `apply` create one)")
+
+
+class LedgerReadOnly(StoreError):
+    """A write was asked of a ledger that cannot be written (read-only file or directory)."""
+
+    def __init__(self, location: str, why: str) -> None:
+        self.location = location
+        super().__init__(
+            f"the ledger at {location} is read-only: {why} (readers such as show, orders, "
+            "report, audit, history, check and export still work)")
+
+
+class CipherKeyMismatch(StoreError):
+    """ORDER_LEDGER_CIPHER_KEY does not fit the ledger: set on a plain ledger, missing on
+    an encrypted one, or another key than the one the events were written with."""
+
+    NOT_ENCRYPTED = "this ledger is not encrypted: unset ORDER_LEDGER_CIPHER_KEY"
+    ENCRYPTED = "this ledger is encrypted: set ORDER_LEDGER_CIPHER_KEY"
+    OTHER_KEY = ("this ledger is encrypted with another key: set ORDER_LEDGER_CIPHER_KEY to "
+                 "the key its events were written with")

@@ -18,6 +18,7 @@ import os
 import sqlite3
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any, Iterable, Sequence
 from urllib.parse import parse_qs, unquote, urlparse
 
@@ -27,7 +28,7 @@ from psycopg.sql import Identifier
 from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteCursor
 
 from . import chain
-from .errors import LedgerBusy, StoreError
+from .errors import LedgerBusy, LedgerNotFound, LedgerReadOnly, StoreError
 
 DEFAULT_DB = "order-ledger.db"
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
@@ -157,13 +158,13 @@ class LedgerRecorderMixin:
 
     def last_recorded(self) -> datetime | None:
         """The latest recording time (None before the first commit that recorded one)."""
-        rows = self._rows(f"SELECT MAX(recorded_us) FROM {self.prefix}ledger_commits")
+        rows = self._rows_if_table(f"SELECT MAX(recorded_us) FROM {self.prefix}ledger_commits")
         return from_us(rows[0][0]) if rows and rows[0][0] is not None else None
 
     def position_recorded_by(self, until: datetime) -> int | None:
         """The last position recorded at or before ``until``; None when the ledger holds
         no recording times (it was written before they existed)."""
-        rows = self._rows(f"SELECT COUNT(*), MAX(CASE WHEN recorded_us <= {self.P} "
+        rows = self._rows_if_table(f"SELECT COUNT(*), MAX(CASE WHEN recorded_us <= {self.P} "
                           f"THEN position END) FROM {self.prefix}ledger_commits", (to_us(until),))
         if not rows or not rows[0][0]:
             return None
@@ -173,7 +174,7 @@ class LedgerRecorderMixin:
         """Late facts rejected because a deadline had already been applied, oldest first:
         (recorded_us, command_id, type, order_id, at_us, deadline_us, deadline, command)."""
         where = f" WHERE order_id = {self.P}" if order_id else ""
-        return [tuple(r) for r in self._rows(
+        return [tuple(r) for r in self._rows_if_table(
             f"SELECT recorded_us, command_id, type, order_id, at_us, deadline_us, deadline, "
             f"command FROM {self.prefix}ledger_conflicts{where} ORDER BY id",
             (order_id,) if order_id else ())]
@@ -207,18 +208,18 @@ class LedgerRecorderMixin:
 
     def chain_rows(self, start: int, stop: int) -> list[tuple[int, bytes]]:
         """Chain rows with ``start <= position <= stop``, in order."""
-        return [(r[0], bytes(r[1])) for r in self._rows(
+        return [(r[0], bytes(r[1])) for r in self._rows_if_table(
             f"SELECT position, hash FROM {self.prefix}ledger_chain "
             f"WHERE position >= {self.P} AND position <= {self.P} ORDER BY position",
             (start, stop))]
 
     def chain_head(self) -> tuple[int, bytes] | None:
-        rows = self._rows(f"SELECT position, hash FROM {self.prefix}ledger_chain "
+        rows = self._rows_if_table(f"SELECT position, hash FROM {self.prefix}ledger_chain "
                           "ORDER BY position DESC LIMIT 1")
         return (rows[0][0], bytes(rows[0][1])) if rows else None
 
     def chain_after(self, position: int, limit: int) -> list[tuple[int, bytes]]:
-        return [(r[0], bytes(r[1])) for r in self._rows(
+        return [(r[0], bytes(r[1])) for r in self._rows_if_table(
             f"SELECT position, hash FROM {self.prefix}ledger_chain WHERE position > {self.P} "
             f"ORDER BY position LIMIT {int(limit)}", (position,))]
 
@@ -226,6 +227,17 @@ class LedgerRecorderMixin:
 
     def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
         raise NotImplementedError
+
+    def _rows_if_table(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
+        """:meth:`_rows` over a table a newer version added: none when a ledger from an
+        older version is opened for reading (readers create no tables)."""
+        try:
+            return self._rows(sql, params)
+        except Exception as exc:  # noqa: BLE001 - sqlite3 / psycopg errors
+            text = str(exc).lower()
+            if "no such table" in text or "does not exist" in text:
+                return []
+            raise
 
     def read_clock(self) -> datetime | None:
         rows = self._rows(f"SELECT at FROM {self.prefix}ledger_clock WHERE id = 1")
@@ -300,6 +312,14 @@ class LedgerRecorderMixin:
 
 
 class LedgerSQLiteRecorder(LedgerRecorderMixin, SQLiteApplicationRecorder):
+    def __init__(self, datastore: Any, **kwargs: Any) -> None:
+        super().__init__(datastore, **kwargs)
+        pool = datastore.pool
+        if "mode=ro" in pool.db_name or "immutable=1" in pool.db_name:
+            # a reader leaves the file's journal mode alone: the library would switch a
+            # rollback-journal file (a backup copy) to WAL, a write a reader cannot make
+            pool.is_journal_mode_wal = True
+
     def construct_create_table_statements(self) -> list[str]:
         return super().construct_create_table_statements() + EXTRA_TABLES_SQLITE
 
@@ -313,6 +333,8 @@ class LedgerSQLiteRecorder(LedgerRecorderMixin, SQLiteApplicationRecorder):
             try:
                 cursor.execute("BEGIN IMMEDIATE")
             except sqlite3.OperationalError as exc:
+                if "readonly" in str(exc).lower():
+                    raise LedgerReadOnly(pool.db_name, str(exc)) from None
                 raise LedgerBusy(
                     f"the ledger file is locked by another writer ({exc}); try again") from None
             try:
@@ -392,15 +414,18 @@ EXTRA_TABLES_PG = [
 class LedgerPostgresRecorder(LedgerRecorderMixin, PostgresApplicationRecorder):
     P = "%s"
     position_column = "notification_id"
+    #: writers create the schema if missing; readers (:class:`LedgerPostgresReader`) never do
+    create_schema = True
 
     def __init__(self, datastore: Any, **kwargs: Any) -> None:
         super().__init__(datastore, **kwargs)
         from psycopg.sql import SQL
 
         self.prefix = f'"{datastore.schema}".'
-        with datastore.transaction(commit=True) as curs:
-            curs.execute(SQL("CREATE SCHEMA IF NOT EXISTS {0}").format(
-                Identifier(datastore.schema)))
+        if self.create_schema:
+            with datastore.transaction(commit=True) as curs:
+                curs.execute(SQL("CREATE SCHEMA IF NOT EXISTS {0}").format(
+                    Identifier(datastore.schema)))
 
         for stmt in EXTRA_TABLES_PG:
             self.sql_create_statements.append(SQL(stmt.format(schema=f'"{datastore.schema}"')))
@@ -446,6 +471,12 @@ class LedgerPostgresRecorder(LedgerRecorderMixin, PostgresApplicationRecorder):
         with self.datastore.transaction(commit=False) as curs:
             curs.execute(sql, params)
             return [tuple(r.values()) for r in curs.fetchall()]
+
+
+class LedgerPostgresReader(LedgerPostgresRecorder):
+    """The recorder of a ledger opened for reading: no schema, table or function is created."""
+
+    create_schema = False
 
 
 # --- choosing a backend -------------------------------------------------------------
@@ -497,22 +528,174 @@ def lock_timeout() -> str:
     return text
 
 
-def env_for(db: str) -> dict[str, str]:
-    """The ``eventsourcing`` environment for a ledger location."""
-    env: dict[str, str] = {"ORIGINATOR_ID_TYPE": "text", "CREATE_TABLE": "y"}
+#: a table every ledger has (both backends): "does this ledger exist" looks for it
+LEDGER_TABLE = "ledger_commands"
+#: seconds to wait for a PostgreSQL server to answer before saying why not
+PG_CONNECT_TIMEOUT = 5
+MODES = ("write", "read")
+
+
+def sqlite_file(db: str) -> str | None:
+    """The file behind a SQLite ledger location, or None (PostgreSQL, in-memory, URIs)."""
+    if is_postgres(db):
+        return None
+    if db.startswith("sqlite:///"):
+        db = db[len("sqlite:///"):]
+    if db == ":memory:" or db.startswith("file:"):
+        return None
+    return db
+
+
+def _sqlite_tables(uri: str) -> set[str]:
+    conn = sqlite3.connect(uri, uri=True)
+    try:
+        return {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    finally:
+        conn.close()
+
+
+def sqlite_reader_uri(path: str) -> str:
+    """How a reader opens the SQLite ledger file ``path``: a read-only URI.
+
+    ``mode=ro`` when SQLite can use the ledger's WAL files (it may create the
+    ``-shm``/``-wal`` files beside the ledger, as any reader does);
+    ``immutable=1`` when it cannot (a read-only directory without them), which
+    is exact as long as no write-ahead log holds changes the file does not.
+    Raises :class:`LedgerNotFound` when there is no ledger at ``path`` and
+    creates nothing.
+    """
+    if not os.path.isfile(path):
+        raise LedgerNotFound(path, "it is a directory" if os.path.isdir(path) else "")
+    base = Path(path).absolute().as_uri()
+    try:
+        uri = base + "?mode=ro"
+        tables = _sqlite_tables(uri)
+    except sqlite3.OperationalError as exc:
+        # e.g. "unable to open database file" / "attempt to write a readonly database":
+        # a WAL ledger whose directory we cannot write, so no -shm can be made
+        wal = path + "-wal"
+        if os.path.exists(wal) and os.path.getsize(wal) > 0:
+            raise StoreError(
+                f"cannot read the ledger at {path}: its write-ahead log {wal} holds changes "
+                f"that are not in the file yet and SQLite cannot open it read-only here ({exc}); "
+                "copy the ledger with its -wal file to a writable directory") from None
+        uri = base + "?immutable=1"
+        try:
+            tables = _sqlite_tables(uri)
+        except sqlite3.Error as exc2:
+            raise StoreError(f"cannot read the ledger at {path}: {exc2}") from None
+    except sqlite3.DatabaseError as exc:
+        raise LedgerNotFound(path, f"the file is not a SQLite database ({exc})") from None
+    if LEDGER_TABLE not in tables:
+        raise LedgerNotFound(path, "the file holds no order ledger" if tables else "")
+    return uri
+
+
+def _writable(path: str) -> bool:
+    return os.access(path, os.W_OK)
+
+
+def check_sqlite_writable(path: str) -> None:
+    """Refuse (:class:`LedgerReadOnly`) a SQLite ledger file a writer could not write.
+
+    SQLite writes the file and creates its ``-wal``, ``-shm`` and the ledger's
+    ``-writer.lock`` beside it, so both the file and its directory must be
+    writable. Found before anything is written, so the message names the cause.
+    """
+    parent = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(parent):
+        raise StoreError(
+            f"cannot create the ledger {path!r}: directory {parent!r} does not exist")
+    if os.path.exists(path):
+        if os.path.isdir(path):
+            raise StoreError(f"cannot open the ledger {path!r}: it is a directory")
+        if not _writable(path):
+            raise LedgerReadOnly(path, "the file is not writable")
+        if not _writable(parent):
+            raise LedgerReadOnly(path, f"its directory {parent} is not writable (SQLite keeps "
+                                       "its journal and lock files there)")
+    elif not _writable(parent):
+        raise LedgerReadOnly(path, f"cannot create it: directory {parent} is not writable")
+
+
+def pg_settings(db: str) -> dict[str, str]:
+    """Connection settings of a ``postgresql://`` ledger URL."""
+    u = urlparse(db)
+    q = parse_qs(u.query)
+    return {
+        "dbname": (u.path or "/").lstrip("/") or "postgres",
+        "host": u.hostname or "localhost",
+        "port": str(u.port or 5432),
+        "user": unquote(u.username or os.environ.get("PGUSER", "postgres")),
+        "password": unquote(u.password or os.environ.get("PGPASSWORD", "")),
+        "schema": q.get("schema", ["public"])[0],
+    }
+
+
+def probe_postgres(db: str, *, must_exist: bool) -> None:
+    """One direct connection to the server before the library builds its pool.
+
+    A refused connection, an unknown database or role, a wrong password fail
+    here within :data:`PG_CONNECT_TIMEOUT` seconds with the server's own reason
+    (:class:`StoreError`); with ``must_exist`` a schema without the ledger's
+    tables is :class:`LedgerNotFound`. Creates nothing.
+    """
+    import psycopg
+
+    s = pg_settings(db)
+    where = f"PostgreSQL at {s['host']}:{s['port']}, database {s['dbname']!r}, user {s['user']!r}"
+    try:
+        with psycopg.connect(host=s["host"], port=s["port"], dbname=s["dbname"], user=s["user"],
+                             password=s["password"] or None, autocommit=True,
+                             connect_timeout=PG_CONNECT_TIMEOUT) as conn:
+            if must_exist:
+                row = conn.execute("SELECT to_regclass(%s)",
+                                   (f'"{s["schema"]}".{LEDGER_TABLE}',)).fetchone()
+                if row is None or row[0] is None:
+                    raise LedgerNotFound(_describe_pg(db), f"schema {s['schema']!r} holds no ledger")
+    except psycopg.OperationalError as exc:
+        reason = " ".join(str(exc).split())  # the server's reason, on one line
+        raise StoreError(f"cannot connect to {where}: {reason}") from None
+    except psycopg.Error as exc:
+        raise StoreError(f"cannot read {where}: {' '.join(str(exc).split())}") from None
+
+
+def _describe_pg(db: str) -> str:
+    """The URL without its password."""
+    u = urlparse(db)
+    if u.password:
+        netloc = f"{u.username}:***@{u.hostname}" + (f":{u.port}" if u.port else "")
+        return u._replace(netloc=netloc).geturl()
+    return db
+
+
+def env_for(db: str, mode: str = "write") -> dict[str, str]:
+    """The ``eventsourcing`` environment for a ledger location, opened to ``mode``.
+
+    ``write``: the ledger is created if missing; a read-only SQLite file or
+    directory is refused (:class:`LedgerReadOnly`). ``read``: the ledger must
+    exist (:class:`LedgerNotFound`) and is opened read-only; nothing is created.
+    On PostgreSQL the server is asked first (:func:`probe_postgres`).
+    """
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
+    reading = mode == "read"
+    env: dict[str, str] = {"ORIGINATOR_ID_TYPE": "text", "CREATE_TABLE": "n" if reading else "y"}
     env.update(cipher_env())
     if is_postgres(db):
-        u = urlparse(db)
-        q = parse_qs(u.query)
+        probe_postgres(db, must_exist=reading)
+        s = pg_settings(db)
         env.update(
             PERSISTENCE_MODULE="eventsourcing.postgres",
-            APPLICATION_RECORDER_TOPIC="ledger.store:LedgerPostgresRecorder",
-            POSTGRES_DBNAME=(u.path or "/").lstrip("/") or "postgres",
-            POSTGRES_HOST=u.hostname or "localhost",
-            POSTGRES_PORT=str(u.port or 5432),
-            POSTGRES_USER=unquote(u.username or os.environ.get("PGUSER", "postgres")),
-            POSTGRES_PASSWORD=unquote(u.password or os.environ.get("PGPASSWORD", "")),
-            POSTGRES_SCHEMA=q.get("schema", ["public"])[0],
+            APPLICATION_RECORDER_TOPIC="ledger.store:" + (
+                "LedgerPostgresReader" if reading else "LedgerPostgresRecorder"),
+            POSTGRES_DBNAME=s["dbname"],
+            POSTGRES_HOST=s["host"],
+            POSTGRES_PORT=s["port"],
+            POSTGRES_USER=s["user"],
+            POSTGRES_PASSWORD=s["password"],
+            POSTGRES_SCHEMA=s["schema"],
+            POSTGRES_CONNECT_TIMEOUT=str(PG_CONNECT_TIMEOUT),
             POSTGRES_LOCK_TIMEOUT=lock_timeout(),
             POSTGRES_POOL_SIZE="2",
             POSTGRES_MAX_OVERFLOW="4",
@@ -520,14 +703,19 @@ def env_for(db: str) -> dict[str, str]:
     else:
         if db.startswith("sqlite:///"):
             db = db[len("sqlite:///"):]
-        parent = os.path.dirname(os.path.abspath(db))
-        if not os.path.isdir(parent):
-            raise StoreError(
-                f"cannot create the ledger {db!r}: directory {parent!r} does not exist")
+        path = sqlite_file(db)
+        name = db
+        if path is not None:
+            if reading:
+                name = sqlite_reader_uri(path)
+            else:
+                check_sqlite_writable(path)
+        elif reading and db == ":memory:":
+            raise LedgerNotFound(db, "an in-memory ledger exists only in the process that made it")
         env.update(
             PERSISTENCE_MODULE="eventsourcing.sqlite",
             APPLICATION_RECORDER_TOPIC="ledger.store:LedgerSQLiteRecorder",
-            SQLITE_DBNAME=db,
+            SQLITE_DBNAME=name,
             SQLITE_LOCK_TIMEOUT=lock_timeout(),
         )
     return env

@@ -26,6 +26,7 @@ from .common import (
     json_option,
     now_option,
     open_ledger,
+    open_reader,
     print_json,
     yes_option,
     print_rows,
@@ -147,7 +148,7 @@ def show(order_id: str, db: str | None, as_json: bool, as_of: datetime | None = 
          at_position: int | None = None) -> None:
     """Print an order's current state (or, with --as-of / --at-position, a past one)."""
     past = as_of is not None or at_position is not None
-    ledger = open_ledger(db)
+    ledger = open_reader(db)
     try:
         if past:
             from .replay_commands import as_of_order_view

@@ -100,15 +100,30 @@ def _days(delta: Any) -> str:
     return f"{days:.1f} days" if days < 10 else f"{days:.0f} days"
 
 
-def open_ledger(db: str | None, now: datetime | None = None) -> Ledger:
+def open_ledger(db: str | None, now: datetime | None = None, *, mode: str = "write") -> Ledger:
+    """Open the ledger for a command; the library's store errors (no ledger, read-only,
+    unreachable server, bad URL) are usage errors: exit 2 with the reason."""
     try:
-        return Ledger(db, clock=FixedClock(now) if now else SystemClock())
+        ledger = Ledger(db, clock=FixedClock(now) if now else SystemClock(), mode=mode)
     except StoreError as exc:
         raise click.UsageError(str(exc)) from None
     except LedgerError as exc:
         raise click.ClickException(str(exc)) from None
     except Exception as exc:  # the library's connection errors, bad URLs
         raise click.UsageError(f"cannot open the ledger {db!r}: {exc}") from None
+    if mode == "write":
+        try:
+            ledger.probe_store()  # e.g. a cipher key that does not fit: refused before any work
+        except StoreError as exc:
+            ledger.close()
+            raise click.UsageError(str(exc)) from None
+    return ledger
+
+
+def open_reader(db: str | None, now: datetime | None = None) -> Ledger:
+    """Open an existing ledger read-only for a read command: exit 2 "no ledger at …"
+    when there is none (nothing is created); works on read-only storage."""
+    return open_ledger(db, now, mode="read")
 
 
 def to_jsonable(obj: Any) -> Any:

@@ -30,6 +30,7 @@ from .common import (
     now_option,
     open_ledger,
     open_ledger_for_check,
+    open_reader,
     print_json,
     yes_option,
 )
@@ -395,7 +396,7 @@ def message_check(file: Any, db: str | None, as_json: bool, now: datetime | None
     messages = _read_messages(file.read())
     if not messages:
         raise click.UsageError("the file holds no message")
-    ledger = open_ledger(db) if db else None
+    ledger = open_reader(db) if db else None
     try:
         results = [check_one(m, n, ledger=ledger, now=now) for n, m in messages]
     finally:
@@ -418,7 +419,7 @@ def check_send_message(*, order_id: str, purpose: str, language: str, body: str,
                        attachments: list[dict] | None, phone_reason: str | None,
                        db: str | None, now: datetime | None, as_json: bool) -> None:
     """``send-message --check-only``: check against the ledger's order, send nothing, exit."""
-    ledger = open_ledger(db, now)
+    ledger = open_reader(db, now)
     try:
         msg = {"order_id": order_id, "purpose": purpose, "language": language, "body": body,
                "attachments": attachments or [], "phone_reason": phone_reason}

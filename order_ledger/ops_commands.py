@@ -22,22 +22,13 @@ import click
 from ledger.errors import StoreError
 from ledger.store import is_postgres, resolve_db
 
-from .common import console, db_option, err_console, json_option, open_ledger, print_json
+from .common import (console, db_option, err_console, json_option, open_ledger, open_reader,
+                     print_json)
 
 
 def register(main: click.Group) -> None:
     for command in (check_cmd, backup_cmd, restore_cmd, keygen_cmd, digest_cmd, migrate_cmd):
         main.add_command(command)
-
-
-def _existing_ledger(db: str | None) -> str:
-    """The ledger location; a SQLite file must already exist (check never creates one)."""
-    location = resolve_db(db)
-    if not is_postgres(location):
-        path = location[len("sqlite:///"):] if location.startswith("sqlite:///") else location
-        if not os.path.isfile(path):
-            raise click.UsageError(f"no ledger file at {path!r} (give --db or ORDER_LEDGER_DB)")
-    return location
 
 
 # --- check ---------------------------------------------------------------------------------
@@ -145,7 +136,7 @@ def check_cmd(db: str | None, views: str | None, as_json: bool, limit: int,
         wanted = Digest.parse(digest) if digest is not None else None
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--digest") from None
-    ledger = open_ledger(_existing_ledger(db))
+    ledger = open_reader(db)
     notes: list[str] = []
     try:
         report = check_ledger(ledger, limit=limit, extra=[projection_check(views, notes)],
@@ -189,7 +180,7 @@ def digest_cmd(db: str | None, as_json: bool) -> None:
     Publish it or keep it somewhere else: later, `order-ledger check --digest
     TOKEN` proves that the history up to POSITION is still exactly what it was.
     """
-    ledger = open_ledger(_existing_ledger(db))
+    ledger = open_reader(db)
     try:
         head = ledger.digest()
         events = ledger.head()
@@ -216,7 +207,8 @@ def migrate_cmd(db: str | None, as_json: bool) -> None:
     Today: hash every stored event into the tamper-evidence chain, in one
     transaction, under the writer lock.
     """
-    ledger = open_ledger(_existing_ledger(db))
+    open_reader(db).close()  # a ledger to migrate must exist: never create one here
+    ledger = open_ledger(db)
     try:
         hashed = ledger.migrate()
         head = ledger.digest()
@@ -265,9 +257,8 @@ def backup_cmd(file: str, db: str | None, as_json: bool, force: bool) -> None:
             markup=False)
         err_console.print(PG_GUIDANCE, markup=False)
         sys.exit(2)
-    location = _existing_ledger(location)
     try:
-        result = backup(location, file, overwrite=force)
+        result = backup(location, file, overwrite=force)  # "no ledger at …" when missing
     except StoreError as exc:
         raise click.UsageError(str(exc)) from None
     _print_copy("backed up", result, as_json)

@@ -18,11 +18,10 @@ from typing import Any, Awaitable, Callable
 
 import click
 
-from ledger.errors import LedgerError
+from ledger.errors import LedgerError, StoreError
 from ledger.store import is_postgres, resolve_db
 from projections import NAMES, Views, ViewsError, ViewsLocationError, read, views_path
 from projections.model import STATUSES
-from projections.source import sqlite_file
 
 from .common import (
     WHEN,
@@ -32,6 +31,7 @@ from .common import (
     err_console,
     json_option,
     open_ledger,
+    open_reader,
     print_json,
     print_rows,
 )
@@ -70,18 +70,17 @@ def run_views(db: str | None, views: str | None,
 
     ``catch_up``: bring the views to the ledger's head first, with a progress bar.
     """
-    location = resolve_db(db)
-    path = sqlite_file(location)
-    if not is_postgres(location) and path is not None and not os.path.exists(path):
-        raise click.UsageError(
-            f"no ledger at {path!r}: give --db (or ORDER_LEDGER_DB), or apply commands first")
     options.setdefault("jobs", None)  # automatic: a big first build uses both cores
-    ledger = open_ledger(db)
+    ledger = open_reader(db)
     try:
         target = views_path(ledger.db, views)
 
         async def main() -> Any:
             async with Views(ledger, views, on_wait=_wait_note(target), **options) as v:
+                if v.in_memory_because:
+                    err_console.print(f"note: views computed in memory for this run: "
+                                      f"{v.in_memory_because} (give --views PATH to keep them)",
+                                      markup=False)
                 # catch up first, with a progress bar when that takes a while (on a TTY)
                 if catch_up:
                     with _Bar("updating the views", True) as bar:
@@ -91,6 +90,8 @@ def run_views(db: str | None, views: str | None,
         return asyncio.run(main())
     except ViewsLocationError as exc:
         raise click.UsageError(str(exc)) from None
+    except StoreError:
+        raise  # the store cannot be read (e.g. the cipher key): exit 2 from the command group
     except (ViewsError, LedgerError) as exc:
         raise click.ClickException(str(exc)) from None
     finally:

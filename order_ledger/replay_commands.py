@@ -21,6 +21,7 @@ from .common import (
     err_console,
     json_option,
     open_ledger,
+    open_reader,
     print_json,
     to_jsonable,
 )
@@ -34,7 +35,7 @@ from .common import (
               help="Stop at this global position.")
 def history(order_id: str, db: str | None, as_json: bool, at_position: int | None) -> None:
     """Step through an order's life: every event with the state after it."""
-    ledger = open_ledger(db)
+    ledger = open_reader(db)
     try:
         steps = order_history(ledger, order_id, upto=at_position)
     finally:
@@ -78,7 +79,7 @@ def _short(v: Any) -> str:
 @json_option
 def explain_cmd(order_id: str, db: str | None, as_json: bool) -> None:
     """Why an order is in its status, and what happens next."""
-    ledger = open_ledger(db)
+    ledger = open_reader(db)
     try:
         result = explain(ledger, order_id)
     finally:
@@ -117,7 +118,7 @@ def explain_cmd(order_id: str, db: str | None, as_json: bool) -> None:
 def export_cmd(db: str | None, orders: tuple, since: datetime | None, until: datetime | None,
                redact: bool, salt: str | None, out: str | None) -> None:
     """Write a checksummed event bundle (JSON Lines) to reproduce a problem elsewhere."""
-    ledger = open_ledger(db)
+    ledger = open_reader(db)
     try:
         if out:
             import os
@@ -201,19 +202,6 @@ def as_of_options(fn: Any) -> Any:
     return fn
 
 
-def open_existing(db: str | None) -> Any:
-    """Open a ledger that must exist already (a missing SQLite file is a usage error)."""
-    from ledger.store import is_postgres, resolve_db
-    from projections.source import sqlite_file
-
-    location = resolve_db(db)
-    path = sqlite_file(location)
-    if not is_postgres(location) and path is not None and not os.path.exists(path):
-        raise click.UsageError(
-            f"no ledger at {path!r}: give --db (or ORDER_LEDGER_DB), or apply commands first")
-    return open_ledger(db)
-
-
 def _point(ledger: Any, as_of: datetime | None, at_position: int | None) -> Any:
     from replay.asof import AsOfError, resolve
 
@@ -229,7 +217,7 @@ def as_of_read(db: str | None, as_of: datetime | None, at_position: int | None,
     """``read(snapshot, evaluation time)`` on the projections as of the point asked for."""
     from replay.asof import evaluation_time, snapshot
 
-    ledger = open_existing(db)
+    ledger = open_reader(db)
     try:
         point = _point(ledger, as_of, at_position)
         return read(snapshot(ledger, point, names), evaluation_time(point))
@@ -372,7 +360,7 @@ def replay_cmd(until: str | None, out_dir: str, at: datetime | None, db: str | N
         as_of, position = parse_until(until)
     except click.BadParameter as exc:
         raise click.UsageError(f"--until: {exc.message}") from None
-    ledger = open_existing(db)
+    ledger = open_reader(db)
     try:
         point = _point(ledger, as_of, position)
         try:
@@ -468,7 +456,7 @@ def bisect_cmd(order_id: str | None, until_status: str | None, expect: str | Non
         raise click.UsageError(str(exc)) from None
     if until_status and not order_id:
         raise click.UsageError("--until-status needs --order ID")
-    ledger = open_existing(db)
+    ledger = open_reader(db)
     try:
         try:
             f = bisect(ledger, pred, order_id, at=at, linear=linear)
@@ -595,7 +583,7 @@ def diff_cmd(db: str | None, other_db: str | None, as_of: datetime | None,
                                        other_at_position)):
             raise click.UsageError("--views compares the stored views with a rebuild at their "
                                    "checkpoints: it takes no other ledger or point")
-        ledger = open_existing(db)
+        ledger = open_reader(db)
         try:
             path = views_path(ledger.db, views or None)
             if path == ":memory:" or not os.path.exists(path):
@@ -608,9 +596,9 @@ def diff_cmd(db: str | None, other_db: str | None, as_of: datetime | None,
         finally:
             ledger.close()
     else:
-        a = open_existing(db)
+        a = open_reader(db)
         try:
-            b = open_existing(other_db) if other_db else a
+            b = open_reader(other_db) if other_db else a
         except BaseException:
             a.close()
             raise

@@ -12,12 +12,18 @@ import asyncio
 import sys
 
 from ledger.application import Ledger
+from ledger.errors import StoreError
 
 from .views import Views
 
 
 async def _main(args: argparse.Namespace) -> int:
-    with Ledger(args.db) as ledger:
+    try:
+        ledger = Ledger(args.db, mode="read")  # the views are written, never the ledger
+    except StoreError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    with ledger:
         async with Views(ledger, args.views, batch_size=args.batch_size,
                          batch_delay=args.batch_delay, jobs=args.jobs) as v:
             if args.action == "rebuild":

@@ -21,20 +21,11 @@ from pathlib import Path
 from typing import Any
 
 from ledger import events as ev
-from ledger.store import LedgerSQLiteRecorder, is_postgres
+from ledger.store import LedgerSQLiteRecorder, sqlite_file
+
+__all__ = ["EventSource", "Row", "sqlite_file"]
 
 Row = tuple[int, str, ev.Event]
-
-
-def sqlite_file(db: str) -> str | None:
-    """The file behind a SQLite ledger location, or None (PostgreSQL, in-memory)."""
-    if is_postgres(db):
-        return None
-    if db.startswith("sqlite:///"):
-        db = db[len("sqlite:///"):]
-    if db == ":memory:" or db.startswith("file:"):
-        return None
-    return db
 
 
 class EventSource:
@@ -53,7 +44,9 @@ class EventSource:
         path = sqlite_file(ledger.db)
         if isinstance(rec, LedgerSQLiteRecorder) and path and os.path.exists(path):
             try:
-                uri = Path(path).absolute().as_uri() + "?mode=ro"
+                name = rec.datastore.pool.db_name  # a reader's read-only URI (mode=ro/immutable)
+                uri = name if name.startswith("file:") else (
+                    Path(path).absolute().as_uri() + "?mode=ro")
                 conn = sqlite3.connect(uri, uri=True, check_same_thread=False)
                 conn.execute("PRAGMA busy_timeout = 10000")
                 conn.execute(f"SELECT MAX(rowid) FROM {rec.events_table_name}").fetchone()

@@ -25,6 +25,7 @@ import json
 import mmap
 import os
 import signal
+import sqlite3
 import struct
 import time
 from contextlib import asynccontextmanager
@@ -102,6 +103,19 @@ def views_path(db: str, views: str | None = None) -> str:
     return root + ".views.db" if ext == ".db" else path + ".views.db"
 
 
+def unwritable_because(path: str) -> str | None:
+    """Why a views file could not be written at ``path`` (None when it could, or when
+    its directory is missing: that is reported when the file is opened)."""
+    parent = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(parent):
+        return None
+    if os.path.exists(path) and not os.access(path, os.W_OK):
+        return f"the views file {path} is read-only"
+    if not os.access(parent, os.W_OK):
+        return f"directory {parent} is not writable"
+    return None
+
+
 @dataclass
 class RunResult:
     """What a sync or rebuild did."""
@@ -131,6 +145,13 @@ class Views:
                  batch_delay: float = 0.0, jobs: int | None = 1) -> None:
         self.ledger = ledger
         self.path = views_path(ledger.db, path)
+        #: why the views are computed in memory for this run instead of in their default
+        #: file (that place is not writable: read-only media); None when they are stored
+        self.in_memory_because: str | None = None
+        if path is None and not os.environ.get("ORDER_LEDGER_VIEWS") and self.path != ":memory:":
+            self.in_memory_because = unwritable_because(self.path)
+            if self.in_memory_because is not None:
+                self.path = ":memory:"
         #: processes for a rebuild (forked); None = automatic (see :meth:`_jobs_for`).
         #: 1 by default: forking is for the command line, not for any host process.
         self.jobs = jobs
@@ -165,19 +186,31 @@ class Views:
                 raise ViewsLocationError(
                     f"cannot create the views file {self.path!r}: directory {parent!r} "
                     "does not exist (choose another place with --views)")
+            why = unwritable_because(self.path)
+            if why is not None:
+                raise ViewsLocationError(f"cannot write the views file {self.path!r}: {why} "
+                                         "(choose a writable place with --views PATH)")
         try:
             db = await aiosqlite.connect(self.path, isolation_level=None)
         except Exception as exc:
             raise ViewsLocationError(f"cannot open the views file {self.path!r}: {exc}") from None
-        # temp_store stays FILE: a rebuild's CREATE INDEX sorts every row, and in
-        # memory that sort would grow with the ledger
-        for pragma in ("journal_mode = WAL", "synchronous = NORMAL", "busy_timeout = 30000",
-                       "cache_size = -65536"):
-            await db.execute(f"PRAGMA {pragma}")
-        await db.execute(
-            "CREATE TABLE IF NOT EXISTS checkpoints (name TEXT PRIMARY KEY,"
-            " position INTEGER NOT NULL, version INTEGER NOT NULL, updated_at TEXT NOT NULL)")
-        await db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)")
+        try:
+            # temp_store stays FILE: a rebuild's CREATE INDEX sorts every row, and in
+            # memory that sort would grow with the ledger
+            for pragma in ("journal_mode = WAL", "synchronous = NORMAL", "busy_timeout = 30000",
+                           "cache_size = -65536"):
+                await db.execute(f"PRAGMA {pragma}")
+            await db.execute(
+                "CREATE TABLE IF NOT EXISTS checkpoints (name TEXT PRIMARY KEY,"
+                " position INTEGER NOT NULL, version INTEGER NOT NULL, updated_at TEXT NOT NULL)")
+            await db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)")
+        except sqlite3.OperationalError as exc:
+            await db.close()
+            if "readonly" not in str(exc) and "unable to open" not in str(exc):
+                raise
+            raise ViewsLocationError(
+                f"cannot write the views file {self.path!r}: {exc} (choose a writable place "
+                "with --views PATH)") from None
         self._db = db
         return db
 
@@ -414,7 +447,7 @@ class Views:
         """Processes for a rebuild: ``jobs``; ``None`` = automatic: 2 on a machine with
         2+ cores for a SQLite ledger of ``PARALLEL_MIN`` events or more, else 1.
         Only SQLite ledger files on POSIX (``fork``) can be split."""
-        if not hasattr(os, "fork") or not self.source.direct:
+        if not hasattr(os, "fork") or not self.source.direct or self.path == ":memory:":
             return 1
         if self.jobs is not None:
             return max(1, self.jobs)

@@ -228,5 +228,5 @@ def test_extra_checks_hook(db):
 
 def test_check_refuses_a_missing_ledger(tmp_path):
     result = CliRunner().invoke(main, ["check", "--db", str(tmp_path / "nope.db")])
-    assert result.exit_code == 2 and "no ledger file" in result.output
+    assert result.exit_code == 2 and "no ledger at" in result.output
     assert not (tmp_path / "nope.db").exists()

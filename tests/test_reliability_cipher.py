@@ -80,7 +80,7 @@ def test_no_key_or_wrong_key_cannot_read_nor_write(db_url, monkeypatch, key):
             led.execute(cmd("set-inventory", at(50), sku="NEW", quantity=1))
         assert led.head() == head
         report = check_ledger(led)
-        assert not report.ok and {p.code for p in report.problems} == {"undecodable"}
+        assert not report.ok and {p.code for p in report.problems} == {"cipher-key"}
     runner = CliRunner()
     r = runner.invoke(main, ["show", oid(1), "--db", db_url])
     assert r.exit_code == 2 and "ORDER_LEDGER_CIPHER_KEY" in r.output, r.output
