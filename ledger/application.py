@@ -224,9 +224,15 @@ class Ledger:
         out = []
         for rec_us, cid, ctype, oid, at_us, due_us, kind, command in \
                 self.recorder.conflicts(order_id):
+            try:  # both times in the command's own UTC offset, as it was written
+                cmd_at = datetime.fromisoformat(msgspec.json.decode(command)["at"])
+            except Exception:  # noqa: BLE001 - fall back to UTC
+                cmd_at = from_us(at_us)
+            tz = cmd_at.tzinfo
             out.append({"recorded_at": from_us(rec_us).isoformat(), "order_id": oid,
-                        "command_id": cid, "type": ctype, "at": from_us(at_us).isoformat(),
-                        "deadline": kind, "deadline_at": from_us(due_us).isoformat(),
+                        "command_id": cid, "type": ctype, "at": cmd_at.isoformat(),
+                        "deadline": kind,
+                        "deadline_at": from_us(due_us).astimezone(tz).isoformat(),
                         "command": command})
         return out
 
@@ -258,11 +264,13 @@ class Ledger:
         self._cache.clear()
         return done
 
-    def pending_deadlines(self, until: datetime) -> DeadlinePreview:
+    def pending_deadlines(self, until: datetime, order_id: str | None = None) -> DeadlinePreview:
         """The deadlines a command at ``until`` would fire before it runs; writes nothing.
 
-        The deadlines are decided exactly as a ``tick`` at ``until`` would decide
-        them (in memory, on freshly loaded orders), then thrown away.
+        Without ``order_id``: what a ``tick`` at ``until`` would fire (every order);
+        with it: what a command on that order would fire (its own deadlines only).
+        Decided exactly as the real command would (in memory, on freshly loaded
+        orders), then thrown away.
         """
         latest = self.now()
         preview = DeadlinePreview(until=until, ledger_time=latest)
@@ -271,8 +279,14 @@ class Ledger:
         self._cache.clear()  # the dry run changes the orders it loads: never share them
         self._head = -1
         try:
-            uow = UnitOfWork(self, [c.Tick(at=until)])
-            uow._advance(until, "preview")
+            if order_id is None:
+                uow = UnitOfWork(self, [c.Tick(at=until)])
+                uow._advance(until, "preview")
+            else:
+                uow = UnitOfWork(self, [])
+                order = uow.get(order_key(order_id))
+                if isinstance(order, Order):
+                    uow._fire(order, to_us(until), "preview")
             payloads = [e.payload for e in uow.sink if isinstance(e.payload, _DEADLINE_EVENTS)]
         finally:
             self._cache.clear()
@@ -287,16 +301,26 @@ class Ledger:
         preview.orders_canceled = len(canceled)
         return preview
 
-    def clock_jump(self, at: datetime) -> DeadlinePreview | None:
+    def clock_jump(self, at: datetime, order_id: str | None = None) -> DeadlinePreview | None:
         """The preview of a command at ``at`` if that is more than ``CLOCK_JUMP_LIMIT``
         past the ledger's latest business time, else None (an empty ledger: None).
 
         The command line asks before such a jump when the time is the wall clock.
+        A ``tick`` is compared with the ledger's clock; a command on an order
+        (``order_id``) with that order's latest event, as only its deadlines fire.
         """
-        latest = self.now()
+        if order_id is None:
+            latest = self.now()
+        else:
+            order = self.order(order_id)
+            times = [t for t in (order.fact_at, order.deadline_at) if t is not None] \
+                if order is not None else []
+            latest = max(times) if times else None
         if latest is None or at - latest <= CLOCK_JUMP_LIMIT:
             return None
-        return self.pending_deadlines(at)
+        preview = self.pending_deadlines(at, order_id)
+        preview.ledger_time = latest
+        return preview
 
     def head(self) -> int:
         """The global position of the newest event (0 when empty)."""

@@ -210,10 +210,12 @@ def run_one(ctype: str, fields: dict, *, db: str | None, now: datetime | None,
     Without ``--now`` the command acts at the wall clock; a jump of more than a
     day past the ledger's time is asked first (``guard_wall_clock``)."""
     ledger = open_ledger(db, now)
-    guard_wall_clock(ledger, now, yes)
+    # only a tick moves every order's clock; a command on an order fires its deadlines
+    if ctype == "tick" or fields.get("order_id"):
+        guard_wall_clock(ledger, now, yes, fields.get("order_id") if ctype != "tick" else None)
     try:
-        at = ledger.clock.now()
-        cmd: dict = {"type": ctype, "at": at.isoformat()}
+        # without --now the command happens when the ledger records it (under its lock)
+        cmd: dict = {"type": ctype, "at": now.isoformat() if now else None}
         if command_id:
             cmd["command_id"] = command_id
         if actor:

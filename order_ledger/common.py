@@ -12,7 +12,7 @@ import click
 from rich.console import Console
 
 from ledger.application import Ledger
-from ledger.clock import FixedClock, SystemClock
+from ledger.clock import SystemClock
 from ledger.errors import LedgerError, StoreError
 
 console = Console(highlight=False, soft_wrap=True)
@@ -59,7 +59,8 @@ def stdin_is_terminal() -> bool:
     return sys.stdin.isatty()
 
 
-def guard_wall_clock(ledger: Ledger, now: datetime | None, yes: bool) -> None:
+def guard_wall_clock(ledger: Ledger, now: datetime | None, yes: bool,
+                     order_id: str | None = None) -> None:
     """Refuse to jump the ledger's clock to the wall clock by accident.
 
     A command without ``--now`` acts at the wall clock; when that is more than
@@ -71,7 +72,7 @@ def guard_wall_clock(ledger: Ledger, now: datetime | None, yes: bool) -> None:
     if now is not None or yes:
         return
     at = ledger.clock.now()
-    p = ledger.clock_jump(at)
+    p = ledger.clock_jump(at, order_id)
     if p is None or p.ledger_time is None or p.jump is None:
         return
     what = (f"no --now given, so this acts at the wall clock {at.isoformat(timespec='seconds')}, "
@@ -104,7 +105,8 @@ def open_ledger(db: str | None, now: datetime | None = None, *, mode: str = "wri
     """Open the ledger for a command; the library's store errors (no ledger, read-only,
     unreachable server, bad URL) are usage errors: exit 2 with the reason."""
     try:
-        ledger = Ledger(db, clock=FixedClock(now) if now else SystemClock(), mode=mode)
+        # the recording clock is always the system's: --now is a command's business time
+        ledger = Ledger(db, clock=SystemClock(), mode=mode)
     except StoreError as exc:
         raise click.UsageError(str(exc)) from None
     except LedgerError as exc:
@@ -177,7 +179,7 @@ def open_ledger_for_check(db: str | None, now: datetime | None = None) -> Ledger
     from ledger.application import open_for_dry_run
 
     try:
-        return open_for_dry_run(db, clock=FixedClock(now) if now else SystemClock())
+        return open_for_dry_run(db, clock=SystemClock())
     except StoreError as exc:
         raise click.UsageError(str(exc)) from None
     except LedgerError as exc:

@@ -25,7 +25,6 @@ from .common import (
     console,
     db_option,
     err_console,
-    guard_wall_clock,
     json_option,
     now_option,
     open_ledger,
@@ -132,11 +131,12 @@ def run_feed(name: str, file: Path, *, db: str | None, as_json: bool,
         feeds.read_feed(name, data)  # whole-file checks before the ledger is touched
     except feeds.FeedError as exc:
         _usage_error(f"{file}: the feed was rejected, nothing applied: {exc}", as_json)
+    # A feed's lines act on their own orders only: no other order's deadline can fire,
+    # so a feed without --now needs no question (the clock moves only with ticks).
     ledger = _open(db, now, check)
-    if not check:
-        guard_wall_clock(ledger, now, yes)
     try:
-        report = feeds.process_feed(ledger, name, data, at=ledger.clock.now(), dry_run=check)
+        report = feeds.process_feed(ledger, name, data, at=now or ledger.clock.now(),
+                                    dry_run=check)
     except feeds.FeedError as exc:  # pragma: no cover - checked above
         _usage_error(str(exc), as_json)
         return
@@ -423,7 +423,7 @@ def check_send_message(*, order_id: str, purpose: str, language: str, body: str,
     try:
         msg = {"order_id": order_id, "purpose": purpose, "language": language, "body": body,
                "attachments": attachments or [], "phone_reason": phone_reason}
-        result = check_one(msg, 1, ledger=ledger, now=ledger.clock.now())
+        result = check_one(msg, 1, ledger=ledger, now=now or ledger.clock.now())
     finally:
         ledger.close()
     if as_json:

@@ -1,10 +1,12 @@
 """Item 7 of issue 12: a forgotten ``--now`` must not silently rewrite history.
 
-A CLI write without ``--now`` acts at the wall clock; when that is more than a
-day past the ledger's latest business time the CLI asks on a terminal (naming
-how many deadlines would fire and orders be canceled, from
-``Ledger.pending_deadlines``), refuses with exit 2 without a terminal, and
-``--yes`` goes on.
+A CLI write without ``--now`` acts at the wall clock. Only a ``tick`` moves every
+order's clock; a command on one order fires that order's deadlines only; other
+commands (set-inventory, place, feeds) fire none of an earlier order's. When a
+tick, or a command on an order, is more than a day past the ledger's (or that
+order's) latest time the CLI asks on a terminal (naming how many deadlines
+would fire and orders be canceled, from ``Ledger.pending_deadlines``), refuses
+with exit 2 without a terminal, and ``--yes`` goes on.
 """
 
 from __future__ import annotations
@@ -91,11 +93,16 @@ def test_pending_deadlines_counts_an_order_canceled_when_its_hold_ends(db_url):
     with Ledger(db_url) as led:
         outs = list(led.apply_lines(lines(
             place(oid(5), at(0)),
-            cmd("verify-payment", at(5), order_id=oid(5), outcome="declined"))))
+            cmd("verify-payment", at(5), order_id=oid(5), outcome="declined"),
+            cmd("tick", at(5)))))
         assert all(o.ok for o in outs)
         p = led.pending_deadlines(T0 + timedelta(hours=1))
         assert (p.deadlines, p.orders_canceled, p.by_event) == (1, 1, {"HoldExpired": 1})
         assert p.jump == timedelta(hours=1) - timedelta(minutes=5)
+        # the same for a command on that order alone
+        mine = led.pending_deadlines(T0 + timedelta(hours=1), oid(5))
+        assert (mine.deadlines, mine.orders_canceled) == (1, 1)
+        assert led.pending_deadlines(T0 + timedelta(hours=1), oid(6)).deadlines == 0
         assert led.order(oid(5)).status == "Pending"  # nothing written
 
 
@@ -123,37 +130,49 @@ def _cli(*args: str, input: str | None = None) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=60, env=os.environ.copy())
 
 
-@pytest.mark.parametrize("argv", [
-    ["set-inventory", "SKU-1", "30"],
-    ["tick"],
-    ["cancel", oid(2), "--reason", "NoInventory"],
-    ["verify-payment", oid(1), "verified"],
+@pytest.mark.parametrize("argv, fired", [
+    (["tick"], "3 deadline(s) would fire first, canceling 2 order(s) "
+               "(2 LedgerCanceled, 1 ShipByWarningIssued)"),
+    (["cancel", oid(2), "--reason", "NoInventory"],
+     "2 deadline(s) would fire first, canceling 1 order(s) "
+     "(1 LedgerCanceled, 1 ShipByWarningIssued)"),
+    (["verify-payment", oid(1), "verified"],
+     "1 deadline(s) would fire first, canceling 1 order(s) (1 LedgerCanceled)"),
 ])
-def test_without_a_terminal_a_wall_clock_jump_is_refused_and_writes_nothing(tmp_path, argv):
+def test_without_a_terminal_a_wall_clock_jump_is_refused_and_writes_nothing(tmp_path, argv,
+                                                                             fired):
     db = _old_ledger(tmp_path)
     before = _state(db)
     r = _cli(*argv, "--db", db, input="y\n")  # stdin is a pipe: no question is asked
     assert r.returncode == 2, r.stderr
     assert "Traceback" not in r.stderr
     text = " ".join(r.stderr.split())
-    assert ("3 deadline(s) would fire first, canceling 2 order(s) "
-            "(2 LedgerCanceled, 1 ShipByWarningIssued)") in text
+    assert fired in text
     assert "--now TIME" in text and "--yes" in text and "nothing written" in text
     assert _state(db) == before
 
 
+def test_a_command_that_fires_no_earlier_deadline_is_not_asked_about(tmp_path):
+    db = _old_ledger(tmp_path)
+    head, clock = _state(db)
+    r = _cli("set-inventory", "SKU-1", "30", "--db", db)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "set-inventory: applied: InventorySet"
+    assert _state(db) == (head + 1, clock)  # one event; the ledger's clock did not move
+
+
 def test_yes_goes_on_at_the_wall_clock(tmp_path):
     db = _old_ledger(tmp_path)
-    r = _cli("set-inventory", "SKU-1", "30", "--db", db, "--yes")
+    r = _cli("tick", "--db", db, "--yes")
     assert r.returncode == 0, r.stderr
-    assert "LedgerCanceled" in r.stdout and "InventorySet" in r.stdout
+    assert "LedgerCanceled" in r.stdout
     head, clock = _state(db)
     assert clock > datetime.now(timezone.utc) - timedelta(minutes=5)
 
 
 def test_with_now_there_is_no_question(tmp_path):
     db = _old_ledger(tmp_path)
-    r = _cli("set-inventory", "SKU-1", "30", "--db", db, "--now", at(days=2))
+    r = _cli("tick", "--db", db, "--now", at(days=2))
     assert r.returncode == 0, r.stderr
     assert "LedgerCanceled" not in r.stdout
 
@@ -161,15 +180,15 @@ def test_with_now_there_is_no_question(tmp_path):
 def test_within_a_day_of_the_ledger_or_on_an_empty_ledger_there_is_no_question(tmp_path):
     db = str(tmp_path / "recent.db")
     recent = (datetime.now(timezone.utc) - timedelta(hours=20)).isoformat()
-    r = _cli("set-inventory", "SKU-1", "5", "--db", db)  # empty ledger: nothing can fire
+    r = _cli("tick", "--db", db)  # empty ledger: nothing can fire
     assert r.returncode == 0, r.stderr
     db2 = str(tmp_path / "recent2.db")
-    assert _cli("set-inventory", "SKU-1", "5", "--db", db2, "--now", recent).returncode == 0
-    r = _cli("set-inventory", "SKU-1", "6", "--db", db2)
+    assert _cli("tick", "--db", db2, "--now", recent).returncode == 0
+    r = _cli("tick", "--db", db2)
     assert r.returncode == 0, r.stderr
 
 
-def test_a_feed_without_now_is_guarded_too(tmp_path):
+def test_a_feed_without_now_cannot_rewrite_another_orders_history(tmp_path):
     db = _old_ledger(tmp_path)
     feed = tmp_path / "ship.txt"
     feed.write_text("order-id\torder-item-id\tquantity\tship-date\tcarrier-code\t"
@@ -177,14 +196,13 @@ def test_a_feed_without_now_is_guarded_too(tmp_path):
                     f"{oid(2)}\t10000000000001\t1\t2026-03-03\tUPS\t1Z2\n", encoding="utf-8")
     before = _state(db)
     r = _cli("feed", "shipping-confirmation", str(feed), "--db", db)
-    assert r.returncode == 2, r.stdout + r.stderr
-    assert "--now TIME" in " ".join(r.stderr.split())
+    # at the wall clock the day-30 rule has passed for this order: the line is rejected,
+    # and a rejected line writes nothing (not even the deadline it would have fired)
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "[order-canceled]" in r.stdout
     assert _state(db) == before
-    r = _cli("feed", "shipping-confirmation", str(feed), "--db", db, "--yes")
-    # --yes went on: at the wall clock the day-30 rule cancels the order before the
-    # line ships it, so the line is rejected (and, being rejected, writes nothing)
-    assert r.returncode == 1, r.stderr
-    assert "[order-canceled]" in r.stdout and "is Canceled" in r.stdout
+    with Ledger(db) as led:
+        assert led.order(oid(1)).status == "Pending"  # other orders untouched
 
 
 @pytest.mark.parametrize("answer, code", [("n\n", 2), ("\n", 2), ("", 2), ("y\n", 0)])
@@ -192,8 +210,7 @@ def test_on_a_terminal_the_user_is_asked(tmp_path, monkeypatch, answer, code):
     db = _old_ledger(tmp_path)
     before = _state(db)
     monkeypatch.setattr(common, "stdin_is_terminal", lambda: True)
-    result = CliRunner().invoke(main, ["set-inventory", "SKU-1", "30", "--db", db],
-                                input=answer)
+    result = CliRunner().invoke(main, ["tick", "--db", db], input=answer)
     assert result.exit_code == code, result.output
     assert "deadline(s) would fire first, canceling 2 order(s)" in " ".join(result.output.split())
     assert "Go on at the wall clock?" in result.output

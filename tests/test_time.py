@@ -43,7 +43,7 @@ def test_other_orders_commands_never_fire_an_orders_deadlines(db_url):
         assert _events(led, b)[1] == ("HoldExpired", at(30))
         # ... but nothing touched a: its hold is still pending, with no tick
         assert [n for n, _ in _events(led, a)] == ["OrderPlaced"]
-        assert led.order(a).next_deadline()[1] == "hold"
+        assert led.order(a).next_deadline()[1] == "hold-expiry"
         # a tick tells the ledger the world reached a time: every due deadline fires
         tick = led.execute(cmd("tick", at(days=2)))
         assert tick.events == ["HoldExpired"]
@@ -66,7 +66,7 @@ def test_a_late_place_is_accepted_and_gets_its_overdue_deadlines_at_once(db_url)
 def test_order_in_time_is_per_order(db_url):
     a, b = oid(1), oid(2)
     with _ledger(db_url) as led:
-        _apply(led, *released(a), *released(b))
+        _apply(led, *released(a), *released(b, when_minutes=60))
         ship = cmd("ship", at(days=2), order_id=a, carrier_code="UPS", ship_date="2026-03-04",
                    tracking_number="1Z999")
         assert led.execute(ship).status == "applied"
@@ -95,6 +95,7 @@ def test_a_fact_that_contradicts_an_applied_deadline_is_a_conflict(db_url, tmp_p
         [conflict] = led.conflicts()
         assert conflict["order_id"] == o and conflict["command_id"] == "ship-day-29"
         assert conflict["type"] == "ship" and conflict["at"] == at(days=29)
+        assert conflict["deadline_at"] == "2026-04-01T09:00:00+01:00"
         assert conflict["deadline"] == "LedgerCanceled"
         assert json.loads(conflict["command"])["tracking_number"] == "1Z1"
         # the same line again is a second rejection, not a duplicate: it was never accepted
