@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ from builders import WALKTHROUGH, walkthrough_lines
 from ledger.application import Ledger
 from ledger.chain import GENESIS, ChainVerifier, Digest, link
 from ledger.check import check_ledger
+from ledger.clock import FixedClock
 from ledger.errors import StoreError
 
 N = 60  # walkthrough lines: enough events for edits in the middle
@@ -45,8 +47,12 @@ def _sql(db: str, statements: list[tuple[str, tuple]]) -> list:
     return out
 
 
+#: one recording time for every ledger here, so equal commands give equal bytes
+CLOCK = FixedClock(datetime(2026, 6, 1, 12, 0, tzinfo=timezone.utc))
+
+
 def _ledger(db: str, n: int = N) -> str:
-    with Ledger(db) as led:
+    with Ledger(db, clock=CLOCK) as led:
         list(led.apply_lines(walkthrough_lines(n)))
     return db
 
