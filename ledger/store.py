@@ -435,13 +435,17 @@ class LedgerPostgresRecorder(LedgerRecorderMixin, PostgresApplicationRecorder):
         # an exception here rolls everything back. Take the library's table
         # lock now (it takes it again, harmlessly), so the chain's head and the
         # positions about to be issued are ours until we commit.
-        self._write_batch(curs, kwargs.get("batch"))
+        # The reads come first, on a cursor of their own: in the library's pipeline
+        # mode a cursor that ran executemany() may still hold those results.
         if stored_events:
-            self._lock_table(curs)  # type: ignore[attr-defined]
-            table = self.prefix + self.events_table_name  # type: ignore[attr-defined]
-            curs.execute(f"SELECT MAX(notification_id) AS m FROM {table}")
-            last = curs.fetchone()["m"] or 0
-            curs.connection.ledger_chain_prev = self._chain_next(curs, last)
+            conn = curs.connection
+            with conn.cursor() as reader:
+                self._lock_table(reader)  # type: ignore[attr-defined]
+                table = self.prefix + self.events_table_name  # type: ignore[attr-defined]
+                reader.execute(f"SELECT MAX(notification_id) AS m FROM {table}")
+                last = reader.fetchone()["m"] or 0
+                conn.ledger_chain_prev = self._chain_next(reader, last)
+        self._write_batch(curs, kwargs.get("batch"))
 
     def build_chain(self) -> int:
         """The one-off migration: chain every stored event; how many were hashed."""
