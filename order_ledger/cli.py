@@ -24,12 +24,15 @@ from .common import (
     err_console,
     guard_wall_clock,
     json_option,
+    known_at,
+    known_at_option,
     now_option,
     open_ledger,
     open_reader,
+    past,
     print_json,
-    yes_option,
     print_rows,
+    yes_option,
 )
 
 
@@ -144,13 +147,15 @@ def apply(file: Any, db: str | None, as_json: bool, batch_size: int, quiet: bool
               help="The order as it was at this business time (see docs/replay.md).")
 @click.option("--at-position", "at_position", type=click.IntRange(min=0), default=None,
               metavar="N", help="The order as it was right after this global position.")
+@known_at_option
 def show(order_id: str, db: str | None, as_json: bool, as_of: datetime | None = None,
          at_position: int | None = None) -> None:
-    """Print an order's current state (or, with --as-of / --at-position, a past one)."""
-    past = as_of is not None or at_position is not None
+    """Print an order's current state (or, with --as-of / --at-position / --known-at,
+    a past one)."""
+    in_past = past(as_of, at_position)
     ledger = open_reader(db)
     try:
-        if past:
+        if in_past:
             from .replay_commands import as_of_order_view
 
             view = as_of_order_view(ledger, order_id, as_of, at_position)
@@ -160,8 +165,11 @@ def show(order_id: str, db: str | None, as_json: bool, as_of: datetime | None = 
     finally:
         ledger.close()
     if view is None:
-        when = "" if not past else (
-            f" as of {as_of.isoformat()}" if as_of else f" at position {at_position}")
+        k = known_at()
+        when = "" if not in_past else (
+            (f" as of {as_of.isoformat()}" if as_of else "")
+            + (f" at position {at_position}" if at_position is not None else "")
+            + (f" as known at {k.isoformat()}" if k is not None else ""))
         err_console.print(f"no order {order_id} in the ledger{when}", markup=False)
         sys.exit(1)
     if as_json:

@@ -274,3 +274,29 @@ class Bar:
     def __exit__(self, *exc: Any) -> None:
         if self.progress is not None:
             self.progress.__exit__(*exc)
+
+
+# --- reading the past ----------------------------------------------------------------
+
+
+def _keep_known_at(ctx: click.Context, param: Any, value: datetime | None) -> None:
+    if value is not None:
+        ctx.meta["order_ledger.known_at"] = value
+
+
+def known_at() -> datetime | None:
+    """The ``--known-at`` of the running command, if it was given."""
+    ctx = click.get_current_context(silent=True)
+    return ctx.meta.get("order_ledger.known_at") if ctx is not None else None
+
+
+def past(as_of: datetime | None, at_position: int | None) -> bool:
+    """Whether the command reads the past (--as-of, --at-position or --known-at)."""
+    return as_of is not None or at_position is not None or known_at() is not None
+
+
+known_at_option = click.option(
+    "--known-at", "known_at", type=WHEN, default=None, metavar="TIME", expose_value=False,
+    callback=_keep_known_at, is_eager=True,
+    help="Only what the ledger had recorded by this time (its recording clock); with "
+         "--as-of: what we knew then about that time (see docs/replay.md).")

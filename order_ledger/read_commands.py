@@ -35,7 +35,7 @@ from .common import (
     print_json,
     print_rows,
 )
-from .replay_commands import as_of_options, as_of_read
+from .replay_commands import as_of_options, as_of_read, past
 
 views_option = click.option(
     "--views", envvar="ORDER_LEDGER_VIEWS", default=None, metavar="PATH",
@@ -186,7 +186,7 @@ def orders_cmd(status: str | None, db: str | None, views: str | None, as_json: b
     canceled. --json prints an array of rows (order_id, status, actionable,
     greyed_out, warning, items, dates, ...).
     """
-    if as_of is not None or at_position is not None:
+    if past(as_of, at_position):
         rows = as_of_read(db, as_of, at_position, lambda s, _: s.orders(status, page),
                           ["orders"])
     else:
@@ -238,7 +238,7 @@ def report_cmd(kind: str, out: str | None, at: datetime | None, db: str | None,
             return await v.report_orders(when)
         return await v.report_unshipped(when)
 
-    if as_of is not None or at_position is not None:
+    if past(as_of, at_position):
         text = as_of_read(db, as_of, at_position, lambda s, when: (
             s.report_orders(at or when) if kind == "orders" else s.report_unshipped(at or when)),
             ["orders"])
@@ -276,7 +276,7 @@ def inventory_cmd(db: str | None, views: str | None, as_json: bool,
     reserved: units in orders still Pending. --json prints an array of rows
     (sku, available, active, reserved).
     """
-    if as_of is not None or at_position is not None:
+    if past(as_of, at_position):
         rows = as_of_read(db, as_of, at_position, lambda s, _: s.inventory(page),
                           ["inventory"])
     else:
@@ -314,7 +314,7 @@ def metrics_cmd(at: datetime | None, db: str | None, views: str | None, as_json:
     async def work(v: Views, ledger: Any) -> dict:
         return await v.metrics(at or default_time(ledger))
 
-    if as_of is not None or at_position is not None:
+    if past(as_of, at_position):
         m = as_of_read(db, as_of, at_position, lambda s, when: s.metrics(at or when), ["metrics"])
     else:
         m = run_views(db, views, work)

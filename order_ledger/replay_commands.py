@@ -16,6 +16,9 @@ from replay.history import explain, order_history
 
 from .common import (
     WHEN,
+    known_at,
+    known_at_option,
+    past,
     console,
     db_option,
     err_console,
@@ -60,8 +63,10 @@ def history(order_id: str, db: str | None, as_json: bool, at_position: int | Non
 
 def _event_lines(d: dict, indent: str = "", suffix: str = "") -> None:
     """One event (``as_dict`` of a step or a finding): who did what, then its set fields."""
+    rec = d.get("recorded_at")
+    recorded = f", recorded {rec}" if rec and rec != d["at"] else ""
     console.print(f"{indent}#{d['position']} {d['at']} {d['type']} by {d['actor']} "
-                  f"(command {d['command_id']}){suffix}", markup=False)
+                  f"(command {d['command_id']}{recorded}){suffix}", markup=False)
     fields = ", ".join(f"{k}={_short(v)}" for k, v in d["fields"].items()
                        if v not in (None, [], "", {}))
     if fields:
@@ -189,7 +194,9 @@ def import_bundle_cmd(file: str, db: str | None, as_json: bool) -> None:
 
 
 def as_of_options(fn: Any) -> Any:
-    """``--as-of TIME`` and ``--at-position N``: read the past by replaying a prefix."""
+    """``--as-of TIME``, ``--at-position N`` and ``--known-at TIME``: read the past by
+    replaying a prefix."""
+    fn = known_at_option(fn)
     fn = click.option(
         "--at-position", "at_position", type=click.IntRange(min=0), default=None, metavar="N",
         help="What the seller saw right after the event at this global position (replayed "
@@ -206,7 +213,7 @@ def _point(ledger: Any, as_of: datetime | None, at_position: int | None) -> Any:
     from replay.asof import AsOfError, resolve
 
     try:
-        return resolve(ledger, as_of, at_position)
+        return resolve(ledger, as_of, at_position, known_at())
     except AsOfError as exc:
         raise click.UsageError(str(exc)) from None
 

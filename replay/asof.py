@@ -73,6 +73,10 @@ class Point:
     #: ledger's clock for the head; None for an empty prefix without a time
     at: datetime | None
     as_of: datetime | None = None
+    #: with ``as_of``: the last position looked at (the head, or what was recorded by
+    #: ``--known-at``); events up to it whose command time is at or before ``as_of``
+    #: count, late facts too
+    upto: int | None = None
 
     def describe(self) -> str:
         if self.as_of is not None:
@@ -156,11 +160,26 @@ def clock_at(ledger: Ledger, position: int) -> datetime | None:
 
 
 def resolve(ledger: Ledger, as_of: datetime | None = None,
-            at_position: int | None = None) -> Point:
-    """The point ``--as-of`` / ``--at-position`` name (neither: the head, now)."""
+            at_position: int | None = None, known_at: datetime | None = None) -> Point:
+    """The point ``--as-of`` / ``--at-position`` / ``--known-at`` name (none: the head, now).
+
+    ``known_at`` K keeps only what the ledger had recorded by K (the log's prefix up
+    to the last position recorded at or before K); with ``as_of`` T it answers
+    "what did we know at K about time T".
+    """
     if as_of is not None and at_position is not None:
         raise AsOfError("give --as-of or --at-position, not both")
+    if known_at is not None and at_position is not None:
+        raise AsOfError("give --known-at or --at-position, not both")
     head = ledger.head()
+    if known_at is not None:
+        if known_at.tzinfo is None:
+            raise AsOfError("a known-at time needs a UTC offset")
+        head = min(head, ledger.position_known_at(known_at))
+        if as_of is None:
+            return Point(head, clock_at(ledger, head) if head else None)
+    if as_of is not None:
+        return Point(position_as_of(ledger, as_of, head), as_of, as_of, upto=head)
     if at_position is not None:
         if at_position < 0:
             raise AsOfError("a position is 0 or more")
@@ -183,17 +202,52 @@ def events_upto(ledger: Ledger, position: int) -> Iterable[tuple[int, str, ev.Ev
     return ledger.iter_events(upto=position)
 
 
+class CommandTimes:
+    """The command time of events, with the command index looked up once per command."""
+
+    def __init__(self, ledger: Ledger) -> None:
+        self.ledger = ledger
+        self.known: dict[str, int] = {}
+
+    def __call__(self, position: int, e: ev.Event) -> int:
+        if not isinstance(e, DEADLINE_TYPES):
+            return to_us(e.at)
+        t = self.known.get(e.command_id)
+        if t is None:
+            t = self.known[e.command_id] = _command_time(self.ledger, position, e)
+        return max(t, to_us(e.at))
+
+
+def events_as_of(ledger: Ledger, point: Point) -> Iterable[tuple[int, str, ev.Event]]:
+    """The events that make up ``point``: a prefix of the log, or, for ``--as-of T``,
+    every event up to ``point.upto`` whose command time is at or before T -- the
+    prefix for a log written in time order, plus any fact that arrived late."""
+    if point.as_of is None or point.upto is None:
+        return events_upto(ledger, point.position)
+    limit = to_us(point.as_of)
+    times = CommandTimes(ledger)
+    return ((pos, agg, e) for pos, agg, e in events_upto(ledger, point.upto)
+            if times(pos, e) <= limit)
+
+
 def snapshot(ledger: Ledger, point: Point | int,
              names: Iterable[str] = VIEW_NAMES) -> Snapshot:
     """Every named projection as of ``point``, computed in memory."""
-    position = point.position if isinstance(point, Point) else point
-    return project(events_upto(ledger, position), list(names))
+    if not isinstance(point, Point):
+        point = Point(point, None)
+    return project(events_as_of(ledger, point), list(names))
 
 
 def order_view(ledger: Ledger, order_id: str, point: Point | int) -> dict[str, Any] | None:
     """``order-ledger show`` of the order as it was at ``point`` (None: not placed yet)."""
-    position = point.position if isinstance(point, Point) else point
-    if position <= 0:
+    if not isinstance(point, Point):
+        point = Point(point, None)
+    upto = point.upto if point.as_of is not None and point.upto is not None else point.position
+    if upto <= 0:
         return None
-    steps = order_history(ledger, order_id, upto=position)
+    steps = order_history(ledger, order_id, upto=upto)
+    if point.as_of is not None and point.upto is not None:
+        limit, times = to_us(point.as_of), CommandTimes(ledger)
+        # an order's events come in time order: its state as of T is the last step by then
+        steps = [s for s in steps if times(s.position, s.payload) <= limit]
     return steps[-1].state if steps else None

@@ -162,7 +162,8 @@ class Finding:
 
 def describe_event(position: int, aggregate: str, p: ev.Event) -> dict[str, Any]:
     return {"position": position, "aggregate": aggregate, "at": p.at.isoformat(),
-            "type": type(p).__name__, "actor": p.actor, "command_id": p.command_id,
+            "recorded_at": ev.recorded_at(p).isoformat(), "type": type(p).__name__,
+            "actor": p.actor, "command_id": p.command_id,
             "fields": event_fields(p)}
 
 

@@ -43,6 +43,9 @@ class Header(msgspec.Struct, kw_only=True):
     source_head: int
     filters: dict[str, Any] = {}
     redacted: bool = False
+    #: the source's clock (watermark) as of the bundle, capped at ``until``; null when
+    #: the source has none; older bundles lack it and import with the latest event's time
+    clock: datetime | None | msgspec.UnsetType = msgspec.UNSET
 
 
 class Line(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -124,7 +127,11 @@ def export_bundle(ledger: Ledger, out: IO[bytes], *, orders: Iterable[str] = (),
     if since is not None:
         rows = {k: v for k, v in rows.items() if any(p.at >= since for _, p in v)}
     redactor = Redactor(salt or os.urandom(16)) if redact else None
-    header = Header(format=FORMAT, version=VERSION, source_head=head, redacted=redact, filters={
+    clock = ledger.now()
+    if clock is not None and until is not None and clock > until:
+        clock = until  # deadlines after ``until`` are not in the bundle
+    header = Header(format=FORMAT, version=VERSION, source_head=head, redacted=redact,
+                    clock=clock, filters={
         "orders": sorted(orders), "since": since.isoformat() if since else None,
         "until": until.isoformat() if until else None})
     out.write(msgspec.json.encode(header) + b"\n")
@@ -218,7 +225,10 @@ def import_bundle(ledger: Ledger, data: bytes) -> int:
         else:
             command_ids.setdefault(payload.command_id, ("import", to_us(payload.at)))
         latest = payload.at if latest is None or payload.at > latest else latest
-    batch = Batch(commands=[(cid, t, us) for cid, (t, us) in command_ids.items()], clock=latest)
+    # the clock is a watermark, not the latest event: a later event must not make the
+    # target's clock pass deadlines the source never fired
+    clock = latest if header.clock is msgspec.UNSET else header.clock
+    batch = Batch(commands=[(cid, t, us) for cid, (t, us) in command_ids.items()], clock=clock)
     for order in orders.values():
         nd = order.next_deadline()
         if nd is not None:

@@ -16,7 +16,7 @@ from ledger import events as ev
 from ledger.application import Ledger
 from ledger.domain import HOLD, SHIP, VERIFY, WARN, Order, Recorded, order_key
 
-_ENVELOPE = ("type", "at", "actor", "command_id", "order_id")
+_ENVELOPE = ("type", "at", "recorded_at", "actor", "command_id", "order_id")
 
 
 @dataclass
@@ -32,6 +32,7 @@ class Step:
             "position": self.position,
             "version": self.version,
             "at": p.at.isoformat(),
+            "recorded_at": ev.recorded_at(p).isoformat(),
             "type": type(p).__name__,
             "actor": p.actor,
             "command_id": p.command_id,

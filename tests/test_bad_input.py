@@ -189,7 +189,10 @@ def test_cli_json_reports_each_line_and_writes_nothing_for_rejected_ones(db_url,
         before = snapshot(led)
     rows = [c[1] for c in CASES]
     rows.insert(3, "")                                  # a blank line: skipped, still counted
-    res = cli("apply", write(tmp_path / "bad.jsonl", rows), "--db", db_url, "--json")
+    # one time-sorted stream, as the API tests' ledger: the "time backwards" tick (before
+    # the clock's 1h) is rejected only with --advance-clock; by default it changes nothing
+    res = cli("apply", write(tmp_path / "bad.jsonl", rows), "--db", db_url, "--json",
+              "--advance-clock")
     assert res.returncode == 1, res.stderr
     outs = [json.loads(x) for x in res.stdout.splitlines()]
     assert len(outs) == len(CASES)
@@ -204,7 +207,8 @@ def test_cli_human_output_names_line_code_and_fix(sqlite_url, tmp_path):
     rows = [*GOOD, CASES[0][1], _line(cmd("cancel", t(hours=2), order_id=O, by="seller",
                                           reason="OutOfStock")),
             _line(cmd("tick", t(minutes=1)))]
-    res = cli("apply", write(tmp_path / "f.jsonl", rows), "--db", sqlite_url)
+    # one time-sorted stream: the last tick (before the clock) is rejected time-backwards
+    res = cli("apply", write(tmp_path / "f.jsonl", rows), "--db", sqlite_url, "--advance-clock")
     assert res.returncode == 1
     out = res.stdout.splitlines()
     n = len(GOOD)
@@ -213,6 +217,7 @@ def test_cli_human_output_names_line_code_and_fix(sqlite_url, tmp_path):
     assert out[1].startswith(f"line {n + 2}: rejected [bad-reason] unknown cancel reason 'OutOfStock'")
     assert "(field: reason)" in out[1] and "fix: use one of: NoInventory" in out[1]
     assert out[2].startswith(f"line {n + 3}: rejected [time-backwards]")
+    assert "--advance-clock" in out[2]  # the fix names the flag that makes it time-backwards
     assert out[3].startswith(f"{n + 3} lines: {n} applied, 0 already applied")
     assert out[3].endswith("3 rejected; 4 events written")
 

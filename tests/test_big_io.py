@@ -181,7 +181,7 @@ def _check_file(tmp_path: Path) -> Path:
         dict(cmd("ship", at(121), order_id=oid(9), carrier_code="DHL",
                  ship_date="2026-03-02"), command_id="f-5"),              # unknown order
         dict(cmd("tick", at(days=31)), command_id="f-6"),                # day-30 cancel of B
-        dict(cmd("tick", at(days=1)), command_id="f-7"),                 # time backwards
+        dict(cmd("tick", at(days=1)), command_id="f-7"),                 # before the clock
     ]
     path = tmp_path / "check.jsonl"
     path.write_text("\n".join(json.dumps(r) for r in rows) + "\n", encoding="utf-8")
@@ -218,19 +218,23 @@ def test_apply_check_prints_what_apply_does_and_writes_nothing(db_url, twin, tmp
         _setup_for_check(db)
     path = _check_file(tmp_path)
     before = state(db_url)
-    checked = cli("apply", str(path), "--db", db_url, "--json", "--check", "--batch-size", "2")
-    checked_text = cli("apply", str(path), "--db", db_url, "--check")
+    # the file is one time-sorted stream: with --advance-clock its last tick (day 1, after
+    # the day-31 one) is rejected time-backwards, by --check as by the real apply
+    flow = "--advance-clock"
+    checked = cli("apply", str(path), "--db", db_url, "--json", "--check", "--batch-size", "2",
+                  flow)
+    checked_text = cli("apply", str(path), "--db", db_url, "--check", flow)
     assert state(db_url) == before
     assert not list(tmp_path.glob("*views*"))                    # no views synced or created
     statuses = [json.loads(x)["status"] for x in checked.stdout.splitlines()]
     assert statuses == ["duplicate", "applied", "applied", "rejected", "applied", "rejected",
                         "applied", "rejected"], checked.stdout
     assert "HoldExpired" in checked.stdout and "LedgerCanceled" in checked.stdout
-    real = cli("apply", str(path), "--db", db_url, "--json")
+    real = cli("apply", str(path), "--db", db_url, "--json", flow)
     assert (checked.returncode, checked.stdout) == (real.returncode, real.stdout)
     assert real.returncode == 1 and state(db_url) != before
     # text: the same lines, the same counts; only the summary's last words differ
-    real_text = cli("apply", str(path), "--db", twin)
+    real_text = cli("apply", str(path), "--db", twin, flow)
     assert checked_text.returncode == real_text.returncode == 1
     *rejected, summary = checked_text.stdout.strip().split("\n")
     *real_rejected, real_summary = real_text.stdout.strip().split("\n")

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from ledger.application import Ledger
@@ -78,10 +79,27 @@ def test_walkthrough_then_rejections_through_the_cli(db_url):
         events = list(led.iter_events())
     assert head == sum(len(o["events"]) for o in outs) == 247
 
+    expected = [code for _, code in GEN.rejections()]
+    late_tick = expected.index("time-backwards")
+    # Without --advance-clock a tick behind the ledger's clock (the watermark the
+    # walkthrough's ticks moved to 2026-04-20) is accepted and changes nothing; every
+    # other line is rejected as listed.
     res = cli("apply", str(REJECTIONS), "--db", db_url, "--json")
     assert res.returncode == 1
     outs = [json.loads(x) for x in res.stdout.splitlines()]
-    expected = [code for _, code in GEN.rejections()]
+    assert [o["status"] for o in outs] == [
+        "applied" if n == late_tick else "rejected" for n in range(len(expected))]
+    assert outs[late_tick]["events"] == []
+    assert [o["error"]["code"] for n, o in enumerate(outs) if n != late_tick] == [
+        code for n, code in enumerate(expected) if n != late_tick]
+    with Ledger(db_url) as led:
+        assert led.head() == head and list(led.iter_events()) == events
+
+    # --advance-clock: the file as one time-sorted stream after the walkthrough, so
+    # the late tick is rejected time-backwards too (the rejected lines move no clock)
+    res = cli("apply", str(REJECTIONS), "--db", db_url, "--json", "--advance-clock")
+    assert res.returncode == 1
+    outs = [json.loads(x) for x in res.stdout.splitlines()]
     assert [o["status"] for o in outs] == ["rejected"] * len(expected)
     assert [o["error"]["code"] for o in outs] == expected
     assert all(o["error"]["message"] for o in outs)
@@ -138,7 +156,9 @@ def test_human_output_and_reapplying(sqlite_url):
     assert res.returncode == 0
     assert "200 already applied" in res.stdout and "0 events written" in res.stdout
 
-    res = cli("apply", str(REJECTIONS), "--db", sqlite_url)
+    # as one time-sorted stream after the walkthrough, so that its late tick (line 8) is
+    # rejected time-backwards (without the flag it is accepted and changes nothing)
+    res = cli("apply", str(REJECTIONS), "--db", sqlite_url, "--advance-clock")
     assert res.returncode == 1
     out = res.stdout.splitlines()
     expected = [code for _, code in GEN.rejections()]
@@ -171,5 +191,10 @@ def test_batch_size_gives_the_same_ledger(tmp_path, batch):
     a, b = str(tmp_path / "a.db"), str(tmp_path / "b.db")
     assert cli("apply", str(WALKTHROUGH), "--db", a).returncode == 0
     assert cli("apply", str(WALKTHROUGH), "--db", b, "--batch-size", batch).returncode == 0
-    with Ledger(a) as la, Ledger(b) as lb:
-        assert list(la.iter_events()) == list(lb.iter_events())
+    # the CLI records on the wall clock: compare the events without their recorded_at
+    def events(db: str) -> list:
+        with Ledger(db) as led:
+            return [(p, agg, msgspec.structs.replace(e, recorded_at=None))
+                    for p, agg, e in led.iter_events()]
+
+    assert events(a) == events(b)

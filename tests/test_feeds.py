@@ -232,13 +232,32 @@ def test_unusable_files_are_usage_errors(tmp_path, sqlite_url):
     assert json.loads(result.stdout)["error"]["code"] == "file-rejected"
 
 
-def test_feed_time_before_the_ledger_clock(sqlite_url):
+def test_feed_time_before_the_ledger_clock(sqlite_url, tmp_path):
+    # The setup's tick moved the ledger's clock to 10:00; order 1's hold expired at 09:30.
+    data = tsv(SHIP_HEADER, [oid(1), "", "", "2026-03-02", "DHL", "", "", ""])
     with Ledger(sqlite_url) as led:
         setup(led, (1, None, True))
-        data = tsv(SHIP_HEADER, [oid(1), "", "", "2026-03-02", "DHL", "", "", ""])
+        # by default only the order's own time counts: a shipment dated before the hold
+        # expiry the ledger already applied is a late fact, kept as a conflict
         report = process_feed(led, "shipping-confirmation", data,
                               at=datetime.fromisoformat(at(10)))
+        assert by_line(report) == {2: ("rejected", None, "deadline-passed")}
+        assert [(c["order_id"], c["type"], c["deadline"]) for c in led.conflicts()] == [
+            (oid(1), "ship", "HoldExpired")]
+        # dated after the order's latest fact but before the clock: accepted
+        report = process_feed(led, "shipping-confirmation", data,
+                              at=datetime.fromisoformat(at(45)))
+        assert by_line(report) == {2: ("accepted", None, None)}
+        assert view(led, 1)["status"] == "Shipped"
+    # advance_clock: the feed continues one time-sorted stream, so a time before the
+    # ledger's clock is rejected
+    with Ledger(str(tmp_path / "stream.db"), advance_clock=True) as led:
+        setup(led, (1, None, True))
+        head = led.head()
+        report = process_feed(led, "shipping-confirmation", data,
+                              at=datetime.fromisoformat(at(45)))
         assert by_line(report) == {2: ("rejected", None, "time-backwards")}
+        assert led.head() == head
 
 
 # --- cancellation -------------------------------------------------------------------------

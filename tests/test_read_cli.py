@@ -115,7 +115,11 @@ def test_metrics_json_shape(shop):
     assert m["valid_tracking_rate"]["denominator"] == 1
     table = run("metrics", "--db", shop, "--at", "2026-03-05T09:00:00+01:00").output
     assert "cancellation" in table and "BREACHED" in table and "1/2" in table
-    # default time: the ledger's clock
+    # default time: the ledger's clock, the watermark its ticks moved: 09:31 (B's hold
+    # end), not the latest fact (09:41)
+    m = json.loads(run("metrics", "--db", shop, "--json").output)
+    assert m["at"].startswith("2026-03-02T09:31")
+    run("tick", "--db", shop, "--now", at(41))
     m = json.loads(run("metrics", "--db", shop, "--json").output)
     assert m["at"].startswith("2026-03-02T09:41")
 

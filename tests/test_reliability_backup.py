@@ -74,6 +74,7 @@ def test_backup_while_a_writer_applies_then_restore(tmp_path, workload):
         head = info["head"]
         assert copy["head"] == head == len(copy["events"])
         assert copy["events"] == source["events"][:head]  # a prefix: nothing torn
+        assert copy["recorded"] == source["recorded"][:head]  # a byte copy, recording times too
         assert copy["commands"] <= source["commands"]
         assert copy["orders"] == views_at(src, head)
 
@@ -82,7 +83,9 @@ def test_backup_while_a_writer_applies_then_restore(tmp_path, workload):
     restored = str(tmp_path / "restored.db")
     r = cli("restore", target, "--db", restored)
     assert r.returncode == 0, r.stderr
-    assert differences(snapshot(restored), snapshot(target)) == []
+    restored_snap, target_snap = snapshot(restored), snapshot(target)
+    assert differences(restored_snap, target_snap) == []
+    assert restored_snap["recorded"] == target_snap["recorded"]
     assert cli("check", "--db", restored).returncode == 0
     r = cli("apply", "-q", str(workload), "--db", restored)
     assert r.returncode == 0, r.stderr

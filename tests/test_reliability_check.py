@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import sqlite3
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 
 import msgspec
 import pytest
@@ -16,6 +16,7 @@ from ledger import events as ev
 from ledger.application import Ledger
 from ledger.check import EXTRA_CHECKS, Problem, check_ledger
 from ledger.codec import encode_payload, topic_for
+from ledger.store import to_us
 from order_ledger.cli import main
 
 ORDERS = 40
@@ -152,8 +153,18 @@ def test_command_ids_must_match_events(db):
 
 
 def test_clock_behind_the_events(db):
+    # The clock is the watermark moved by ticks: behind the latest events (late or
+    # early facts) is fine; a clock past a deadline that never fired is damage.
     sql(db, "UPDATE ledger_clock SET at = '2026-03-01T00:00:00+01:00', at_us = 0")
+    assert codes(db) == set()
+    agg, order = open_order(db)
+    due, kind = order.next_deadline()
+    sql(db, "UPDATE ledger_clock SET at = ?, at_us = ?", (due.isoformat(), to_us(due)))
     assert "clock" in codes(db)
+    with Ledger(db) as led:
+        found = [p for p in check_ledger(led).problems if p.code == "clock"]
+    assert agg in {p.where for p in found}
+    assert any(kind in p.message and "has not fired" in p.message for p in found)
 
 
 def test_a_command_applied_twice_is_found(db):
@@ -200,10 +211,19 @@ def test_inventory_never_negative(db):
 def test_business_time_going_backwards(db):
     agg, order = open_order(db)
     early = order.placed.at - timedelta(days=1)
+    # recorded now (after every other event): only the order's business time goes back
     append(db, agg, ev.MessageReceived(
         at=early, actor="buyer", order_id=order.order_id, command_id="bad-4", message_id="m",
+        sender="buyer", body="hej", requests_address_change=False,
+        recorded_at=datetime.now(timezone.utc)))
+    found = codes(db)  # (and chain-unlinked: append() bypasses the hash chain)
+    assert "aggregate-time-order" in found and "recorded-time-order" not in found
+    # without recorded_at an event reads as recorded at its business time: before the
+    # previous commit's, so the recording order is broken too
+    append(db, agg, ev.MessageReceived(
+        at=early, actor="buyer", order_id=order.order_id, command_id="bad-5", message_id="m2",
         sender="buyer", body="hej", requests_address_change=False))
-    assert {"aggregate-time-order", "global-time-order"} <= codes(db)
+    assert {"aggregate-time-order", "recorded-time-order"} <= codes(db)
 
 
 def test_event_under_the_wrong_aggregate(db):

@@ -273,8 +273,18 @@ def test_buyer_language():
     assert plan.result == "rejected" and "--language" in plan.reason
 
 
-def test_times_older_than_the_ledger_clock_are_rejected(sqlite_url):
+def test_times_older_than_the_ledger_clock_are_rejected(sqlite_url, tmp_path):
+    # default: a tick at 03-01 says nothing against orders placed earlier: a late
+    # order is imported, and its deadlines already behind the clock fire at once
     with Ledger(sqlite_url) as led:
+        led.execute({"type": "tick", "at": "2026-03-01T00:00:00+00:00"})
+        report = import_orders(led, every_status())
+        order = next(o for o in report.orders if o.order_id == oid(2))
+        assert (order.result, order.ledger_status) == ("imported", "Unshipped")
+        pending = led.order(oid(1))
+        assert pending.status == "Pending" and pending.hold_expired
+    # advance_clock (the import as one time-sorted stream after the tick): rejected
+    with Ledger(str(tmp_path / "stream.db"), advance_clock=True) as led:
         led.execute({"type": "tick", "at": "2026-03-01T00:00:00+00:00"})
         report = import_orders(led, every_status())
     order = next(o for o in report.orders if o.order_id == oid(2))
@@ -303,13 +313,24 @@ def test_a_later_export_adds_only_the_new_steps(sqlite_url):
             "PostNord", None, "SE123")
 
 
-def test_the_30_day_rule_fires_for_old_unshipped_imports(sqlite_url):
+def test_the_30_day_rule_fires_for_old_unshipped_imports(sqlite_url, tmp_path):
     doc = response(
         api_order(1, "Unshipped", "2026-01-01T08:00:00Z", "2026-01-01T09:00:00Z",
                   [api_item("40000000000011", "MUG-1", 1, 0, "10.00")]),
         api_order(2, "Pending", "2026-02-10T08:00:00Z", "2026-02-10T08:00:00Z",
                   [api_item("40000000000021", "MUG-1", 1, 0, "10.00")]))
+    tick = {"type": "tick", "at": "2026-03-01T00:00:00+00:00"}
+    # default: order 2's place (02-10) does not fire order 1's day-30 cancel (01-31);
+    # the next tick does
     with Ledger(sqlite_url) as led:
+        report = import_orders(led, doc)
+        assert [o.result for o in report.orders] == ["imported", "imported"]
+        assert led.order(oid(1)).status == "Unshipped"
+        assert "LedgerCanceled" in led.execute(tick).events
+        view = led.order(oid(1)).view()
+    assert (view["status"], view["cancel_reason"]) == ("Canceled", "ShipmentNotConfirmed")
+    # advance_clock: the import as one time-sorted stream; order 2's place moves the clock
+    with Ledger(str(tmp_path / "stream.db"), advance_clock=True) as led:
         report = import_orders(led, doc)
         assert [o.result for o in report.orders] == ["imported", "imported"]
         view = led.order(oid(1)).view()

@@ -224,3 +224,63 @@ def test_cli_advance_clock_is_the_single_stream_mode(tmp_path):
     db2 = str(tmp_path / "l2.db")
     res = _cli("apply", str(f), "--db", db2, "--json")
     assert [json.loads(x)["status"] for x in res.stdout.splitlines()] == ["applied"] * 3
+
+
+# --- what did we know then: --known-at with --as-of --------------------------------------------
+
+REC1 = datetime(2026, 6, 1, 12, 0, tzinfo=timezone.utc)
+REC2 = datetime(2026, 6, 2, 12, 0, tzinfo=timezone.utc)
+
+
+def _late_cancel_ledger(db: str) -> None:
+    """Order 1 placed and released on day 0; recorded on REC1. A seller cancel dated
+    day 1 reaches the ledger only on REC2 (a late fact)."""
+    clock = FixedClock(REC1)
+    with Ledger(db, clock=clock) as led:
+        outs = _apply(led, *released(oid(1)), *released(oid(2), when_minutes=60),
+                      cmd("tick", at(days=1)))
+        assert all(o.ok for o in outs)
+        clock.set(REC2)
+        late = led.execute(cmd("cancel", at(days=1, minutes=-60), order_id=oid(1), by="seller",
+                               reason="NoInventory"))
+        assert late.status == "applied", late.error
+
+
+def test_known_at_and_as_of_combine_on_show_orders_metrics_and_reports(db_url, tmp_path):
+    _late_cancel_ledger(db_url)
+    t = at(days=2)  # as of day 2: the cancel (day 1) had happened...
+    then = (REC1 + timedelta(hours=1)).isoformat()  # ...but on REC1 we did not know it yet
+
+    def cli_json(*args):
+        r = _cli(*args, "--db", db_url, "--json")
+        assert r.returncode == 0, r.stderr
+        return r.stdout
+
+    now_view = json.loads(cli_json("show", oid(1), "--as-of", t))
+    then_view = json.loads(cli_json("show", oid(1), "--as-of", t, "--known-at", then))
+    assert (now_view["status"], then_view["status"]) == ("Canceled", "Unshipped")
+
+    def statuses(*extra):
+        return {r["order_id"]: r["status"] for r in
+                json.loads(cli_json("orders", "--as-of", t, *extra))}
+    assert statuses()[oid(1)] == "Canceled"
+    assert statuses("--known-at", then)[oid(1)] == "Unshipped"
+
+    def cancel_rate(*extra):
+        m = json.loads(cli_json("metrics", "--as-of", t, *extra))
+        return m["cancellation_rate"]["numerator"], m["cancellation_rate"]["denominator"]
+    assert cancel_rate() == (1, 2)  # the late cancel counts as of day 2, known now
+    assert cancel_rate("--known-at", then) == (0, 2)  # not as known then
+
+    def unshipped(*extra):
+        r = _cli("report", "unshipped", "--as-of", t, *extra, "--db", db_url)
+        assert r.returncode == 0, r.stderr
+        return r.stdout
+    assert oid(1) not in unshipped() and oid(2) in unshipped()
+    assert oid(1) in unshipped("--known-at", then)
+
+    # known-at alone: the log as recorded by then
+    before = json.loads(cli_json("show", oid(1), "--known-at", then))
+    assert before["status"] == "Unshipped"
+    assert _cli("show", oid(1), "--db", db_url, "--known-at",
+                (REC1 - timedelta(days=1)).isoformat()).returncode == 1  # nothing known yet
