@@ -476,7 +476,9 @@ class DryRun:
                 self.uow = UnitOfWork(self.ledger, commands, advance_clock=advance_clock)
             else:
                 self.uow.extend(commands)
-            return [self.uow.handle(n, cmd) for n, cmd, _ in parsed]
+            outcomes = [self.uow.handle(n, cmd) for n, cmd, _ in parsed]
+            self.uow.finish()  # as a real batch does before its commit
+            return outcomes
 
     def apply_lines(self, lines: Iterable[str | bytes], **options: Any) -> Iterator[Outcome]:
         return self.ledger.apply_lines(lines, dry_run=self, **options)
@@ -566,6 +568,9 @@ class UnitOfWork:
         self.known: set[str] = set()
         self.accepted: list[tuple[str, str, int]] = []
         self.conflicts: list[tuple] = []
+        #: orders changed by this batch in the default mode, with the last line's
+        #: command id and outcome (see :meth:`finish`)
+        self.late: dict[str, tuple[str, Outcome]] = {}
         self.heap: list[tuple[int, str, str]] = []
         self.horizon: datetime | None = None  # deadlines due by then are in the heap
         self._line: dict[str, tuple | None] = {}
@@ -699,8 +704,6 @@ class UnitOfWork:
             else:
                 self._before(cmd, at, at_us, cid)
             self._dispatch(cmd, c.actor_of(cmd), cid)
-            if not self.advance and self.clock is not None:
-                self._after(cmd, cid)
         except CommandRejected as exc:
             self._rollback(mark)
             return self._reject(out, exc)
@@ -709,6 +712,8 @@ class UnitOfWork:
             raise
         self._after_line()
         out.events = [type(e.payload).__name__ for e in self.sink[mark:]]
+        if not self.advance and order_id is not None:
+            self.late[order_id] = (cid, out)
         if self.advance or isinstance(cmd, c.Tick):
             self.clock = at if self.clock is None or at > self.clock else self.clock
         self.known.add(cid)
@@ -758,15 +763,31 @@ class UnitOfWork:
                 hint="the fact arrived too late for the deadline; it is kept in "
                      "`order-ledger conflicts` for the team to reconcile with the marketplace")
 
-    def _after(self, cmd: c.Command, cid: str) -> None:
-        """A late order (or a change to one) whose deadlines are already behind the
-        watermark gets them now, in due order."""
-        order_id = getattr(cmd, "order_id", None)
-        if order_id is None or self.clock is None:
+    def finish(self) -> None:
+        """The end of a batch: an order it brought or changed whose deadlines are
+        already behind the watermark gets them now, in due order (a late order).
+
+        Not after each line: the lines of one source about one order (an Orders API
+        poll's place, verify and ship) come together, and a deadline must not
+        overtake facts that arrived with the order. They are reported on the
+        order's last line of the batch.
+        """
+        late, self.late = self.late, {}
+        if self.clock is None or not late:
             return
-        order = self.aggs.get(order_key(order_id))
-        if isinstance(order, Order):
-            self._fire(order, to_us(self.clock), cid)
+        limit = to_us(self.clock)
+        for order_id, (cid, out) in late.items():
+            order = self.aggs.get(order_key(order_id))
+            if not isinstance(order, Order):
+                continue
+            nd = order.next_deadline_us()
+            if nd is None or nd[0] > limit:
+                continue
+            mark = len(self.sink)
+            self._line = {}
+            self._fire(order, limit, cid)
+            self._after_line()
+            out.events.extend(type(e.payload).__name__ for e in self.sink[mark:])
 
     def _fire(self, order: Order, limit_us: int, cid: str) -> None:
         """Apply one order's deadlines due at or before ``limit_us``, in due order."""
@@ -910,6 +931,7 @@ class UnitOfWork:
     # commit ------------------------------------------------------------------
 
     def commit(self) -> list[int]:
+        self.finish()
         batch = Batch(commands=self.accepted, conflicts=self.conflicts)
         for agg in self.aggs.values():
             if agg is None or not agg.pending_events:

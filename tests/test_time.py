@@ -284,3 +284,52 @@ def test_known_at_and_as_of_combine_on_show_orders_metrics_and_reports(db_url, t
     assert before["status"] == "Unshipped"
     assert _cli("show", oid(1), "--db", db_url, "--known-at",
                 (REC1 - timedelta(days=1)).isoformat()).returncode == 1  # nothing known yet
+
+
+# --- repeated Orders API polls ------------------------------------------------------------------
+
+
+def test_repeated_polls_move_orders_forward_and_write_only_what_changed(db_url, tmp_path):
+    """Poll 1: A Pending, B Unshipped. A tick. Poll 2: A (older) is now Unshipped, B
+    Shipped, C new. Poll 2 again: nothing written. Through the CLI, on both backends."""
+    import copy
+
+    from test_spapi import api_item, api_order, response
+
+    items = [api_item("40000000000011", "MUG-1", 1, 0, "10.00")]
+    a1 = api_order(1, "Pending", "2026-02-10T08:00:00Z", "2026-02-10T08:00:00Z", items)
+    b1 = api_order(2, "Unshipped", "2026-02-10T09:00:00Z", "2026-02-10T09:31:00Z",
+                   copy.deepcopy(items))
+    poll1 = tmp_path / "poll1.json"
+    poll1.write_text(json.dumps(response(a1, b1)))
+    a2 = copy.deepcopy(a1)
+    a2.update(OrderStatus="Unshipped", LastUpdateDate="2026-02-10T08:40:00Z")
+    b2 = copy.deepcopy(b1)
+    b2.update(OrderStatus="Shipped", LastUpdateDate="2026-02-11T10:00:00Z")
+    b2["OrderItems"][0]["QuantityShipped"] = 1
+    c2 = api_order(3, "Unshipped", "2026-02-11T07:00:00Z", "2026-02-11T07:31:00Z",
+                   copy.deepcopy(items))
+    poll2 = tmp_path / "poll2.json"
+    poll2.write_text(json.dumps(response(a2, b2, c2)))
+
+    def status(n):
+        r = _cli("show", f"203-{n:07d}-1234567", "--db", db_url, "--json")
+        return json.loads(r.stdout)["status"]
+
+    def head():
+        with Ledger(db_url) as led:
+            return led.head()
+
+    first = _cli("import", "sp-api", str(poll1), "--db", db_url)
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert (status(1), status(2)) == ("Pending", "Unshipped")
+    assert _cli("tick", "--db", db_url, "--now", "2026-02-11T12:00:00+00:00").returncode == 0
+    second = _cli("import", "sp-api", str(poll2), "--db", db_url)
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert "time-backwards" not in second.stdout
+    assert (status(1), status(2), status(3)) == ("Unshipped", "Shipped", "Unshipped")
+    written = head()
+    again = _cli("import", "sp-api", str(poll2), "--db", db_url)
+    assert again.returncode == 0 and head() == written  # idempotent
+    with Ledger(db_url) as led:
+        assert check_ledger(led).ok
