@@ -131,7 +131,7 @@ def page_options(listing: str) -> Callable[[Any], Any]:
 
 
 def default_time(ledger: Any) -> datetime:
-    """The ledger's clock (latest business time reached), else the wall clock."""
+    """The ledger's clock (the latest tick: its watermark), else the wall clock."""
     return ledger.now() or datetime.now(timezone.utc)
 
 
@@ -361,8 +361,10 @@ def _summary(row: dict) -> str:
 @_views_common
 @json_option
 @page_options("notifications")
+@as_of_options
 def notifications_cmd(order_id: str | None, db: str | None, views: str | None,
-                      as_json: bool, page: read.Page = read.DEFAULT_PAGE) -> None:
+                      as_json: bool, page: read.Page = read.DEFAULT_PAGE,
+                      as_of: datetime | None = None, at_position: int | None = None) -> None:
     """The notifications the ledger sends (docs/rules.md §5), in event order.
 
     Buyer: order-confirmation (estimated delivery date), cancellation (with the
@@ -370,7 +372,11 @@ def notifications_cmd(order_id: str | None, db: str | None, views: str | None,
     Nothing for a declined or fraudulent payment. --json prints an array of rows
     (position, seq, at, to, kind, order_id, content).
     """
-    rows = run_views(db, views, lambda v, _: v.notifications(order_id, page))
+    if past(as_of, at_position):
+        rows = as_of_read(db, as_of, at_position,
+                          lambda s, _: s.notifications(order_id, page), ["notifications"])
+    else:
+        rows = run_views(db, views, lambda v, _: v.notifications(order_id, page))
     if as_json:
         print_json(rows)
         return

@@ -36,11 +36,23 @@ from .common import (
 @json_option
 @click.option("--at-position", type=click.IntRange(min=0), default=None,
               help="Stop at this global position.")
-def history(order_id: str, db: str | None, as_json: bool, at_position: int | None) -> None:
-    """Step through an order's life: every event with the state after it."""
+@click.option("--as-of", "as_of", type=WHEN, default=None, metavar="TIME",
+              help="Only the events that had happened by this business time.")
+@known_at_option
+def history(order_id: str, db: str | None, as_json: bool, at_position: int | None,
+            as_of: datetime | None = None) -> None:
+    """Step through an order's life: every event with the state after it.
+
+    Each event shows its business time and, when it differs, when the ledger
+    recorded it."""
     ledger = open_reader(db)
     try:
-        steps = order_history(ledger, order_id, upto=at_position)
+        if past(as_of, at_position):
+            from replay.asof import steps_as_of
+
+            steps = steps_as_of(ledger, order_id, _point(ledger, as_of, at_position))
+        else:
+            steps = order_history(ledger, order_id)
     finally:
         ledger.close()
     if not steps:
@@ -209,11 +221,14 @@ def as_of_options(fn: Any) -> Any:
     return fn
 
 
-def _point(ledger: Any, as_of: datetime | None, at_position: int | None) -> Any:
+def _point(ledger: Any, as_of: datetime | None, at_position: int | None,
+           known: datetime | None | bool = True) -> Any:
+    """The point asked for; ``known``: a known-at time, None, or True for the
+    command's own ``--known-at``."""
     from replay.asof import AsOfError, resolve
 
     try:
-        return resolve(ledger, as_of, at_position, known_at())
+        return resolve(ledger, as_of, at_position, known_at() if known is True else known)
     except AsOfError as exc:
         raise click.UsageError(str(exc)) from None
 
@@ -269,6 +284,7 @@ views_file_option = click.option(
 @db_option
 @views_file_option
 @json_option
+@known_at_option
 def audit_cmd(order_id: str | None, types: tuple[str, ...], actor: str | None,
               since: datetime | None, until: datetime | None, reason: str | None,
               limit: int | None, fmt: str | None, db: str | None, views: str | None,
@@ -293,6 +309,9 @@ def audit_cmd(order_id: str | None, types: tuple[str, ...], actor: str | None,
         raise click.UsageError(str(exc)) from None
 
     async def work(v: Any, ledger: Any) -> list[dict]:
+        k = known_at()
+        if k is not None:
+            q.upto = ledger.position_known_at(k)
         rows = await query(v, q)
         return with_fields(ledger, rows) if fmt != "table" else rows
 
@@ -304,10 +323,11 @@ def audit_cmd(order_id: str | None, types: tuple[str, ...], actor: str | None,
         import json as _json
 
         w = csv.writer(sys.stdout, lineterminator="\n")
-        w.writerow([*OUTPUT_COLUMNS, "fields"])
+        w.writerow([*OUTPUT_COLUMNS, "fields", "recorded_at"])
         for r in rows:
             w.writerow(["" if r[c] is None else r[c] for c in OUTPUT_COLUMNS]
-                       + [_json.dumps(to_jsonable(r["fields"]), ensure_ascii=False)])
+                       + [_json.dumps(to_jsonable(r["fields"]), ensure_ascii=False),
+                          r["recorded_at"] or ""])
     else:
         aligned([{"#": r["position"], "at": r["at"], "type": r["type"], "actor": r["actor"],
                   "command": r["command_id"], "order": r["order_id"], "sku": r["sku"],
@@ -563,6 +583,10 @@ def _print_diff(d: Any) -> None:
               help="Side A at this position.")
 @click.option("--other-at-position", type=click.IntRange(min=0), default=None,
               help="Side B at this position.")
+@click.option("--known-at", "known", type=WHEN, default=None,
+              help="Side A as the ledger knew it at this recording time.")
+@click.option("--other-known-at", "other_known", type=WHEN, default=None,
+              help="Side B as the ledger knew it at this recording time.")
 @click.option("--at", "at", type=WHEN, default=None,
               help="Evaluate metrics and the Unshipped report at this instant on both sides "
                    "(default: each side's own time).")
@@ -573,10 +597,12 @@ def _print_diff(d: Any) -> None:
 def diff_cmd(db: str | None, other_db: str | None, as_of: datetime | None,
              other_as_of: datetime | None, at_position: int | None,
              other_at_position: int | None, at: datetime | None, views: str | None,
-             as_json: bool) -> None:
+             as_json: bool, known: datetime | None = None,
+             other_known: datetime | None = None) -> None:
     """Row-by-row differences of every view and report between two ledgers, two points
-    of one ledger (--as-of/--at-position for A, --other-as-of/--other-at-position
-    for B; no option: the head), or the stored views and a rebuild (--views).
+    of one ledger (--as-of/--at-position/--known-at for A, --other-as-of/
+    --other-at-position/--other-known-at for B; no option: the head), or the stored
+    views and a rebuild (--views).
 
     Exit 0 when identical, 1 when different.
     """
@@ -586,7 +612,8 @@ def diff_cmd(db: str | None, other_db: str | None, as_of: datetime | None,
     from replay.diff import compare, side_at, views_vs_rebuild
 
     if views is not None:
-        if any(x is not None for x in (other_db, as_of, other_as_of, at_position,
+        if any(x is not None for x in (other_db, as_of, other_as_of, at_position, known,
+                                       other_known,
                                        other_at_position)):
             raise click.UsageError("--views compares the stored views with a rebuild at their "
                                    "checkpoints: it takes no other ledger or point")
@@ -610,8 +637,8 @@ def diff_cmd(db: str | None, other_db: str | None, as_of: datetime | None,
             a.close()
             raise
         try:
-            pa = _point(a, as_of, at_position)
-            pb = _point(b, other_as_of, other_at_position)
+            pa = _point(a, as_of, at_position, known)
+            pb = _point(b, other_as_of, other_at_position, other_known)
             side_a = side_at(a, pa, f"{a.db} {pa.describe()}", at)
             side_b = side_at(b, pb, f"{b.db} {pb.describe()}", at)
         finally:

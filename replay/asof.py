@@ -238,16 +238,22 @@ def snapshot(ledger: Ledger, point: Point | int,
     return project(events_as_of(ledger, point), list(names))
 
 
-def order_view(ledger: Ledger, order_id: str, point: Point | int) -> dict[str, Any] | None:
-    """``order-ledger show`` of the order as it was at ``point`` (None: not placed yet)."""
+def steps_as_of(ledger: Ledger, order_id: str, point: Point | int) -> list[Any]:
+    """The order's history (``replay.history.Step``) as of ``point``."""
     if not isinstance(point, Point):
         point = Point(point, None)
     upto = point.upto if point.as_of is not None and point.upto is not None else point.position
     if upto <= 0:
-        return None
+        return []
     steps = order_history(ledger, order_id, upto=upto)
     if point.as_of is not None and point.upto is not None:
         limit, times = to_us(point.as_of), CommandTimes(ledger)
-        # an order's events come in time order: its state as of T is the last step by then
+        # an order's events come in time order: as of T it is its steps by then
         steps = [s for s in steps if times(s.position, s.payload) <= limit]
+    return steps
+
+
+def order_view(ledger: Ledger, order_id: str, point: Point | int) -> dict[str, Any] | None:
+    """``order-ledger show`` of the order as it was at ``point`` (None: not placed yet)."""
+    steps = steps_as_of(ledger, order_id, point)
     return steps[-1].state if steps else None

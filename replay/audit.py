@@ -47,6 +47,8 @@ class AuditQuery:
     reason: str | None = None
     limit: int | None = None
     offset: int = 0  # skip this many of the newest matches (page back with limit)
+    #: only events at or before this position (what was recorded by ``--known-at``)
+    upto: int | None = None
 
     def __post_init__(self) -> None:
         unknown = [t for t in self.types if t not in ev.EVENT_TYPES]
@@ -80,6 +82,9 @@ class AuditQuery:
         if self.until is not None:
             where.append("at_us <= ?")
             args.append(to_us(self.until))
+        if self.upto is not None:
+            where.append("position <= ?")
+            args.append(self.upto)
         if self.reason is not None:
             # exact, or one of an adjustment's several reasons (stored as ",A,B,": one
             # range of the reason index, see projections.model._audit_reason)
@@ -146,9 +151,11 @@ def events_at(ledger: Ledger, positions: Iterable[int]) -> dict[int, tuple[str, 
 
 
 def with_fields(ledger: Ledger, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Add each event's own fields (decoded from the ledger) as ``fields``."""
+    """Add each event's own fields (decoded from the ledger) as ``fields``, and when
+    the ledger recorded it as ``recorded_at``."""
     events = events_at(ledger, (r["position"] for r in rows))
     for r in rows:
         hit = events.get(r["position"])
         r["fields"] = event_fields(hit[1]) if hit else None
+        r["recorded_at"] = ev.recorded_at(hit[1]).isoformat() if hit else None
     return rows

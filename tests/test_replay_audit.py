@@ -105,14 +105,15 @@ def test_limit_keeps_the_newest_in_order_and_formats(shop):
     assert _positions(db, "--actor", "seller", "--limit", "3") == every[-3:]
     rows = json.loads(_audit(db, "--order", O22, "--json").output)
     assert set(rows[0]) == {"position", "at", "type", "actor", "command_id", "order_id", "sku",
-                            "reason", "fields"}
+                            "reason", "fields", "recorded_at"}
     placed = rows[0]
     assert placed["type"] == "OrderPlaced" and placed["fields"]["buyer"]["name"] == "Elin Sandberg"
     assert placed["fields"]["items"][0]["item_price"] == "449.00"
     text = _audit(db, "--order", O22, "--format", "csv").output
     table = list(csv.reader(io.StringIO(text)))
     assert table[0] == ["position", "at", "type", "actor", "command_id", "order_id", "sku",
-                        "reason", "fields"]
+                        "reason", "fields", "recorded_at"]
+    assert table[1][9] == placed["recorded_at"]
     assert [int(r[0]) for r in table[1:]] == [r["position"] for r in rows]
     assert json.loads(table[1][8]) == placed["fields"]
     out = _audit(db, "--type", "LedgerCanceled")

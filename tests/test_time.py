@@ -186,8 +186,8 @@ def _cli(*args: str, **kw) -> subprocess.CompletedProcess:
     return subprocess.run([*prog, *args], capture_output=True, text=True, timeout=120, **kw)
 
 
-def test_cli_late_orders_after_a_feed_and_the_conflicts_query(tmp_path):
-    db = str(tmp_path / "l.db")
+def test_cli_late_orders_after_a_feed_and_the_conflicts_query(tmp_path, db_url):
+    db = db_url
     first = tmp_path / "first.jsonl"
     first.write_text("\n".join(json.dumps(c) for c in (
         *released(oid(1)), cmd("tick", at(days=31)))) + "\n")
@@ -212,8 +212,8 @@ def test_cli_late_orders_after_a_feed_and_the_conflicts_query(tmp_path):
     assert shown["status"] == "Canceled"
 
 
-def test_cli_advance_clock_is_the_single_stream_mode(tmp_path):
-    db = str(tmp_path / "l.db")
+def test_cli_advance_clock_is_the_single_stream_mode(tmp_path, db_url):
+    db = db_url
     f = tmp_path / "s.jsonl"
     f.write_text("\n".join(json.dumps(c) for c in (place(oid(1), at(0)), place(oid(2), at(60)),
                                                    place(oid(3), at(30)))) + "\n")
@@ -221,7 +221,7 @@ def test_cli_advance_clock_is_the_single_stream_mode(tmp_path):
     outs = [json.loads(x) for x in res.stdout.splitlines()]
     assert [o["status"] for o in outs] == ["applied", "applied", "rejected"]
     assert outs[2]["error"]["code"] == "time-backwards"
-    db2 = str(tmp_path / "l2.db")
+    db2 = str(tmp_path / "l2.db")  # the same file, default mode, on a new ledger
     res = _cli("apply", str(f), "--db", db2, "--json")
     assert [json.loads(x)["status"] for x in res.stdout.splitlines()] == ["applied"] * 3
 
@@ -332,4 +332,72 @@ def test_repeated_polls_move_orders_forward_and_write_only_what_changed(db_url, 
     again = _cli("import", "sp-api", str(poll2), "--db", db_url)
     assert again.returncode == 0 and head() == written  # idempotent
     with Ledger(db_url) as led:
+        assert check_ledger(led).ok
+
+
+def test_known_at_on_history_notifications_audit_and_diff(sqlite_url):
+    _late_cancel_ledger(sqlite_url)
+    then = (REC1 + timedelta(hours=1)).isoformat()
+
+    def run(*args):
+        r = _cli(*args, "--db", sqlite_url)
+        assert r.returncode in (0, 1), r.stderr
+        return r
+
+    steps = json.loads(run("history", oid(1), "--json").stdout)
+    assert [s["type"] for s in steps][-1] == "SellerCanceled"
+    assert steps[-1]["recorded_at"] == REC2.isoformat()  # both times of every event
+    assert steps[-1]["at"] == at(days=1, minutes=-60)
+    assert f"recorded {REC2.isoformat()}" in run("history", oid(1)).stdout
+    known = json.loads(run("history", oid(1), "--json", "--known-at", then).stdout)
+    assert [s["type"] for s in known][-1] != "SellerCanceled"
+    as_of = json.loads(run("history", oid(1), "--json", "--as-of", at(30)).stdout)
+    assert [s["type"] for s in as_of] == ["OrderPlaced", "PaymentVerified", "HoldExpired"]
+
+    def kinds(*extra):
+        return [n["kind"] for n in json.loads(run("notifications", "--json", *extra).stdout)
+                if n["order_id"] == oid(1)]
+    assert "cancellation" in kinds() and "cancellation" not in kinds("--known-at", then)
+
+    def audited(*extra):
+        return [r["type"] for r in json.loads(run("audit", "--order", oid(1), "--json",
+                                                  *extra).stdout)]
+    assert audited()[-1] == "SellerCanceled"
+    assert "SellerCanceled" not in audited("--known-at", then)
+    rows = json.loads(run("audit", "--order", oid(1), "--json").stdout)
+    assert rows[-1]["recorded_at"] == REC2.isoformat()
+
+    same = run("diff", "--known-at", then, "--other-known-at", then)
+    assert same.returncode == 0
+    differ = run("diff", "--known-at", then)  # as known then against now
+    assert differ.returncode == 1 and oid(1) in differ.stdout
+
+
+def test_cli_a_feed_then_older_orders_and_facts_from_the_future(tmp_path, db_url):
+    """A shipping-confirmation feed applied at 10:00, then orders placed at 09:59 (the
+    first version rejected every one); a line dated 2030 and a tick in 2030 refused."""
+    first = tmp_path / "first.jsonl"
+    first.write_text("".join(json.dumps(c) + "\n" for c in released(oid(1))))
+    assert _cli("apply", str(first), "--db", db_url, "-q").returncode == 0
+    feed = tmp_path / "ship.txt"
+    feed.write_text("order-id\torder-item-id\tquantity\tship-date\tcarrier-code\t"
+                    "tracking-number\n"
+                    f"{oid(1)}\t10000000000001\t1\t2026-03-02\tUPS\t1Z1\n", encoding="utf-8")
+    shipped = _cli("feed", "shipping-confirmation", str(feed), "--db", db_url,
+                   "--now", at(60))
+    assert shipped.returncode == 0, shipped.stdout + shipped.stderr
+    older = tmp_path / "older.jsonl"
+    older.write_text("".join(json.dumps(c) + "\n" for c in (
+        place(oid(2), at(59)), place(oid(3), at(59, days=0)),
+        cmd("verify-payment", at(59.5), order_id=oid(2), outcome="verified"))))
+    res = _cli("apply", str(older), "--db", db_url, "--json")
+    assert [json.loads(x)["status"] for x in res.stdout.splitlines()] == ["applied"] * 3
+    future = tmp_path / "future.jsonl"
+    future.write_text(json.dumps(place(oid(4), "2030-01-01T00:00:00+00:00")) + "\n")
+    res = _cli("apply", str(future), "--db", db_url, "--json")
+    assert res.returncode == 1 and json.loads(res.stdout)["error"]["code"] == "time-future"
+    tick = _cli("tick", "--db", db_url, "--now", "2030-01-01T00:00:00+00:00", "--yes")
+    assert tick.returncode == 1 and "[time-future]" in tick.stderr
+    with Ledger(db_url) as led:
+        assert led.order(oid(4)) is None and led.now().isoformat() == at(30)
         assert check_ledger(led).ok
