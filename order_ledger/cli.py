@@ -16,6 +16,8 @@ import msgspec
 
 from ledger.errors import LedgerError
 
+from ledger.events import recorded_at
+
 from .common import (
     WHEN,
     console,
@@ -155,13 +157,20 @@ def show(order_id: str, db: str | None, as_json: bool, as_of: datetime | None = 
     in_past = past(as_of, at_position)
     ledger = open_reader(db)
     try:
-        if in_past:
-            from .replay_commands import as_of_order_view
+        from replay.asof import steps_as_of
+        from replay.history import order_history
 
-            view = as_of_order_view(ledger, order_id, as_of, at_position)
+        if in_past:
+            from .replay_commands import _point
+
+            steps = steps_as_of(ledger, order_id, _point(ledger, as_of, at_position))
         else:
-            order = ledger.order(order_id)
-            view = order.view() if order is not None else None
+            steps = order_history(ledger, order_id)
+        view = dict(steps[-1].state) if steps else None
+        if view is not None:  # both times of the order's latest event
+            last = steps[-1].payload
+            view["updated_at"] = last.at.isoformat()
+            view["recorded_at"] = recorded_at(last).isoformat()
     finally:
         ledger.close()
     if view is None:
@@ -182,7 +191,8 @@ def _print_order(view: dict) -> None:
     grey = "" if view["actionable"] else " (greyed out)"
     console.print(f"Order {view['order_id']}: {view['status']}{grey}", markup=False)
     for key in ("purchase_date", "payments_date", "latest_ship_date", "latest_delivery_date",
-                "buyer_name", "ship_service_level", "payment", "cancel_reason", "canceled_by"):
+                "buyer_name", "ship_service_level", "payment", "cancel_reason", "canceled_by",
+                "updated_at", "recorded_at"):
         if view.get(key) is not None:
             console.print(f"  {key.replace('_', ' ')}: {view[key]}", markup=False)
     if view.get("buyer_requested_cancel"):

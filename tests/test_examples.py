@@ -124,7 +124,11 @@ def test_walkthrough_then_rejections_through_the_cli(db_url):
         views = {n: led.order(oid(n)).view() for n in range(1, 45)}
         stock = {s: led.inventory(s).available for s in GEN.STOCK}
         assert led.order(oid(26)).ship_to.address_1 == "Sveavägen 44"
-    assert json.loads(json.dumps(views[23])) == v  # `show --json` prints the view
+    # `show --json` prints the view, and both times of the order's latest event
+    updated, recorded = v.pop("updated_at"), v.pop("recorded_at")
+    assert json.loads(json.dumps(views[23])) == v
+    assert updated == "2026-04-13T10:00:00+01:00"
+    assert datetime.fromisoformat(recorded) > datetime.fromisoformat(updated)  # learned later
     assert views[3]["canceled_by"] == "buyer"
     assert views[6]["cancel_reason"] == "PaymentNotVerified"
     assert views[8]["cancel_reason"] == "declined"
