@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import subprocess
+from datetime import datetime
 import sys
 from pathlib import Path
 
