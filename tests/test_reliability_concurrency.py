@@ -19,8 +19,10 @@ clean, the shared SKUs hold exactly the predicted quantities, and applying
 the accepted commands one after another in commit order to a fresh ledger
 gives the very same events (the concurrent run was serializable).
 
-In the marching variant the commands' times advance, so a writer that falls
-behind gets ``time-backwards`` rejections: they are counted, never lost.
+In the marching variant the commands' times advance. Order in time is per
+order (docs/decisions.md, "Time"): a writer that falls behind is rejected
+``time-backwards`` only on a shared order another writer already moved past,
+never on its own orders; such rejections are counted, never lost.
 """
 
 from __future__ import annotations
