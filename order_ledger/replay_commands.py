@@ -464,6 +464,7 @@ def _state_lines(label: str, st: dict | None, show_order: bool, show_metrics: bo
                    "first failure even if the condition flips back; slower).")
 @db_option
 @json_option
+@known_at_option
 def bisect_cmd(order_id: str | None, until_status: str | None, expect: str | None,
                at: datetime | None, linear: bool, db: str | None, as_json: bool) -> None:
     """Find the first event after which a condition stops holding.
@@ -486,7 +487,9 @@ def bisect_cmd(order_id: str | None, until_status: str | None, expect: str | Non
     ledger = open_reader(db)
     try:
         try:
-            f = bisect(ledger, pred, order_id, at=at, linear=linear)
+            k = known_at()
+            f = bisect(ledger, pred, order_id, at=at, linear=linear,
+                       upto=ledger.position_known_at(k) if k is not None else None)
         except BisectError as exc:
             raise click.UsageError(str(exc)) from None
     finally:

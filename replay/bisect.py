@@ -168,18 +168,22 @@ def describe_event(position: int, aggregate: str, p: ev.Event) -> dict[str, Any]
 
 
 def bisect(ledger: Ledger, predicate: Predicate, order_id: str | None = None, *,
-           at: datetime | None = None, linear: bool = False) -> Finding:
-    """Find the first event after which ``predicate`` stops holding (see the module doc)."""
+           at: datetime | None = None, linear: bool = False,
+           upto: int | None = None) -> Finding:
+    """Find the first event after which ``predicate`` stops holding (see the module doc).
+
+    ``upto``: search only the log up to this position (what was recorded by a
+    ``--known-at`` time)."""
     if predicate.uses_order and not order_id:
         raise BisectError("the condition uses `order`: give --order ID")
     steps: list[Step] = []
     if order_id:
-        steps = order_history(ledger, order_id)
+        steps = order_history(ledger, order_id, upto=upto)
         if not steps and predicate.uses_order:
             raise BisectError(f"no order {order_id} in the ledger")
     if not predicate.uses_metrics:
         return _scan_order(predicate, order_id, steps)
-    search = _Search(ledger, predicate, order_id, steps, at)
+    search = _Search(ledger, predicate, order_id, steps, at, upto)
     return search.linear() if linear else search.binary()
 
 
@@ -204,14 +208,14 @@ class _Search:
     """Evaluating a condition that involves the metrics at any position."""
 
     def __init__(self, ledger: Ledger, predicate: Predicate, order_id: str | None,
-                 steps: list[Step], at: datetime | None) -> None:
+                 steps: list[Step], at: datetime | None, upto: int | None = None) -> None:
         self.ledger = ledger
         self.predicate = predicate
         self.order_id = order_id
         self.steps = steps if predicate.uses_order else []
         self.positions = [s.position for s in self.steps]
         self.at = at
-        self.head = ledger.head()
+        self.head = ledger.head() if upto is None else min(upto, ledger.head())
         self.evaluations = 0
         self.cache: dict[int, tuple[bool, dict]] = {}
         self._fallback: datetime | None = None

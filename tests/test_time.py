@@ -401,3 +401,20 @@ def test_cli_a_feed_then_older_orders_and_facts_from_the_future(tmp_path, db_url
     with Ledger(db_url) as led:
         assert led.order(oid(4)) is None and led.now().isoformat() == at(30)
         assert check_ledger(led).ok
+
+
+def test_bisect_searches_what_was_known_then(sqlite_url):
+    _late_cancel_ledger(sqlite_url)
+    then = (REC1 + timedelta(hours=1)).isoformat()
+    found = _cli("bisect", "--order", oid(1), "--until-status", "Canceled", "--db", sqlite_url,
+                 "--json")
+    assert found.returncode == 0 and json.loads(found.stdout)["event"]["type"] == "SellerCanceled"
+    known = _cli("bisect", "--order", oid(1), "--until-status", "Canceled", "--db", sqlite_url,
+                 "--json", "--known-at", then)
+    assert known.returncode == 1  # as known then, the order never became Canceled
+    metrics = _cli("bisect", "--expect", "metrics.cancellation_rate.numerator == 0",
+                   "--at", at(days=2), "--db", sqlite_url, "--json", "--known-at", then)
+    assert metrics.returncode == 1, metrics.stdout + metrics.stderr  # held throughout, then
+    later = _cli("bisect", "--expect", "metrics.cancellation_rate.numerator == 0",
+                 "--at", at(days=2), "--db", sqlite_url, "--json")
+    assert later.returncode == 0 and json.loads(later.stdout)["event"]["type"] == "SellerCanceled"
