@@ -392,13 +392,22 @@ class Ledger:
     def _run_batch(self, chunk: list[tuple[int | None, Any]],
                    dry: "DryRun | None" = None,
                    advance_clock: bool | None = None) -> list[Outcome]:
+        # the collector is paused from the parsing on: parsing allocates a batch's
+        # commands, and a collection then would rescan the aggregate cache
+        with _gc_paused():
+            return self._decide_batch(chunk, dry, advance_clock)
+
+    def _decide_batch(self, chunk: list[tuple[int | None, Any]],
+                      dry: "DryRun | None", advance_clock: bool | None) -> list[Outcome]:
         parsed: list[tuple[int | None, c.Command | CommandRejected, bytes | None]] = []
+        parse = c.parse_command
+        Command = c.Command
         for n, item in chunk:
-            if isinstance(item, c.Command):
+            if isinstance(item, Command):
                 parsed.append((n, item, None))
                 continue
             try:
-                parsed.append((n, c.parse_command(item), None))
+                parsed.append((n, parse(item), None))
             except CommandRejected as exc:
                 parsed.append((n, exc, None))
             except UnicodeDecodeError as exc:  # bytes inside a JSON string that are not UTF-8
@@ -413,7 +422,7 @@ class Ledger:
         # The writer lock serialises whole batches (read, decide, commit) across
         # processes, so every batch decides on the latest committed state; the
         # retry below stays as the safety net for writers that do not take it.
-        with self._writer_lock, _gc_paused():
+        with self._writer_lock:
             if not self._store_readable:
                 self._probe_store()
             for attempt in range(MAX_RETRIES):
@@ -697,10 +706,10 @@ class UnitOfWork:
         mark = len(self.sink)
         try:
             if self.advance:
-                self._advance(at, cid)
+                self._advance(at, cid, at_us)
             elif isinstance(cmd, c.Tick):
                 if self.clock is None or at > self.clock:
-                    self._advance(at, cid)
+                    self._advance(at, cid, at_us)
             else:
                 self._before(cmd, at, at_us, cid)
             self._dispatch(cmd, c.actor_of(cmd), cid)
@@ -841,9 +850,10 @@ class UnitOfWork:
         if nd is not None:
             heapq.heappush(self.heap, (nd[0], order.order_id, nd[1]))
 
-    def _advance(self, at: datetime, cid: str) -> None:
-        """Apply every deadline due at or before ``at``, in due order."""
-        limit = to_us(at)
+    def _advance(self, at: datetime, cid: str, at_us: int | None = None) -> None:
+        """Apply every deadline due at or before ``at`` (``at_us``: the same in
+        microseconds, when the caller has it), in due order."""
+        limit = to_us(at) if at_us is None else at_us
         heap = self.heap
         while heap and heap[0][0] <= limit:
             due_us, order_id, kind = heapq.heappop(heap)
@@ -948,14 +958,11 @@ class UnitOfWork:
         if not self.sink and not batch.commands and batch.clock is None and not batch.conflicts:
             return []
         if self.sink:
-            recorded = self.recorded
-            for e in self.sink:
-                e.payload = msgspec.structs.replace(e.payload, recorded_at=recorded)
-            batch.recorded = [(len(self.sink) - 1, to_us(recorded))]
-        # The library's EventStore.put, minus building Recording objects we never use.
-        to_stored = self.ledger.mapper.to_stored_event
+            batch.recorded = [(len(self.sink) - 1, to_us(self.recorded))]
+        # The library's EventStore.put, minus building Recording objects we never use;
+        # every payload is stamped with the batch's recording time as it is encoded.
         ids = self.ledger.recorder.insert_events(  # type: ignore[attr-defined]
-            [to_stored(e) for e in self.sink], batch=batch)
+            self.ledger.mapper.to_stored_events(self.sink, self.recorded), batch=batch)
         return list(ids or [])
 
 

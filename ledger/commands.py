@@ -469,24 +469,44 @@ def _check_amount(value: Decimal, field: str) -> None:
 
 
 _AMOUNTS = ("item_price", "item_tax", "shipping_price", "shipping_tax")
+_ADJ_AMOUNTS = tuple(comp + "_adj" for comp in _AMOUNTS)
+_NEG_MAX_AMOUNT = -MAX_AMOUNT
+_MIN_EXPONENT = -AMOUNT_PLACES
+
+
+def _amount_ok(value: Decimal) -> bool:
+    """The common case of :func:`_check_amount`, cheaply: finite, in range, and
+    written with at most ``AMOUNT_PLACES`` decimal places (anything else goes
+    through :func:`_check_amount`, which decides and words the rejection)."""
+    return (value.is_finite() and _NEG_MAX_AMOUNT < value < MAX_AMOUNT
+            and value.as_tuple().exponent >= _MIN_EXPONENT)  # type: ignore[operator]
 
 
 def _check_limits(command: Command) -> None:
-    """Bounds msgspec's schema cannot express: time range, finite bounded amounts."""
-    if command.at is not None:
-        _check_time(command.at, "at")
+    """Bounds msgspec's schema cannot express: time range, finite bounded amounts.
+
+    Per line, so the common case does little: the years compared without
+    building datetimes, field names for messages built only for a rejection.
+    """
+    at = command.at
+    if at is not None and not 1970 < at.year < 8999:
+        _check_time(at, "at")
     if isinstance(command, Place):
         for name in ("latest_ship_date", "latest_delivery_date"):
             value = getattr(command, name)
-            if value is not None:
+            if value is not None and not 1970 < value.year < 8999:
                 _check_time(value, name)
         for i, item in enumerate(command.items):
             for comp in _AMOUNTS:
-                _check_amount(getattr(item, comp), f"items[{i}].{comp}")
+                value = getattr(item, comp)
+                if not _amount_ok(value):
+                    _check_amount(value, f"items[{i}].{comp}")
     elif isinstance(command, Adjust):
         for i, adj in enumerate(command.items):
-            for comp in _AMOUNTS:
-                _check_amount(getattr(adj, comp + "_adj"), f"items[{i}].{comp}_adj")
+            for comp in _ADJ_AMOUNTS:
+                value = getattr(adj, comp)
+                if not _amount_ok(value):
+                    _check_amount(value, f"items[{i}].{comp}")
 
 
 def encode_command(command: Command) -> bytes:
