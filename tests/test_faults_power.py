@@ -30,6 +30,7 @@ from crash_harness import _write_workload
 from ledger.application import Ledger
 
 COPIES = int(os.environ.get("ORDER_LEDGER_POWER_COPIES", "6"))  # more by hand
+ORDERS = int(os.environ.get("ORDER_LEDGER_POWER_ORDERS", "80"))  # with a longer workload
 
 
 def _writer_is_durable(db: str) -> None:
@@ -42,12 +43,11 @@ def _writer_is_durable(db: str) -> None:
             assert tuple(cur.fetchone())[0] == "wal"
 
 
-def test_copies_taken_while_a_writer_applies_are_consistent(tmp_path):
-    rng = random.Random(int(os.environ.get("ORDER_LEDGER_POWER_SEED", "17")))
-    work = tmp_path / "cmds.jsonl"
-    _write_workload(work, 80, seed=3)
-    total = sum(1 for _ in open(work))
-    db = str(tmp_path / "ledger.db")
+def _round(tmp_path: Path, rng: random.Random, n: int, want: int, work: Path
+           ) -> tuple[list[tuple[Path, set[str]]], int]:
+    """One writer run on a fresh ledger, copied up to ``want`` times while it runs;
+    returns the copies (with what was acknowledged before each) and the acks in all."""
+    db = str(tmp_path / f"ledger{n}.db")
     _writer_is_durable(db)
     proc = subprocess.Popen(
         [sys.executable, "-m", "order_ledger", "apply", str(work), "--db", db, "--json",
@@ -67,13 +67,13 @@ def test_copies_taken_while_a_writer_applies_are_consistent(tmp_path):
     reader.start()
     copies: list[tuple[Path, set[str]]] = []
     try:
-        while len(copies) < COPIES and proc.poll() is None:
+        while len(copies) < want and proc.poll() is None:
             time.sleep(rng.uniform(0.05, 0.4))
             os.kill(proc.pid, signal.SIGSTOP)
             try:
                 with lock:
                     seen = set(acked)  # acknowledged before the copy began
-                dest = tmp_path / f"copy{len(copies)}"
+                dest = tmp_path / f"copy{n}-{len(copies)}"
                 dest.mkdir()
                 for suffix in ("", "-wal"):
                     if os.path.exists(db + suffix):
@@ -87,8 +87,23 @@ def test_copies_taken_while_a_writer_applies_are_consistent(tmp_path):
             proc.kill()
             proc.wait()
     reader.join(timeout=10)
-    mid_run = [c for c in copies if 0 < len(c[1]) < len(acked)]
-    assert len(mid_run) >= 3, (len(copies), [len(s) for _, s in copies], len(acked), total)
+    return copies, len(acked)
+
+
+def test_copies_taken_while_a_writer_applies_are_consistent(tmp_path):
+    rng = random.Random(int(os.environ.get("ORDER_LEDGER_POWER_SEED", "17")))
+    work = tmp_path / "cmds.jsonl"
+    _write_workload(work, ORDERS, seed=3)
+    copies: list[tuple[Path, set[str]]] = []
+    mid_run = rounds = 0
+    # writer runs (fresh ledgers) until enough copies, at least 3 of them taken mid-run
+    # (a copy can land before the first or after the last acknowledgement)
+    while (len(copies) < COPIES or mid_run < 3) and rounds < 10 + COPIES // 3:
+        got, acked = _round(tmp_path, rng, rounds, max(COPIES - len(copies), 3), work)
+        copies += got
+        mid_run += sum(0 < len(seen) < acked for _, seen in got)
+        rounds += 1
+    assert mid_run >= 3, [len(s) for _, s in copies]
     checked: list[tuple[int, int]] = []
     for copy, seen in copies:
         r = subprocess.run([sys.executable, "-m", "order_ledger", "check", "--db", str(copy),
@@ -104,4 +119,5 @@ def test_copies_taken_while_a_writer_applies_are_consistent(tmp_path):
             conn.close()
         assert seen <= stored, f"{copy}: {len(seen - stored)} acknowledged command(s) missing"
         checked.append((len(seen), len(stored)))
-    print("copies (acknowledged before the copy, stored in it):", checked, "of", len(acked))
+    print(f"{len(copies)} copies in {rounds} writer run(s), {mid_run} mid-run; "
+          "(acknowledged before the copy, stored in it):", checked)
