@@ -79,6 +79,13 @@ def _open_app(env: dict[str, str]) -> LedgerApp:
     raise AssertionError("unreachable")  # pragma: no cover
 
 
+def disk_full_message(where: str | None) -> str:
+    """What a writer says when SQLite reports "database or disk is full"."""
+    return (f"the disk is full (or the database reached its size limit) while writing to "
+            f"{where!r}: nothing of this batch was written; free some space and run the same "
+            "command again (lines already accepted are reported duplicate)")
+
+
 @dataclass
 class Outcome:
     """What became of one command."""
@@ -446,6 +453,8 @@ class Ledger:
                         raise LedgerBusy(f"the ledger is busy ({exc}); try again") from None
                     if "readonly" in str(exc).lower() or "read-only" in str(exc).lower():
                         raise LedgerReadOnly(self.db, str(exc)) from None
+                    if "database or disk is full" in str(exc).lower():
+                        raise StoreError(disk_full_message(self.db)) from None
                     raise StoreError(f"the store failed while writing a batch: {exc}") from None
                 if len(self._cache) > self.cache_limit:
                     self._cache.clear()

@@ -248,6 +248,35 @@ class Views:
             os.close(fd)
 
     @asynccontextmanager
+    async def _disk_full(self, what: str) -> AsyncIterator[None]:
+        """SQLite's "database or disk is full" (here or in a rebuild worker) becomes a
+        :class:`ViewsError` that says so; every batch is one transaction with its
+        checkpoints, so what was committed stays and nothing is half-written."""
+        try:
+            yield
+        except Exception as exc:
+            if "database or disk is full" not in str(exc).lower():
+                raise
+            await self._drop_new_tables()  # an interrupted rebuild's tables: give back pages
+            raise ViewsError(
+                f"the disk is full (or the views file reached its size limit) while running "
+                f"{what} on {self.path!r}: each view keeps its last committed checkpoint, "
+                f"nothing is half-written; free some space and run `order-ledger {what}` "
+                "again") from None
+
+    async def _drop_new_tables(self) -> None:
+        db = self._db
+        if db is None:
+            return
+        try:
+            await _rollback(db)
+            for proj in PROJECTIONS.values():
+                for t in proj.tables:
+                    await db.execute(f"DROP TABLE IF EXISTS {t.name}{NEW}")
+        except Exception:  # best effort: the next rebuild drops them too
+            pass
+
+    @asynccontextmanager
     async def _transaction(self, db: aiosqlite.Connection) -> AsyncIterator[None]:
         """``BEGIN IMMEDIATE`` ... ``COMMIT`` (rolled back on any error); a rebuild
         worker first waits for its turn (``flock``: woken at once when it is free)."""
@@ -342,7 +371,7 @@ class Views:
         if not rebuild and not behind:
             state = await self._state()
             return RunResult(position=min((state.get(n, (0, 0))[0] for n in NAMES), default=0))
-        async with self._lock():
+        async with self._lock(), self._disk_full("sync"):
             return await self._sync_locked(head, progress)
 
     async def _sync_locked(self, head: int, progress: Progress | None) -> RunResult:
@@ -380,7 +409,7 @@ class Views:
             if n not in PROJECTIONS:
                 raise ViewsError(f"unknown projection {n!r}; known: {', '.join(NAMES)}")
         await self.open()
-        async with self._lock():
+        async with self._lock(), self._disk_full("rebuild"):
             t0 = time.perf_counter()
             fp = self.source.fingerprint()
             stored_fp = await self._meta("ledger_fingerprint")

@@ -18,10 +18,11 @@ import hmac
 import os
 import re
 from datetime import datetime
-from typing import IO, Any, Iterable
+from typing import IO, Any, Iterable, Iterator
 
 import msgspec
 
+from ledger import chain
 from ledger import events as ev
 from ledger.application import Ledger
 from ledger.codec import decode_payload, encode_payload
@@ -46,6 +47,9 @@ class Header(msgspec.Struct, kw_only=True):
     #: the source's clock (watermark) as of the bundle, capped at ``until``; null when
     #: the source has none; older bundles lack it and import with the latest event's time
     clock: datetime | None | msgspec.UnsetType = msgspec.UNSET
+    #: the source's events are encrypted at rest: the lines hold the decrypted
+    #: payloads, so the chain hashes (over the stored ciphertext) cannot be re-checked
+    encrypted: bool = False
 
 
 class Line(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -58,6 +62,9 @@ class Line(msgspec.Struct, kw_only=True, omit_defaults=True):
     #: imported ledger dates deadline events exactly as the source did
     command_type: str | None = None
     command_at_us: int | None = None
+    #: the source's hash-chain entry for this event (hex; ``ledger/chain.py``); a full,
+    #: unredacted bundle of a plain source holds the stored bytes, so it is re-checked
+    chain: str | None = None
 
 
 class Trailer(msgspec.Struct, kw_only=True):
@@ -111,44 +118,72 @@ class Redactor:
         return p
 
 
+def _stored_rows(ledger: Ledger, head: int
+                 ) -> Iterator[tuple[int, str, str, bytes, ev.Event]]:
+    """``(position, aggregate id, topic, stored state, payload)`` up to ``head``."""
+    after = 0
+    decode = ledger.mapper.decode_state
+    while True:
+        rows = ledger.recorder.select_notifications(  # type: ignore[attr-defined]
+            start=after + 1, limit=10_000, stop=head)
+        for n in rows:
+            yield n.id, n.originator_id, n.topic, bytes(n.state), decode(n.topic, n.state)
+        if len(rows) < 10_000:
+            return
+        after = rows[-1].id
+
+
 def export_bundle(ledger: Ledger, out: IO[bytes], *, orders: Iterable[str] = (),
                   since: datetime | None = None, until: datetime | None = None,
                   redact: bool = False, salt: bytes | None = None) -> int:
-    """Write a bundle; returns the number of events in it."""
+    """Write a bundle; returns the number of events in it.
+
+    Every line carries the source's chain hash for its position. When the stored
+    state is plain JSON (no cipher, no compression) and the bundle is not redacted,
+    a line's event is the stored bytes themselves, so a full bundle can be checked
+    against the chain on import."""
     wanted = {ORDER_PREFIX + o for o in orders}
     head = ledger.head()
-    rows: dict[str, list[tuple[int, ev.Event]]] = {}
-    for position, agg_id, payload in ledger.iter_events(upto=head):
+    mapper = ledger.mapper
+    plain = mapper.cipher is None and mapper.compressor is None
+    rows: dict[str, list[tuple[int, str, bytes, ev.Event]]] = {}
+    for position, agg_id, topic, state, payload in _stored_rows(ledger, head):
         if wanted and agg_id not in wanted:
             continue
         if until is not None and payload.at > until:
             continue
-        rows.setdefault(agg_id, []).append((position, payload))
+        rows.setdefault(agg_id, []).append((position, topic, state, payload))
     if since is not None:
-        rows = {k: v for k, v in rows.items() if any(p.at >= since for _, p in v)}
+        rows = {k: v for k, v in rows.items() if any(p.at >= since for _, _, _, p in v)}
     redactor = Redactor(salt or os.urandom(16)) if redact else None
     clock = ledger.now()
     if clock is not None and until is not None and clock > until:
         clock = until  # deadlines after ``until`` are not in the bundle
     header = Header(format=FORMAT, version=VERSION, source_head=head, redacted=redact,
-                    clock=clock, filters={
+                    clock=clock, encrypted=mapper.cipher is not None, filters={
         "orders": sorted(orders), "since": since.isoformat() if since else None,
         "until": until.isoformat() if until else None})
     out.write(msgspec.json.encode(header) + b"\n")
     digest = hashlib.sha256()
     lines: list[tuple[int, Line, str]] = []
     for agg_id, events in rows.items():
-        for version, (position, payload) in enumerate(events, 1):
+        for version, (position, topic, state, payload) in enumerate(events, 1):
             if redactor is not None:
                 payload = redactor.payload(payload)
+            if plain and redactor is None:
+                raw = msgspec.Raw(state)  # the stored bytes, as the chain hashed them
+            else:
+                topic, raw = ev.topic_of(type(payload)), msgspec.Raw(encode_payload(payload))
             lines.append((position, Line(
                 position=position, aggregate_id=agg_id, version=version,
-                topic=ev.topic_of(type(payload)), event=msgspec.Raw(encode_payload(payload))),
-                payload.command_id))
+                topic=topic, event=raw), payload.command_id))
     commands = ledger.recorder.command_rows({cid for _, _, cid in lines})
-    for _, line, cid in lines:
+    hashes = dict(ledger.recorder.chain_rows(1, head)) if lines else {}  # type: ignore[attr-defined]
+    for position, line, cid in lines:
         if cid in commands:
             line.command_type, line.command_at_us = commands[cid]
+        if position in hashes:
+            line.chain = hashes[position].hex()
     lines.sort(key=lambda x: x[0])
     for _, line, _ in lines:
         data = msgspec.json.encode(line) + b"\n"
@@ -156,6 +191,46 @@ def export_bundle(ledger: Ledger, out: IO[bytes], *, orders: Iterable[str] = (),
         out.write(data)
     out.write(msgspec.json.encode(Trailer(count=len(lines), sha256=digest.hexdigest())) + b"\n")
     return len(lines)
+
+
+def verify_chain(header: Header, lines: list[tuple[Line, ev.Event]]) -> str | None:
+    """Check a bundle's events against the source's hash chain they carry.
+
+    Returns the verified head ``POSITION:HEXHASH`` (the source's digest at export),
+    or None when the bundle cannot be checked (filtered, redacted, from an encrypted
+    source, or from a ledger without a chain). Raises :class:`BundleError` on the
+    first event that does not match."""
+    filtered = any(v for v in header.filters.values())
+    if filtered or header.redacted or header.encrypted or not lines:
+        return None
+    carried = [line.chain is not None for line, _ in lines]
+    if not any(carried):
+        return None
+    prev = chain.GENESIS
+    for line, _ in lines:
+        if line.chain is None:
+            raise BundleError(f"event at position {line.position:,} ({line.aggregate_id} "
+                              f"v{line.version}) carries no chain hash while others do: the "
+                              "bundle was edited")
+        try:
+            expected = bytes.fromhex(line.chain)
+        except ValueError:
+            raise BundleError(f"event at position {line.position:,}: its chain hash "
+                              f"{line.chain!r} is not hex") from None
+        got = chain.link(prev, line.position, line.aggregate_id, line.version, line.topic,
+                         bytes(line.event))
+        if got != expected:
+            raise BundleError(
+                f"hash chain mismatch at position {line.position:,} ({line.aggregate_id} "
+                f"v{line.version}): the event, or one before it, is not what the source "
+                "ledger recorded (edited, deleted, inserted or reordered after export); "
+                "export the bundle again from the source")
+        prev = expected
+    last = lines[-1][0]
+    if last.position != header.source_head:
+        raise BundleError(f"the bundle ends at position {last.position:,} but the source's head "
+                          f"was {header.source_head:,}: events were cut from its end")
+    return f"{last.position}:{last.chain}"
 
 
 def read_bundle(data: bytes) -> tuple[Header, list[tuple[Line, ev.Event]]]:
@@ -195,6 +270,7 @@ def read_bundle(data: bytes) -> tuple[Header, list[tuple[Line, ev.Event]]]:
 def import_bundle(ledger: Ledger, data: bytes) -> int:
     """Import a verified bundle into an empty ledger; returns the events imported."""
     header, lines = read_bundle(data)
+    verify_chain(header, lines)
     if ledger.head() != 0:
         raise BundleError("the target ledger is not empty: import a bundle into a new ledger "
                           "(--db NEW)")
