@@ -75,6 +75,9 @@ class PlaceItem(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields
     item_tax: Decimal = Decimal("0")
     shipping_price: Decimal = Decimal("0")
     shipping_tax: Decimal = Decimal("0")
+    #: gift wrap charged (optional: 0 = none, or not known to the ledger)
+    gift_wrap_price: Decimal = Decimal("0")
+    gift_wrap_tax: Decimal = Decimal("0")
 
 
 class Place(Command, tag="place", kw_only=True, frozen=True):
@@ -134,6 +137,12 @@ class AdjustItem(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_field
     item_tax_adj: Decimal = Decimal("0")
     shipping_price_adj: Decimal = Decimal("0")
     shipping_tax_adj: Decimal = Decimal("0")
+    gift_wrap_price_adj: Decimal = Decimal("0")
+    gift_wrap_tax_adj: Decimal = Decimal("0")
+    #: part of the item's / shipping's promotion discount taken back from this refund
+    #: (the buyer gets item_price_adj - item_promotion_adj); docs/decisions.md
+    item_promotion_adj: Decimal = Decimal("0")
+    ship_promotion_adj: Decimal = Decimal("0")
 
 
 class Adjust(Command, tag="adjust", kw_only=True, frozen=True):
@@ -468,7 +477,9 @@ def _check_amount(value: Decimal, field: str) -> None:
             field=field, hint='write amounts like "12.50"')
 
 
-_AMOUNTS = ("item_price", "item_tax", "shipping_price", "shipping_tax")
+_AMOUNTS = ("item_price", "item_tax", "shipping_price", "shipping_tax", "gift_wrap_price",
+            "gift_wrap_tax")
+_PROMOTIONS = ("item_promotion_adj", "ship_promotion_adj")
 
 
 def _check_limits(command: Command) -> None:
@@ -487,6 +498,8 @@ def _check_limits(command: Command) -> None:
         for i, adj in enumerate(command.items):
             for comp in _AMOUNTS:
                 _check_amount(getattr(adj, comp + "_adj"), f"items[{i}].{comp}_adj")
+            for name in _PROMOTIONS:
+                _check_amount(getattr(adj, name), f"items[{i}].{name}")
 
 
 def encode_command(command: Command) -> bytes:

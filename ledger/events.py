@@ -60,6 +60,8 @@ class OrderItem(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields
     item_tax: Decimal = ZERO
     shipping_price: Decimal = ZERO
     shipping_tax: Decimal = ZERO
+    gift_wrap_price: Decimal = ZERO
+    gift_wrap_tax: Decimal = ZERO
 
 
 class ItemQuantity(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
@@ -75,6 +77,10 @@ class ItemAdjustment(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_f
     item_tax_adj: Decimal = ZERO
     shipping_price_adj: Decimal = ZERO
     shipping_tax_adj: Decimal = ZERO
+    gift_wrap_price_adj: Decimal = ZERO
+    gift_wrap_tax_adj: Decimal = ZERO
+    item_promotion_adj: Decimal = ZERO
+    ship_promotion_adj: Decimal = ZERO
 
 
 class Attachment(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):

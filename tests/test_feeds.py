@@ -220,9 +220,11 @@ def test_unusable_files_are_usage_errors(tmp_path, sqlite_url):
     latin1.write_bytes("order-id\tship-date\tcarrier-code\nG\xf6teborg\n".encode("latin-1"))
     dup = tmp_path / "dup.txt"
     dup.write_bytes(tsv(["order-id", "order-id", "ship-date", "carrier-code"]))
-    for path, text in ((empty, "empty"), (latin1, "not UTF-8"), (dup, "twice")):
+    # Latin-1 is read (tests/test_feeds_real.py); forced to UTF-8 it is unusable
+    for path, text, more in ((empty, "empty", []), (latin1, "not utf-8", ["--encoding", "utf-8"]),
+                             (dup, "twice", [])):
         result = runner.invoke(main, ["feed", "shipping-confirmation", str(path), "--db",
-                                      sqlite_url, "--now", NOW.isoformat()])
+                                      sqlite_url, "--now", NOW.isoformat(), *more])
         assert result.exit_code == 2 and text in result.output, result.output
     assert runner.invoke(main, ["feed", "shipping-confirmation", str(tmp_path / "nope.txt"),
                                 "--db", sqlite_url]).exit_code == 2
