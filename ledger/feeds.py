@@ -137,6 +137,9 @@ _PROMOTION_COLUMNS = ("item-promotion-adj", "ship-promotion-adj")
 NULL_TRACKING = "NULL"
 #: what ``--encoding`` accepts besides any Python codec name: these are detected
 DETECTED_ENCODINGS = ("utf-8", "utf-8-sig", "cp1252")
+#: a UTF-8 encoded non-ASCII character (in a file that is otherwise not UTF-8: mixed)
+_UTF8_SEQUENCE = re.compile(rb"[\xc2-\xdf][\x80-\xbf]|[\xe0-\xef][\x80-\xbf]{2}"
+                            rb"|[\xf0-\xf4][\x80-\xbf]{3}")
 _CONTROL_CHARS = re.compile(r"[\x00-\x08\x0e-\x1f\x7f]")
 _TEMPLATE_RE = re.compile(r"^\s*TemplateType\s*=", re.IGNORECASE)
 _QUANTITY_RE = re.compile(r"^\+?\d+$")
@@ -329,12 +332,23 @@ def decode_feed(data: bytes, encoding: str | None = None) -> tuple[str, str]:
     try:
         return data.decode(name), name
     except UnicodeDecodeError as exc:
-        first_bad = exc.start
+        first_bad = exc.start + (len(codecs.BOM_UTF8) if name == "utf-8-sig" else 0)
+    bad_line = data.count(b"\n", 0, first_bad) + 1
+    if name == "utf-8-sig":
+        raise FeedError(f"the file starts with a UTF-8 byte-order mark but byte {first_bad} "
+                        f"(line {bad_line}) is not UTF-8; save it as UTF-8 again, or give its "
+                        "encoding with --encoding")
     # binary, gzip ...: say what it looks like; text in another encoding is read as
     # Windows-1252 (a superset of ISO-8859-1's printable characters)
     problem = sniff(data[:SAMPLE_BYTES], complete=len(data) <= SAMPLE_BYTES)
     if problem is not None and "Windows-1252" not in problem.looks_like:
         raise FeedError(f"{problem} (byte {first_bad} is not UTF-8)")
+    utf8 = _UTF8_SEQUENCE.search(data)
+    if utf8 is not None:
+        utf8_line = data.count(b"\n", 0, utf8.start()) + 1
+        raise FeedError(f"the file mixes encodings: line {utf8_line} "
+                        f"has UTF-8 characters but byte {first_bad} (line {bad_line}) is not "
+                        "UTF-8; save it in one encoding, or force one with --encoding")
     try:
         text = data.decode("cp1252")
     except UnicodeDecodeError as exc:

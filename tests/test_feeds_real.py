@@ -175,6 +175,12 @@ def test_decode_feed_detects_and_forces():
     assert decode_feed(b"\xef\xbb\xbf" + text.encode("utf-8"), "utf-8") == (text, "utf-8-sig")
     with pytest.raises(FeedError, match="not utf-8"):
         decode_feed(text.encode("latin-1"), "utf-8")
+    # a UTF-8 line and a Latin-1 line: not guessed, the whole file is refused
+    with pytest.raises(FeedError, match="mixes encodings: line 1 .* byte 9 \\(line 2\\)"):
+        decode_feed("a\tGö\n".encode() + "b\tGö\n".encode("latin-1"))
+    assert decode_feed("a\tGö\n".encode() + "b\tGö\n".encode("latin-1"), "cp1252")[1] == "cp1252"
+    with pytest.raises(FeedError, match="byte-order mark but byte 5"):
+        decode_feed(b"\xef\xbb\xbfa\t\xf6\n")
     with pytest.raises(FeedError, match="unknown encoding"):
         decode_feed(b"x", "klingon")
     with pytest.raises(FeedError, match="UTF-16"):
