@@ -171,6 +171,14 @@ class ChangeAddress(Command, tag="change-address", kw_only=True, frozen=True):
     ship_to: Address
 
 
+class Acknowledge(Command, tag="acknowledge", kw_only=True, frozen=True):
+    DEFAULT_ACTOR = "seller"
+
+    order_id: OrderId
+    #: the seller's own id for the order (the feed's merchant-order-id)
+    merchant_order_id: Key | None = None
+
+
 class Tick(Command, tag="tick", kw_only=True, frozen=True):
     DEFAULT_ACTOR = "ledger"
 
@@ -186,6 +194,7 @@ COMMAND_TYPES: tuple[type[Command], ...] = (
     SendMessage,
     ReceiveMessage,
     ChangeAddress,
+    Acknowledge,
     Tick,
 )
 
@@ -379,7 +388,7 @@ def _holds(tp: object, wanted: type) -> bool:
 
 def _field_error(path: str, tp: object, value: object, text: str) -> CommandRejected:
     got = _shown(value)
-    if path.endswith("order_id") and isinstance(value, str):
+    if path.rsplit(".", 1)[-1] == "order_id" and isinstance(value, str):
         return CommandRejected(
             "bad-order-id", f"order id must have the 3-7-7 digit form, not {got}", field=path,
             hint="write it like 203-1234567-7654321")

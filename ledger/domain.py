@@ -240,6 +240,8 @@ class Order(LedgerAggregate):
         self.address_requests: list[str] = []
         self.shipments = 0
         self.messages = 0
+        self.acknowledged = False
+        self.merchant_order_id: str | None = None
         # the business time of the order's latest fact (what a command recorded)
         # and of its latest deadline event: a late command is compared to both
         self.fact_at: datetime | None = None
@@ -469,6 +471,12 @@ class Order(LedgerAggregate):
         self.messages += 1
         if e.requests_address_change:
             self.address_requests.append(e.message_id)
+
+    @handles(ev.OrderAcknowledged)
+    def _acknowledged(self, e: ev.OrderAcknowledged) -> None:
+        self.acknowledged = True
+        if e.merchant_order_id:
+            self.merchant_order_id = e.merchant_order_id
 
     @handles(ev.ShippingAddressChanged)
     def _address_changed(self, e: ev.ShippingAddressChanged) -> None:
@@ -779,6 +787,15 @@ class Order(LedgerAggregate):
         self.record(ev.MessageReceived(
             at=cmd.at, actor=actor, command_id=cid, order_id=self.order_id, message_id=cid,
             sender=cmd.sender, body=cmd.body, requests_address_change=cmd.requests_address_change))
+
+    def acknowledge(self, cmd: c.Acknowledge, actor: str, cid: str) -> None:
+        if self.status == CANCELED:
+            raise CommandRejected(
+                "order-canceled", f"order {self.order_id} is Canceled: nothing to acknowledge",
+                hint="acknowledge only orders that are not canceled")
+        self.record(ev.OrderAcknowledged(
+            at=cmd.at, actor=actor, command_id=cid, order_id=self.order_id,
+            merchant_order_id=cmd.merchant_order_id))
 
     def change_address(self, cmd: c.ChangeAddress, actor: str, cid: str) -> None:
         self._require_open("change the shipping address")

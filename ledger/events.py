@@ -273,6 +273,13 @@ class ShippingAddressChanged(OrderEvent, kw_only=True, frozen=True):
     message_id: str
 
 
+class OrderAcknowledged(OrderEvent, kw_only=True, frozen=True):
+    """The seller acknowledged the order (a feed row without a cancel reason);
+    nothing else changes."""
+
+    merchant_order_id: str | None = None
+
+
 INVENTORY_EVENTS: tuple[type[Event], ...] = (
     InventorySet,
     InventoryAllocated,
@@ -295,6 +302,7 @@ ORDER_EVENTS: tuple[type[Event], ...] = (
     MessageSent,
     MessageReceived,
     ShippingAddressChanged,
+    OrderAcknowledged,
 )
 
 ALL_EVENTS: tuple[type[Event], ...] = INVENTORY_EVENTS + ORDER_EVENTS

@@ -84,9 +84,11 @@ FEEDS: dict[str, FeedSpec] = {
     CANCELLATION: FeedSpec(
         name=CANCELLATION,
         feed_type="POST_FLAT_FILE_ORDER_ACKNOWLEDGEMENT_DATA",
-        columns=("order-id", "cancellation-reason-code", "amazon-order-item-code"),
+        columns=("order-id", "cancellation-reason-code", "amazon-order-item-code",
+                 "merchant-order-id"),
         required=("order-id", "cancellation-reason-code"),
         fields={"order_id": "order-id", "reason": "cancellation-reason-code",
+                "merchant_order_id": "merchant-order-id",
                 "order_item_id": "amazon-order-item-code",
                 "quantity_cancelled": "amazon-order-item-code",
                 "items": "amazon-order-item-code"},
@@ -596,8 +598,20 @@ def _ship_line(row: FeedRow, lookup: OrderLookup,
 def _cancel_line(row: FeedRow, lookup: OrderLookup,
                  claimed: dict[tuple[str, str], tuple[int, int]]) -> dict:
     order_id = _order_id(row)
-    reason = _value(row, "cancellation-reason-code")
     item_id = row.get("amazon-order-item-code")
+    if not row.get("cancellation-reason-code"):
+        if item_id:
+            raise LineRejected("cancellation-reason-code", "missing-value",
+                               "cancellation-reason-code is empty but an item is given: an "
+                               "acknowledgement is for a whole order",
+                               "fill in the reason to cancel the item, or empty "
+                               "amazon-order-item-code to acknowledge the order")
+        # an acknowledgement: the order is confirmed, nothing canceled
+        cmd: dict = {"type": "acknowledge", "order_id": order_id}
+        if row.get("merchant-order-id"):
+            cmd["merchant_order_id"] = row.get("merchant-order-id")
+        return cmd
+    reason = _value(row, "cancellation-reason-code")
     if not item_id:
         # the whole order: the ledger checks the reason code and the status
         return {"type": "cancel", "order_id": order_id, "by": "seller", "reason": reason}

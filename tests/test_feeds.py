@@ -285,7 +285,8 @@ def test_cancellation_whole_orders_and_items(ledger):
                [oid(4), "NoInventory", A],                  # 12 Pending order, item level
                [oid(5), "NoInventory", ""],                 # 13 already canceled
                [oid(5), "NoInventory", A],                  # 14 already canceled, item level
-               [oid(2), "", ""],                            # 15 no reason
+               [oid(2), "", ""],                            # 15 no reason: acknowledged
+               [oid(2), "", A],                             # 16 no reason, an item
                )
     report = process_feed(ledger, "cancellation", data, at=NOW)
     assert by_line(report) == {
@@ -302,8 +303,10 @@ def test_cancellation_whole_orders_and_items(ledger):
         12: ("rejected", "order-id", "order-pending"),
         13: ("rejected", "order-id", "order-canceled"),
         14: ("rejected", "order-id", "order-canceled"),
-        15: ("rejected", "cancellation-reason-code", "missing-value"),
+        15: ("accepted", None, None),
+        16: ("rejected", "cancellation-reason-code", "missing-value"),
     }
+    assert report.lines[13].command["type"] == "acknowledge"
     assert "line 4 of this feed" in report.lines[3].message
     assert report.lines[0].command["type"] == "cancel"
     assert report.lines[1].command["items"] == [

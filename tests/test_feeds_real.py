@@ -361,3 +361,56 @@ def test_adjust_command_and_old_command_files(tmp_path, sqlite_url):
     [first, second] = events(sqlite_url, "OrderAdjusted")
     assert first.items[0].gift_wrap_price_adj == Decimal("30.00")
     assert second.items[0].gift_wrap_price_adj == 0
+
+
+# --- acknowledgement rows ------------------------------------------------------------------
+
+
+def test_acknowledgement_rows_cancel_nothing(tmp_path, db_url):
+    with Ledger(db_url) as led:
+        setup(led, {1: two_items(), 2: two_items(), 3: two_items()})
+        led.execute(cmd("cancel", at(hours=2), order_id=oid(3), by="seller",
+                        reason="NoInventory"))
+    header = ["order-id", "merchant-order-id", "cancellation-reason-code",
+              "amazon-order-item-code"]
+    path = tmp_path / "ack.txt"
+    path.write_bytes(tsv(["TemplateType=OrderAcknowledgement", "Version=1.0"], header,
+                         [oid(1), "WEB-1001", "", ""],          # 3 acknowledged, seller's id
+                         [oid(2), "", "", ""],                  # 4 acknowledged
+                         [oid(2), "", "", A],                   # 5 an item without a reason
+                         [oid(3), "WEB-1003", "", ""],          # 6 canceled order
+                         [oid(9), "", "", ""],                  # 7 unknown order
+                         [oid(2), "", "NoInventory", B],        # 8 a real item cancel
+                         [oid(1), "W" * 201, "", ""]))          # 9 seller's id too long
+    code, report = run(db_url, path, "cancellation", "--json")
+    assert code == 1
+    assert by_line(report) == {3: ("accepted", None, None), 4: ("accepted", None, None),
+                               5: ("rejected", "cancellation-reason-code", "missing-value"),
+                               6: ("rejected", "order-id", "order-canceled"),
+                               7: ("rejected", "order-id", "unknown-order"),
+                               8: ("accepted", None, None),
+                               9: ("rejected", "merchant-order-id", "invalid-field")}
+    assert [ln.get("command") for ln in report["lines"][:2]] == ["acknowledge"] * 2
+    assert report["lines"][0]["events"] == ["OrderAcknowledged"]
+    acks = events(db_url, "OrderAcknowledged")
+    assert [(e.order_id, e.merchant_order_id, e.actor) for e in acks] == [
+        (oid(1), "WEB-1001", "seller"), (oid(2), None, "seller")]
+    with Ledger(db_url) as led:
+        one, two = led.order(oid(1)), led.order(oid(2))
+        assert (one.status, one.acknowledged, one.merchant_order_id) == (
+            "Unshipped", True, "WEB-1001")
+        assert two.status == "Unshipped"
+        assert [(it.canceled, it.shipped) for it in two.items.values()] == [(0, 0), (1, 0)]
+    # the same file again: duplicates; the ledger's own check is clean
+    code, report = run(db_url, path, "cancellation", "--json")
+    assert [ln["status"] for ln in report["lines"][:2]] == ["duplicate"] * 2
+    result = CliRunner().invoke(main, ["check", "--db", db_url])
+    assert result.exit_code == 0, result.output
+    # the acknowledge command in a command file
+    line = tmp_path / "ack.jsonl"
+    line.write_text(json.dumps(cmd("acknowledge", at(days=1.5), order_id=oid(1),
+                                   merchant_order_id="WEB-1001b")) + "\n")
+    result = CliRunner().invoke(main, ["apply", str(line), "--db", db_url])
+    assert result.exit_code == 0, result.output
+    with Ledger(db_url) as led:
+        assert led.order(oid(1)).merchant_order_id == "WEB-1001b"
