@@ -137,8 +137,6 @@ _AMOUNT_COLUMNS = ("item-price-adj", "item-tax-adj", "shipping-price-adj", "ship
 _PROMOTION_COLUMNS = ("item-promotion-adj", "ship-promotion-adj")
 #: "NULL" in tracking-number: no tracking number (the marketplace's way to clear it)
 NULL_TRACKING = "NULL"
-#: what ``--encoding`` accepts besides any Python codec name: these are detected
-DETECTED_ENCODINGS = ("utf-8", "utf-8-sig", "cp1252")
 #: a UTF-8 encoded non-ASCII character (in a file that is otherwise not UTF-8: mixed)
 _UTF8_SEQUENCE = re.compile(rb"[\xc2-\xdf][\x80-\xbf]|[\xe0-\xef][\x80-\xbf]{2}"
                             rb"|[\xf0-\xf4][\x80-\xbf]{3}")
