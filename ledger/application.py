@@ -917,6 +917,8 @@ class UnitOfWork:
             order.receive_message(cmd, actor, cid)
         elif isinstance(cmd, c.ChangeAddress):
             order.change_address(cmd, actor, cid)
+        elif isinstance(cmd, c.Acknowledge):
+            order.acknowledge(cmd, actor, cid)
         else:  # pragma: no cover - the union is closed
             raise CommandRejected("unknown-type", f"cannot handle {type(cmd).__name__}")
 

@@ -55,7 +55,8 @@ from .store import LedgerSQLiteRecorder, from_us, to_us
 if TYPE_CHECKING:
     from .application import Ledger
 
-_COMPONENTS = ("item_price", "item_tax", "shipping_price", "shipping_tax")
+_COMPONENTS = ("item_price", "item_tax", "shipping_price", "shipping_tax", "gift_wrap_price",
+               "gift_wrap_tax")
 #: command types that may be accepted without writing an event
 NO_EVENT_TYPES = frozenset({"tick"})
 READ_BATCH = 5_000
@@ -152,6 +153,10 @@ def order_problems(order: Order) -> list[str]:
             if it.refunded[k] > charged:
                 out.append(f"item {item_id}: refunded {it.refunded[k]} of {comp} exceeds "
                            f"the {charged} charged")
+        for j, (name, k) in enumerate((("item promotion", 0), ("ship promotion", 2))):
+            if it.promotions[j] > it.refunded[k]:
+                out.append(f"item {item_id}: {name} taken back {it.promotions[j]} exceeds the "
+                           f"{it.refunded[k]} of {_COMPONENTS[k]} refunded")
         any_shipped = any_shipped or it.shipped > 0
         left += q - it.shipped - it.canceled
     if order.placed is None:

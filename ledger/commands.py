@@ -75,6 +75,9 @@ class PlaceItem(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields
     item_tax: Decimal = Decimal("0")
     shipping_price: Decimal = Decimal("0")
     shipping_tax: Decimal = Decimal("0")
+    #: gift wrap charged (optional: 0 = none, or not known to the ledger)
+    gift_wrap_price: Decimal = Decimal("0")
+    gift_wrap_tax: Decimal = Decimal("0")
 
 
 class Place(Command, tag="place", kw_only=True, frozen=True):
@@ -134,6 +137,12 @@ class AdjustItem(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_field
     item_tax_adj: Decimal = Decimal("0")
     shipping_price_adj: Decimal = Decimal("0")
     shipping_tax_adj: Decimal = Decimal("0")
+    gift_wrap_price_adj: Decimal = Decimal("0")
+    gift_wrap_tax_adj: Decimal = Decimal("0")
+    #: part of the item's / shipping's promotion discount taken back from this refund
+    #: (the buyer gets item_price_adj - item_promotion_adj); docs/decisions.md
+    item_promotion_adj: Decimal = Decimal("0")
+    ship_promotion_adj: Decimal = Decimal("0")
 
 
 class Adjust(Command, tag="adjust", kw_only=True, frozen=True):
@@ -162,6 +171,14 @@ class ChangeAddress(Command, tag="change-address", kw_only=True, frozen=True):
     ship_to: Address
 
 
+class Acknowledge(Command, tag="acknowledge", kw_only=True, frozen=True):
+    DEFAULT_ACTOR = "seller"
+
+    order_id: OrderId
+    #: the seller's own id for the order (the feed's merchant-order-id)
+    merchant_order_id: Key | None = None
+
+
 class Tick(Command, tag="tick", kw_only=True, frozen=True):
     DEFAULT_ACTOR = "ledger"
 
@@ -177,6 +194,7 @@ COMMAND_TYPES: tuple[type[Command], ...] = (
     SendMessage,
     ReceiveMessage,
     ChangeAddress,
+    Acknowledge,
     Tick,
 )
 
@@ -370,7 +388,7 @@ def _holds(tp: object, wanted: type) -> bool:
 
 def _field_error(path: str, tp: object, value: object, text: str) -> CommandRejected:
     got = _shown(value)
-    if path.endswith("order_id") and isinstance(value, str):
+    if path.rsplit(".", 1)[-1] == "order_id" and isinstance(value, str):
         return CommandRejected(
             "bad-order-id", f"order id must have the 3-7-7 digit form, not {got}", field=path,
             hint="write it like 203-1234567-7654321")
@@ -468,8 +486,10 @@ def _check_amount(value: Decimal, field: str) -> None:
             field=field, hint='write amounts like "12.50"')
 
 
-_AMOUNTS = ("item_price", "item_tax", "shipping_price", "shipping_tax")
-_ADJ_AMOUNTS = tuple(comp + "_adj" for comp in _AMOUNTS)
+_AMOUNTS = ("item_price", "item_tax", "shipping_price", "shipping_tax", "gift_wrap_price",
+            "gift_wrap_tax")
+_PROMOTIONS = ("item_promotion_adj", "ship_promotion_adj")
+_ADJ_AMOUNTS = tuple(comp + "_adj" for comp in _AMOUNTS) + _PROMOTIONS
 _NEG_MAX_AMOUNT = -MAX_AMOUNT
 _MIN_EXPONENT = -AMOUNT_PLACES
 

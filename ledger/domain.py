@@ -180,14 +180,16 @@ _collect_handlers(Inventory)
 
 
 class Item:
-    __slots__ = ("line", "shipped", "canceled", "refunded")
+    __slots__ = ("line", "shipped", "canceled", "refunded", "promotions")
 
     def __init__(self, line: ev.OrderItem) -> None:
         self.line = line
         self.shipped = 0
         self.canceled = 0
         # refunded amounts per component
-        self.refunded = [Decimal(0), Decimal(0), Decimal(0), Decimal(0)]
+        self.refunded = [Decimal(0) for _ in _COMPONENTS]
+        # promotion discounts taken back from refunds: item, shipping
+        self.promotions = [Decimal(0), Decimal(0)]
 
     @property
     def remaining(self) -> int:
@@ -196,7 +198,10 @@ class Item:
 
 
 OPEN = (UNSHIPPED, PARTIALLY_SHIPPED)
-_COMPONENTS = ("item_price", "item_tax", "shipping_price", "shipping_tax")
+_COMPONENTS = ("item_price", "item_tax", "shipping_price", "shipping_tax", "gift_wrap_price",
+               "gift_wrap_tax")
+#: promotion adjustment -> the refunded component it is taken back from
+_PROMOTIONS = (("item_promotion_adj", 0), ("ship_promotion_adj", 2))
 
 _US = timedelta(microseconds=1)
 _HOLD_US = rules.HOLD // _US
@@ -235,6 +240,8 @@ class Order(LedgerAggregate):
         self.address_requests: list[str] = []
         self.shipments = 0
         self.messages = 0
+        self.acknowledged = False
+        self.merchant_order_id: str | None = None
         # the business time of the order's latest fact (what a command recorded)
         # and of its latest deadline event: a late command is compared to both
         self.fact_at: datetime | None = None
@@ -444,6 +451,8 @@ class Order(LedgerAggregate):
             it.canceled += a.quantity_cancelled
             for i, comp in enumerate(_COMPONENTS):
                 it.refunded[i] += getattr(a, comp + "_adj")
+            for i, (name, _) in enumerate(_PROMOTIONS):
+                it.promotions[i] += getattr(a, name)
         if e.status != self.status:
             if e.status == CANCELED:
                 self.cancel_reason = e.items[0].reason
@@ -462,6 +471,12 @@ class Order(LedgerAggregate):
         self.messages += 1
         if e.requests_address_change:
             self.address_requests.append(e.message_id)
+
+    @handles(ev.OrderAcknowledged)
+    def _acknowledged(self, e: ev.OrderAcknowledged) -> None:
+        self.acknowledged = True
+        if e.merchant_order_id:
+            self.merchant_order_id = e.merchant_order_id
 
     @handles(ev.ShippingAddressChanged)
     def _address_changed(self, e: ev.ShippingAddressChanged) -> None:
@@ -550,7 +565,8 @@ class Order(LedgerAggregate):
             items=[ev.OrderItem(
                 order_item_id=i.order_item_id, sku=i.sku, title=i.title, quantity=i.quantity,
                 item_price=i.item_price, item_tax=i.item_tax, shipping_price=i.shipping_price,
-                shipping_tax=i.shipping_tax) for i in cmd.items],
+                shipping_tax=i.shipping_tax, gift_wrap_price=i.gift_wrap_price,
+                gift_wrap_tax=i.gift_wrap_tax) for i in cmd.items],
             currency=cmd.currency, ship_service_level=cmd.ship_service_level,
             latest_ship_date=ship_by, latest_delivery_date=deliver_by,
             buyer=cmd.buyer, ship_to=cmd.ship_to, hold_until=cmd.at + rules.HOLD))
@@ -703,7 +719,26 @@ class Order(LedgerAggregate):
                         f"refunding {amount} of {comp} for item {a.order_item_id!r} would exceed "
                         f"the {charged} charged ({it.refunded[k]} already refunded)",
                         field=f"{where}.{comp}_adj",
-                        hint=f"refund at most {charged - it.refunded[k]}")
+                        hint=(f"refund at most {charged - it.refunded[k]}" if charged or
+                              not comp.startswith("gift_wrap") else
+                              "the order's gift wrap charge is not in the ledger: place the "
+                              "item with gift_wrap_price/gift_wrap_tax, or refund it as "
+                              "item_price_adj"))
+            for j, (name, k) in enumerate(_PROMOTIONS):
+                amount = getattr(a, name)
+                rules.check_money(amount, f"{where}.{name}")
+                total += amount
+                base = it.refunded[k] + getattr(a, _COMPONENTS[k] + "_adj")
+                if it.promotions[j] + amount > base:
+                    comp = _COMPONENTS[k]
+                    raise CommandRejected(
+                        "promotion-too-large",
+                        f"taking back {amount} of promotion from the {comp} refund of item "
+                        f"{a.order_item_id!r} would make it negative ({base} of {comp} "
+                        f"refunded, {it.promotions[j]} of promotion already taken back)",
+                        field=f"{where}.{name}",
+                        hint=f"take back at most {base - it.promotions[j]}, or refund more "
+                             f"{comp}")
             if total == 0 and a.quantity_cancelled == 0:
                 raise CommandRejected(
                     "empty-adjustment", f"the adjustment of item {a.order_item_id!r} changes nothing",
@@ -716,7 +751,9 @@ class Order(LedgerAggregate):
                 order_item_id=a.order_item_id, reason=a.reason,
                 quantity_cancelled=a.quantity_cancelled, item_price_adj=a.item_price_adj,
                 item_tax_adj=a.item_tax_adj, shipping_price_adj=a.shipping_price_adj,
-                shipping_tax_adj=a.shipping_tax_adj) for a in cmd.items],
+                shipping_tax_adj=a.shipping_tax_adj, gift_wrap_price_adj=a.gift_wrap_price_adj,
+                gift_wrap_tax_adj=a.gift_wrap_tax_adj, item_promotion_adj=a.item_promotion_adj,
+                ship_promotion_adj=a.ship_promotion_adj) for a in cmd.items],
             status=status, buyer_requested=self.cancel_request_open))
         return lines
 
@@ -750,6 +787,15 @@ class Order(LedgerAggregate):
         self.record(ev.MessageReceived(
             at=cmd.at, actor=actor, command_id=cid, order_id=self.order_id, message_id=cid,
             sender=cmd.sender, body=cmd.body, requests_address_change=cmd.requests_address_change))
+
+    def acknowledge(self, cmd: c.Acknowledge, actor: str, cid: str) -> None:
+        if self.status == CANCELED:
+            raise CommandRejected(
+                "order-canceled", f"order {self.order_id} is Canceled: nothing to acknowledge",
+                hint="acknowledge only orders that are not canceled")
+        self.record(ev.OrderAcknowledged(
+            at=cmd.at, actor=actor, command_id=cid, order_id=self.order_id,
+            merchant_order_id=cmd.merchant_order_id))
 
     def change_address(self, cmd: c.ChangeAddress, actor: str, cid: str) -> None:
         self._require_open("change the shipping address")

@@ -60,6 +60,8 @@ class OrderItem(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields
     item_tax: Decimal = ZERO
     shipping_price: Decimal = ZERO
     shipping_tax: Decimal = ZERO
+    gift_wrap_price: Decimal = ZERO
+    gift_wrap_tax: Decimal = ZERO
 
 
 class ItemQuantity(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
@@ -75,6 +77,10 @@ class ItemAdjustment(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_f
     item_tax_adj: Decimal = ZERO
     shipping_price_adj: Decimal = ZERO
     shipping_tax_adj: Decimal = ZERO
+    gift_wrap_price_adj: Decimal = ZERO
+    gift_wrap_tax_adj: Decimal = ZERO
+    item_promotion_adj: Decimal = ZERO
+    ship_promotion_adj: Decimal = ZERO
 
 
 class Attachment(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
@@ -267,6 +273,13 @@ class ShippingAddressChanged(OrderEvent, kw_only=True, frozen=True):
     message_id: str
 
 
+class OrderAcknowledged(OrderEvent, kw_only=True, frozen=True):
+    """The seller acknowledged the order (a feed row without a cancel reason);
+    nothing else changes."""
+
+    merchant_order_id: str | None = None
+
+
 INVENTORY_EVENTS: tuple[type[Event], ...] = (
     InventorySet,
     InventoryAllocated,
@@ -289,6 +302,7 @@ ORDER_EVENTS: tuple[type[Event], ...] = (
     MessageSent,
     MessageReceived,
     ShippingAddressChanged,
+    OrderAcknowledged,
 )
 
 ALL_EVENTS: tuple[type[Event], ...] = INVENTORY_EVENTS + ORDER_EVENTS

@@ -4,8 +4,12 @@ A feed is a tab-separated file with a header row: shipping confirmation
 (``POST_FLAT_FILE_FULFILLMENT_DATA``), order cancellation
 (``POST_FLAT_FILE_ORDER_ACKNOWLEDGEMENT_DATA``) and order adjustment
 (``POST_FLAT_FILE_PAYMENT_ADJUSTMENT_DATA``). Columns are found by header name
-(any order, unknown extra columns ignored); the file is UTF-8 with or without a
-BOM, CRLF or LF; blank lines are skipped.
+(any order, unknown extra columns ignored), CRLF or LF; blank lines are skipped.
+An Amazon template's first row (``TemplateType=OrderFulfillment<TAB>Version=...``)
+before the header is skipped and named in the report. Encoding: UTF-8 (with
+or without a BOM) when the file decodes as UTF-8, else Windows-1252 (which
+covers ISO-8859-1's printable range), or the one forced with ``encoding=``;
+UTF-16/32 and binary files are rejected whole.
 
 Two steps:
 
@@ -26,6 +30,7 @@ See ``docs/feeds.md``.
 
 from __future__ import annotations
 
+import codecs
 import csv
 import hashlib
 import io
@@ -69,7 +74,7 @@ FEEDS: dict[str, FeedSpec] = {
         feed_type="POST_FLAT_FILE_FULFILLMENT_DATA",
         columns=("order-id", "order-item-id", "quantity", "ship-date", "carrier-code",
                  "carrier-name", "tracking-number", "ship-method"),
-        required=("order-id", "ship-date", "carrier-code"),
+        required=("order-id", "ship-date"),
         fields={"order_id": "order-id", "order_item_id": "order-item-id",
                 "quantity": "quantity", "items": "order-item-id", "ship_date": "ship-date",
                 "carrier_code": "carrier-code", "carrier_name": "carrier-name",
@@ -79,9 +84,11 @@ FEEDS: dict[str, FeedSpec] = {
     CANCELLATION: FeedSpec(
         name=CANCELLATION,
         feed_type="POST_FLAT_FILE_ORDER_ACKNOWLEDGEMENT_DATA",
-        columns=("order-id", "cancellation-reason-code", "amazon-order-item-code"),
+        columns=("order-id", "cancellation-reason-code", "amazon-order-item-code",
+                 "merchant-order-id"),
         required=("order-id", "cancellation-reason-code"),
         fields={"order_id": "order-id", "reason": "cancellation-reason-code",
+                "merchant_order_id": "merchant-order-id",
                 "order_item_id": "amazon-order-item-code",
                 "quantity_cancelled": "amazon-order-item-code",
                 "items": "amazon-order-item-code"},
@@ -92,13 +99,18 @@ FEEDS: dict[str, FeedSpec] = {
         feed_type="POST_FLAT_FILE_PAYMENT_ADJUSTMENT_DATA",
         columns=("order-id", "order-item-id", "adjustment-reason-code", "currency",
                  "item-price-adj", "item-tax-adj", "shipping-price-adj", "shipping-tax-adj",
-                 "quantity-cancelled"),
+                 "gift-wrap-price-adj", "gift-wrap-tax-adj", "item-promotion-adj",
+                 "ship-promotion-adj", "quantity-cancelled"),
         required=("order-id", "order-item-id", "adjustment-reason-code", "currency"),
         fields={"order_id": "order-id", "order_item_id": "order-item-id",
                 "reason": "adjustment-reason-code", "quantity_cancelled": "quantity-cancelled",
                 "item_price_adj": "item-price-adj", "item_tax_adj": "item-tax-adj",
                 "shipping_price_adj": "shipping-price-adj",
                 "shipping_tax_adj": "shipping-tax-adj",
+                "gift_wrap_price_adj": "gift-wrap-price-adj",
+                "gift_wrap_tax_adj": "gift-wrap-tax-adj",
+                "item_promotion_adj": "item-promotion-adj",
+                "ship_promotion_adj": "ship-promotion-adj",
                 "item_price": "item-price-adj", "item_tax": "item-tax-adj",
                 "shipping_price": "shipping-price-adj", "shipping_tax": "shipping-tax-adj",
                 "items": "order-item-id"},
@@ -118,7 +130,18 @@ CANCEL_TO_ADJUSTMENT_REASON: dict[str, str] = {
 
 ALREADY_PROCESSED = "already processed (the same line of the same file was accepted before)"
 
-_AMOUNT_COLUMNS = ("item-price-adj", "item-tax-adj", "shipping-price-adj", "shipping-tax-adj")
+_AMOUNT_COLUMNS = ("item-price-adj", "item-tax-adj", "shipping-price-adj", "shipping-tax-adj",
+                   "gift-wrap-price-adj", "gift-wrap-tax-adj")
+#: promotion adjustments: the file may write them negative (a discount) or positive;
+#: either way the amount is the part of a promotion taken back from the refund
+_PROMOTION_COLUMNS = ("item-promotion-adj", "ship-promotion-adj")
+#: "NULL" in tracking-number: no tracking number (the marketplace's way to clear it)
+NULL_TRACKING = "NULL"
+#: a UTF-8 encoded non-ASCII character (in a file that is otherwise not UTF-8: mixed)
+_UTF8_SEQUENCE = re.compile(rb"[\xc2-\xdf][\x80-\xbf]|[\xe0-\xef][\x80-\xbf]{2}"
+                            rb"|[\xf0-\xf4][\x80-\xbf]{3}")
+_CONTROL_CHARS = re.compile(r"[\x00-\x08\x0e-\x1f\x7f]")
+_TEMPLATE_RE = re.compile(r"^\s*TemplateType\s*=", re.IGNORECASE)
 _QUANTITY_RE = re.compile(r"^\+?\d+$")
 _AMOUNT_RE = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)$")
 _CURRENCY_RE = re.compile(r"^[A-Za-z]{3}$")
@@ -208,6 +231,10 @@ class FeedReport:
     feed: str
     sha256: str
     lines: list[FeedLine]
+    #: the encoding the file was read in (``utf-8``, ``utf-8-sig`` with a BOM, ``cp1252``...)
+    encoding: str = "utf-8"
+    #: the skipped TemplateType row, ``{"line": 1, "template_type": ..., "version": ...}``
+    template: dict | None = None
 
     def _count(self, status: str) -> int:
         return sum(1 for ln in self.lines if ln.status == status)
@@ -234,7 +261,8 @@ class FeedReport:
 
     def as_dict(self) -> dict:
         return {"feed": self.feed, "feed_type": FEEDS[self.feed].feed_type,
-                "sha256": self.sha256, "processed": self.processed,
+                "sha256": self.sha256, "encoding": self.encoding,
+                "template": self.template, "processed": self.processed,
                 "accepted": self.accepted, "duplicate": self.duplicate,
                 "rejected": self.rejected, "events": self.events,
                 "lines": [ln.as_dict() for ln in self.lines]}
@@ -258,24 +286,93 @@ def command_id(feed: str, digest: str, line: int) -> str:
     return f"feed:{feed}:{digest[:12]}:{line}"
 
 
-def read_feed(feed: str, data: bytes) -> list[FeedRow]:
+@dataclass
+class FeedFile:
+    """A read feed file: its data rows, the encoding used, the skipped template row."""
+
+    rows: list[FeedRow]
+    encoding: str
+    template: dict | None = None
+
+
+def check_encoding(name: str) -> str:
+    """The codec's canonical name; :class:`FeedError` for an unknown or unsuitable one."""
+    try:
+        info = codecs.lookup(name)
+    except LookupError:
+        raise FeedError(f"unknown encoding {name!r}; use e.g. utf-8, utf-8-sig, cp1252 "
+                        "(Windows-1252) or latin-1 (ISO-8859-1)") from None
+    if not getattr(info, "_is_text_encoding", True) or info.name.startswith(("utf-16", "utf-32")):
+        raise FeedError(f"encoding {name!r} is not supported for feeds; use utf-8, cp1252 "
+                        "or latin-1")
+    return info.name
+
+
+def decode_feed(data: bytes, encoding: str | None = None) -> tuple[str, str]:
+    """The file's text and the encoding used: ``encoding`` when given, else UTF-8
+    (``utf-8-sig`` when it starts with a BOM), else Windows-1252.
+
+    Raises :class:`FeedError` for UTF-16/32 and binary files, and for bytes the
+    forced encoding cannot decode.
+    """
+    problem = wide_encoding(data[:SAMPLE_BYTES])  # UTF-16/32 even when it decodes
+    if problem is not None:
+        raise FeedError(str(problem))
+    if encoding is not None:
+        name = check_encoding(encoding)
+        if name == "utf-8" and data.startswith(codecs.BOM_UTF8):
+            name = "utf-8-sig"
+        try:
+            return data.decode(name), name
+        except UnicodeDecodeError as exc:
+            raise FeedError(f"the file is not {encoding} (byte {exc.start}: "
+                            f"{data[exc.start:exc.start + 1]!r}); give the encoding it was "
+                            "saved in, or leave out --encoding to detect it") from None
+    name = "utf-8-sig" if data.startswith(codecs.BOM_UTF8) else "utf-8"
+    try:
+        return data.decode(name), name
+    except UnicodeDecodeError as exc:
+        first_bad = exc.start + (len(codecs.BOM_UTF8) if name == "utf-8-sig" else 0)
+    bad_line = data.count(b"\n", 0, first_bad) + 1
+    if name == "utf-8-sig":
+        raise FeedError(f"the file starts with a UTF-8 byte-order mark but byte {first_bad} "
+                        f"(line {bad_line}) is not UTF-8; save it as UTF-8 again, or give its "
+                        "encoding with --encoding")
+    # binary, gzip ...: say what it looks like; text in another encoding is read as
+    # Windows-1252 (a superset of ISO-8859-1's printable characters)
+    problem = sniff(data[:SAMPLE_BYTES], complete=len(data) <= SAMPLE_BYTES)
+    if problem is not None and "Windows-1252" not in problem.looks_like:
+        raise FeedError(f"{problem} (byte {first_bad} is not UTF-8)")
+    utf8 = _UTF8_SEQUENCE.search(data)
+    if utf8 is not None:
+        utf8_line = data.count(b"\n", 0, utf8.start()) + 1
+        raise FeedError(f"the file mixes encodings: line {utf8_line} "
+                        f"has UTF-8 characters but byte {first_bad} (line {bad_line}) is not "
+                        "UTF-8; save it in one encoding, or force one with --encoding")
+    try:
+        text = data.decode("cp1252")
+    except UnicodeDecodeError as exc:
+        raise FeedError(f"the file is neither UTF-8 nor Windows-1252 (byte {exc.start}); "
+                        "save it as UTF-8, or give its encoding with --encoding") from None
+    if _CONTROL_CHARS.search(text):
+        raise FeedError("the file is not text: it holds control characters in neither UTF-8 "
+                        "nor Windows-1252; give a text file")
+    return text, "cp1252"
+
+
+def read_feed(feed: str, data: bytes, encoding: str | None = None) -> list[FeedRow]:
     """Decode and split a feed file into rows keyed by header name.
 
     Raises :class:`FeedError` when the whole file must be rejected.
     """
+    return read_feed_file(feed, data, encoding).rows
+
+
+def read_feed_file(feed: str, data: bytes, encoding: str | None = None) -> FeedFile:
+    """:func:`read_feed` with the encoding used and the skipped template row."""
     spec = spec_of(feed)
-    problem = wide_encoding(data[:SAMPLE_BYTES])  # UTF-16/32 even when it decodes
-    if problem is not None:
-        raise FeedError(str(problem))
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        # binary, gzip, Latin-1 ...: say what it looks like when that is clear
-        problem = sniff(data[:SAMPLE_BYTES], complete=len(data) <= SAMPLE_BYTES)
-        if problem is not None:
-            raise FeedError(f"{problem} (byte {exc.start} is not UTF-8)") from None
-        raise FeedError(f"the file is not UTF-8 (byte {exc.start}): save it as UTF-8 "
-                        "(with or without BOM)") from None
+    text, used = decode_feed(data, encoding)
+    template: dict | None = None
     source = _LastLine(io.StringIO(text, newline=""))
     reader = csv.reader(source, delimiter="\t", quoting=csv.QUOTE_NONE, strict=False)
     header: list[str] | None = None
@@ -292,6 +389,9 @@ def read_feed(feed: str, data: bytes) -> list[FeedRow]:
             continue
         if not any(v.strip() for v in record):
             continue  # blank line
+        if header is None and template is None and record and _TEMPLATE_RE.match(record[0]):
+            template = _template_row(record, reader.line_num)
+            continue
         if header is None:
             header = [h.strip().lower() for h in record]
             _check_header(spec, header, reader.line_num)
@@ -305,7 +405,18 @@ def read_feed(feed: str, data: bytes) -> list[FeedRow]:
     if header is None:
         raise FeedError("the file is empty: it needs a header row ("
                         + "\t".join(spec.columns) + ") and data lines")
-    return rows
+    return FeedFile(rows, used, template)
+
+
+def _template_row(record: list[str], line: int) -> dict:
+    """``TemplateType=OrderFulfillment<TAB>Version=1.0 ...`` as a dict for the report."""
+    out: dict = {"line": line}
+    for cell in record:
+        key, sep, value = cell.strip().partition("=")
+        if sep and key.strip():
+            name = re.sub(r"(?<!^)(?=[A-Z])", "_", key.strip()).lower()  # TemplateType -> template_type
+            out.setdefault(name, value.strip())
+    return out
 
 
 class _LastLine:
@@ -348,6 +459,8 @@ def _check_header(spec: FeedSpec, header: list[str], line: int) -> None:
             raise FeedError(f"header (line {line}) names column {name!r} twice")
         seen.add(name)
     missing = [c for c in spec.required if c not in seen]
+    if spec.name == SHIPPING_CONFIRMATION and not {"carrier-code", "carrier-name"} & seen:
+        missing.append("carrier-code (or carrier-name)")
     if missing:
         known = [c for c in spec.columns if c in seen]
         raise FeedError(
@@ -361,14 +474,14 @@ def _check_header(spec: FeedSpec, header: list[str], line: int) -> None:
 
 
 def build_commands(feed: str, data: bytes, *, at: datetime, lookup: OrderLookup,
-                   known: Iterable[str] = ()) -> list[FeedLine]:
+                   known: Iterable[str] = (), encoding: str | None = None) -> list[FeedLine]:
     """One :class:`FeedLine` per data line: a command to apply, or a rejection.
 
     ``lookup(order_id)`` tells what the ledger knows of an order (used for
     item-level cancellations and the adjustment's currency check); ``known`` are
     command ids the ledger has already accepted (those lines are ``duplicate``).
     """
-    rows = read_feed(feed, data)
+    rows = read_feed(feed, data, encoding)
     digest = file_digest(data)
     known = set(known)
     build = _BUILDERS[feed]
@@ -462,19 +575,41 @@ def _ship_line(row: FeedRow, lookup: OrderLookup,
     except CommandRejected as exc:
         raise LineRejected("ship-date", exc.code, exc.message, exc.hint) from None
     cmd["ship_date"] = ship_date
-    cmd["carrier_code"] = _value(row, "carrier-code")
+    carrier_code = row.get("carrier-code")
+    if not carrier_code:
+        if not row.get("carrier-name"):
+            raise LineRejected("carrier-code", "missing-value",
+                               "carrier-code is empty and no carrier-name is given",
+                               "fill in carrier-code (e.g. PostNord), or carrier-name")
+        carrier_code = "Other"  # the carrier is named by carrier-name only
+    cmd["carrier_code"] = carrier_code
     for column, name in (("carrier-name", "carrier_name"), ("tracking-number", "tracking_number"),
                          ("ship-method", "ship_method")):
-        if row.get(column):
-            cmd[name] = row.get(column)
+        value = row.get(column)
+        if column == "tracking-number" and value.upper() == NULL_TRACKING:
+            continue  # no tracking number
+        if value:
+            cmd[name] = value
     return cmd
 
 
 def _cancel_line(row: FeedRow, lookup: OrderLookup,
                  claimed: dict[tuple[str, str], tuple[int, int]]) -> dict:
     order_id = _order_id(row)
-    reason = _value(row, "cancellation-reason-code")
     item_id = row.get("amazon-order-item-code")
+    if not row.get("cancellation-reason-code"):
+        if item_id:
+            raise LineRejected("cancellation-reason-code", "missing-value",
+                               "cancellation-reason-code is empty but an item is given: an "
+                               "acknowledgement is for a whole order",
+                               "fill in the reason to cancel the item, or empty "
+                               "amazon-order-item-code to acknowledge the order")
+        # an acknowledgement: the order is confirmed, nothing canceled
+        cmd: dict = {"type": "acknowledge", "order_id": order_id}
+        if row.get("merchant-order-id"):
+            cmd["merchant_order_id"] = row.get("merchant-order-id")
+        return cmd
+    reason = _value(row, "cancellation-reason-code")
     if not item_id:
         # the whole order: the ledger checks the reason code and the status
         return {"type": "cancel", "order_id": order_id, "by": "seller", "reason": reason}
@@ -520,6 +655,8 @@ def _adjust_line(row: FeedRow, lookup: OrderLookup,
                            f"currency {currency!r} is not an ISO 4217 code",
                            "write e.g. SEK or EUR")
     amounts = {c: _amount(row, c) for c in _AMOUNT_COLUMNS}
+    for c in _PROMOTION_COLUMNS:
+        amounts[c] = str(abs(Decimal(_amount(row, c))))
     quantity = _quantity(row, "quantity-cancelled", allow_zero=True)
     info = lookup(order_id)
     if info is not None and currency.upper() != info.currency:
@@ -530,7 +667,10 @@ def _adjust_line(row: FeedRow, lookup: OrderLookup,
         "order_item_id": item_id, "reason": reason, "quantity_cancelled": quantity,
         "item_price_adj": amounts["item-price-adj"], "item_tax_adj": amounts["item-tax-adj"],
         "shipping_price_adj": amounts["shipping-price-adj"],
-        "shipping_tax_adj": amounts["shipping-tax-adj"]}]}
+        "shipping_tax_adj": amounts["shipping-tax-adj"],
+        **{c.replace("-", "_"): amounts[c] for c in (
+            "gift-wrap-price-adj", "gift-wrap-tax-adj", "item-promotion-adj", "ship-promotion-adj")
+           if Decimal(amounts[c]) != 0}}]}
 
 
 _BUILDERS = {SHIPPING_CONFIRMATION: _ship_line, CANCELLATION: _cancel_line,
@@ -570,18 +710,20 @@ def ledger_lookup(ledger: "Ledger") -> OrderLookup:
 
 
 def process_feed(ledger: "Ledger", feed: str, data: bytes, *, at: datetime,
-                 dry_run: bool = False) -> FeedReport:
+                 dry_run: bool = False, encoding: str | None = None) -> FeedReport:
     """Apply a feed file at business time ``at``; every line accepted or rejected.
 
     Raises :class:`FeedError` (and applies nothing) when the whole file is bad.
     ``dry_run``: every line decided the same way, nothing written
     (``Ledger.apply_lines(dry_run=True)``).
     """
-    rows = read_feed(feed, data)  # whole-file problems first, before any lookup
+    read = read_feed_file(feed, data, encoding)  # whole-file problems first, before any lookup
+    rows = read.rows
     digest = file_digest(data)
     ids = [command_id(feed, digest, r.line) for r in rows]
     known = ledger.recorder.known_commands(ids) if ids else set()
-    lines = build_commands(feed, data, at=at, lookup=ledger_lookup(ledger), known=known)
+    lines = build_commands(feed, data, at=at, lookup=ledger_lookup(ledger), known=known,
+                           encoding=encoding)
     todo = [fl for fl in lines if fl.command is not None]
     if todo:
         encoded = [json.dumps(fl.command) for fl in todo]
@@ -596,4 +738,4 @@ def process_feed(ledger: "Ledger", feed: str, data: bytes, *, at: datetime,
                 err = out.error or {}
                 fl.reject(column_of(feed, err), err.get("code", "rejected"),
                           err.get("message", "rejected by the ledger"), err.get("hint"))
-    return FeedReport(feed, digest, lines)
+    return FeedReport(feed, digest, lines, read.encoding, read.template)

@@ -397,15 +397,28 @@ def ship(order_id: str, carrier_code: str, carrier_name: str | None,
 @click.option("--item-tax-adj", default="0")
 @click.option("--shipping-price-adj", default="0")
 @click.option("--shipping-tax-adj", default="0")
+@click.option("--gift-wrap-price-adj", default="0")
+@click.option("--gift-wrap-tax-adj", default="0")
+@click.option("--item-promotion-adj", default="0",
+              help="Promotion discount taken back from the item price refund.")
+@click.option("--ship-promotion-adj", default="0",
+              help="Promotion discount taken back from the shipping refund.")
 @_common
 def adjust(order_id: str, item_id: str, reason: str, quantity_cancelled: int,
            item_price_adj: str, item_tax_adj: str, shipping_price_adj: str,
-           shipping_tax_adj: str, **kw: Any) -> None:
+           shipping_tax_adj: str, gift_wrap_price_adj: str = "0", gift_wrap_tax_adj: str = "0",
+           item_promotion_adj: str = "0", ship_promotion_adj: str = "0", **kw: Any) -> None:
     """Cancel part of an item and/or refund amounts (positive = refunded)."""
-    run_one("adjust", {"order_id": order_id, "items": [{
-        "order_item_id": item_id, "reason": reason, "quantity_cancelled": quantity_cancelled,
-        "item_price_adj": item_price_adj, "item_tax_adj": item_tax_adj,
-        "shipping_price_adj": shipping_price_adj, "shipping_tax_adj": shipping_tax_adj}]}, **kw)
+    body = {"order_item_id": item_id, "reason": reason, "quantity_cancelled": quantity_cancelled,
+            "item_price_adj": item_price_adj, "item_tax_adj": item_tax_adj,
+            "shipping_price_adj": shipping_price_adj, "shipping_tax_adj": shipping_tax_adj}
+    for name, value in (("gift_wrap_price_adj", gift_wrap_price_adj),
+                        ("gift_wrap_tax_adj", gift_wrap_tax_adj),
+                        ("item_promotion_adj", item_promotion_adj),
+                        ("ship_promotion_adj", ship_promotion_adj)):
+        if value not in ("0", ""):
+            body[name] = value
+    run_one("adjust", {"order_id": order_id, "items": [body]}, **kw)
 
 
 @main.command("send-message")

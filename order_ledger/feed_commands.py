@@ -89,6 +89,8 @@ _FEED_HELP = {
     feeds.SHIPPING_CONFIRMATION:
         "Confirm shipments (POST_FLAT_FILE_FULFILLMENT_DATA): order-id, order-item-id, "
         "quantity, ship-date, carrier-code, carrier-name, tracking-number, ship-method. "
+        "carrier-code may be empty when carrier-name is given; NULL as tracking-number "
+        "means no tracking number. "
         "An empty order-item-id ships everything left of the order; each line is its own "
         "shipment, applied in file order.",
     feeds.CANCELLATION:
@@ -99,8 +101,9 @@ _FEED_HELP = {
     feeds.ADJUSTMENT:
         "Refund or cancel per item (POST_FLAT_FILE_PAYMENT_ADJUSTMENT_DATA): order-id, "
         "order-item-id, adjustment-reason-code, currency, item-price-adj, item-tax-adj, "
-        "shipping-price-adj, shipping-tax-adj, quantity-cancelled. Positive amounts are "
-        "refunded.",
+        "shipping-price-adj, shipping-tax-adj, gift-wrap-price-adj, gift-wrap-tax-adj, "
+        "item-promotion-adj, ship-promotion-adj, quantity-cancelled. Positive amounts are "
+        "refunded; promotion amounts (either sign) are taken back from the refund.",
 }
 
 
@@ -113,9 +116,18 @@ def _make_feed_command(name: str) -> click.Command:
     @now_option
     @yes_option
     @check_option
+    @click.option("--encoding", default=None, metavar="NAME",
+                  help="Read the file in this encoding (e.g. utf-8, cp1252, latin-1) instead "
+                       "of detecting it (UTF-8 with or without BOM, else Windows-1252).")
     def command(file: Path, db: str | None, as_json: bool, now: datetime | None,
-                yes: bool = False, check: bool = False) -> None:
-        run_feed(name, file, db=db, as_json=as_json, now=now, yes=yes, check=check)
+                yes: bool = False, check: bool = False, encoding: str | None = None) -> None:
+        if encoding is not None:
+            try:
+                feeds.check_encoding(encoding)
+            except feeds.FeedError as exc:
+                raise click.BadParameter(str(exc), param_hint="--encoding") from None
+        run_feed(name, file, db=db, as_json=as_json, now=now, yes=yes, check=check,
+                 encoding=encoding)
 
     return command
 
@@ -125,10 +137,11 @@ for _name in feeds.FEEDS:
 
 
 def run_feed(name: str, file: Path, *, db: str | None, as_json: bool,
-             now: datetime | None, yes: bool = False, check: bool = False) -> None:
+             now: datetime | None, yes: bool = False, check: bool = False,
+             encoding: str | None = None) -> None:
     data = file.read_bytes()
     try:
-        feeds.read_feed(name, data)  # whole-file checks before the ledger is touched
+        feeds.read_feed(name, data, encoding)  # whole-file checks before the ledger is touched
     except feeds.FeedError as exc:
         _usage_error(f"{file}: the feed was rejected, nothing applied: {exc}", as_json)
     # A feed's lines act on their own orders only: no other order's deadline can fire,
@@ -136,7 +149,7 @@ def run_feed(name: str, file: Path, *, db: str | None, as_json: bool,
     ledger = _open(db, now, check)
     try:
         report = feeds.process_feed(ledger, name, data, at=now or ledger.clock.now(),
-                                    dry_run=check)
+                                    dry_run=check, encoding=encoding)
     except feeds.FeedError as exc:  # pragma: no cover - checked above
         _usage_error(str(exc), as_json)
         return
@@ -151,10 +164,21 @@ def run_feed(name: str, file: Path, *, db: str | None, as_json: bool,
     sys.exit(1 if report.rejected else 0)
 
 
+_ENCODING_NAMES = {"utf-8": "UTF-8", "utf-8-sig": "UTF-8 with BOM",
+                   "cp1252": "Windows-1252", "latin-1": "ISO-8859-1"}
+
+
 def _print_feed_report(report: feeds.FeedReport, file: Path, check: bool = False) -> None:
     spec = feeds.FEEDS[report.feed]
     out = console.print
     out(f"Processing report: {report.feed} feed ({spec.feed_type}) {file}", markup=False)
+    out(f"  encoding:          {_ENCODING_NAMES.get(report.encoding, report.encoding)}",
+        markup=False)
+    if report.template is not None:
+        t = report.template
+        out(f"  template row:      line {t['line']} skipped (TemplateType="
+            f"{t.get('template_type', '')}"
+            + (f", Version={t['version']}" if t.get("version") else "") + ")", markup=False)
     out(f"  lines processed:   {report.processed}", markup=False)
     out(f"  lines accepted:    {report.accepted}", markup=False)
     out(f"  already processed: {report.duplicate}", markup=False)

@@ -83,6 +83,7 @@ WHY: dict[type, str] = {
     ev.MessageSent: "the seller messaged the buyer (docs/rules.md §4)",
     ev.MessageReceived: "a message was received (docs/rules.md §4)",
     ev.ShippingAddressChanged: "the shipping address was changed on request (docs/rules.md 3.10)",
+    ev.OrderAcknowledged: "the seller acknowledged the order (an acknowledgement feed row); nothing canceled",
 }
 
 NEXT: dict[str, str] = {

@@ -220,9 +220,11 @@ def test_unusable_files_are_usage_errors(tmp_path, sqlite_url):
     latin1.write_bytes("order-id\tship-date\tcarrier-code\nG\xf6teborg\n".encode("latin-1"))
     dup = tmp_path / "dup.txt"
     dup.write_bytes(tsv(["order-id", "order-id", "ship-date", "carrier-code"]))
-    for path, text in ((empty, "empty"), (latin1, "not UTF-8"), (dup, "twice")):
+    # Latin-1 is read (tests/test_feeds_real.py); forced to UTF-8 it is unusable
+    for path, text, more in ((empty, "empty", []), (latin1, "not utf-8", ["--encoding", "utf-8"]),
+                             (dup, "twice", [])):
         result = runner.invoke(main, ["feed", "shipping-confirmation", str(path), "--db",
-                                      sqlite_url, "--now", NOW.isoformat()])
+                                      sqlite_url, "--now", NOW.isoformat(), *more])
         assert result.exit_code == 2 and text in result.output, result.output
     assert runner.invoke(main, ["feed", "shipping-confirmation", str(tmp_path / "nope.txt"),
                                 "--db", sqlite_url]).exit_code == 2
@@ -283,7 +285,8 @@ def test_cancellation_whole_orders_and_items(ledger):
                [oid(4), "NoInventory", A],                  # 12 Pending order, item level
                [oid(5), "NoInventory", ""],                 # 13 already canceled
                [oid(5), "NoInventory", A],                  # 14 already canceled, item level
-               [oid(2), "", ""],                            # 15 no reason
+               [oid(2), "", ""],                            # 15 no reason: acknowledged
+               [oid(2), "", A],                             # 16 no reason, an item
                )
     report = process_feed(ledger, "cancellation", data, at=NOW)
     assert by_line(report) == {
@@ -300,8 +303,10 @@ def test_cancellation_whole_orders_and_items(ledger):
         12: ("rejected", "order-id", "order-pending"),
         13: ("rejected", "order-id", "order-canceled"),
         14: ("rejected", "order-id", "order-canceled"),
-        15: ("rejected", "cancellation-reason-code", "missing-value"),
+        15: ("accepted", None, None),
+        16: ("rejected", "cancellation-reason-code", "missing-value"),
     }
+    assert report.lines[13].command["type"] == "acknowledge"
     assert "line 4 of this feed" in report.lines[3].message
     assert report.lines[0].command["type"] == "cancel"
     assert report.lines[1].command["items"] == [
