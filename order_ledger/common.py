@@ -101,18 +101,23 @@ def _days(delta: Any) -> str:
     return f"{days:.1f} days" if days < 10 else f"{days:.0f} days"
 
 
-def open_ledger(db: str | None, now: datetime | None = None, *, mode: str = "write") -> Ledger:
-    """Open the ledger for a command; the library's store errors (no ledger, read-only,
-    unreachable server, bad URL) are usage errors: exit 2 with the reason."""
+def _opened(db: str | None, opener: Callable[[], Ledger]) -> Ledger:
+    """``opener()``, with the library's store errors (no ledger, read-only, unreachable
+    server, bad URL) as usage errors: exit 2 with the reason."""
     try:
-        # the recording clock is always the system's: --now is a command's business time
-        ledger = Ledger(db, clock=SystemClock(), mode=mode)
+        return opener()
     except StoreError as exc:
         raise click.UsageError(str(exc)) from None
     except LedgerError as exc:
         raise click.ClickException(str(exc)) from None
     except Exception as exc:  # the library's connection errors, bad URLs
         raise click.UsageError(f"cannot open the ledger {db!r}: {exc}") from None
+
+
+def open_ledger(db: str | None, now: datetime | None = None, *, mode: str = "write") -> Ledger:
+    """Open the ledger for a command (errors: see :func:`_opened`)."""
+    # the recording clock is always the system's: --now is a command's business time
+    ledger = _opened(db, lambda: Ledger(db, clock=SystemClock(), mode=mode))
     if mode == "write":
         try:
             ledger.probe_store()  # e.g. a cipher key that does not fit: refused before any work
@@ -178,14 +183,7 @@ def open_ledger_for_check(db: str | None, now: datetime | None = None) -> Ledger
     in memory (a check never creates a ledger); errors as :func:`open_ledger`."""
     from ledger.application import open_for_dry_run
 
-    try:
-        return open_for_dry_run(db, clock=SystemClock())
-    except StoreError as exc:
-        raise click.UsageError(str(exc)) from None
-    except LedgerError as exc:
-        raise click.ClickException(str(exc)) from None
-    except Exception as exc:  # the library's connection errors, bad URLs
-        raise click.UsageError(f"cannot open the ledger {db!r}: {exc}") from None
+    return _opened(db, lambda: open_for_dry_run(db, clock=SystemClock()))
 
 
 # --- big outputs ------------------------------------------------------------------------
