@@ -91,6 +91,8 @@ class Place(Command, tag="place", kw_only=True, frozen=True):
     ship_to: Address
     latest_ship_date: At | None = None
     latest_delivery_date: At | None = None
+    #: parts the marketplace withheld (their missing fields hold a placeholder)
+    restricted: list[Literal["ship_to", "buyer"]] = []
 
 
 class Cancel(Command, tag="cancel", kw_only=True, frozen=True):

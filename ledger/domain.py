@@ -334,6 +334,8 @@ class Order(LedgerAggregate):
                 self.latest_delivery_date.isoformat() if self.latest_delivery_date else None),
             "warning": self.warning if self.status in OPEN else None,
             "buyer_name": self.placed.buyer.name,
+            #: parts the marketplace withheld ("ship_to", "buyer"): placeholders in the ledger
+            "restricted": list(self.placed.restricted),
             "ship_service_level": self.placed.ship_service_level,
             "currency": self.placed.currency,
             "payment": self.payment,
@@ -569,7 +571,8 @@ class Order(LedgerAggregate):
                 gift_wrap_tax=i.gift_wrap_tax) for i in cmd.items],
             currency=cmd.currency, ship_service_level=cmd.ship_service_level,
             latest_ship_date=ship_by, latest_delivery_date=deliver_by,
-            buyer=cmd.buyer, ship_to=cmd.ship_to, hold_until=cmd.at + rules.HOLD))
+            buyer=cmd.buyer, ship_to=cmd.ship_to, hold_until=cmd.at + rules.HOLD,
+            restricted=sorted(set(cmd.restricted))))
 
     def cancel(self, cmd: c.Cancel, actor: str, cid: str) -> list[ev.ItemQuantity]:
         common = dict(at=cmd.at, actor=actor, command_id=cid, order_id=self.order_id)

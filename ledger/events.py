@@ -32,6 +32,10 @@ CANCELED: Status = "Canceled"
 ZERO = Decimal("0")
 
 
+#: The value of a field the marketplace withheld (see ``OrderPlaced.restricted``).
+RESTRICTED = "(restricted)"
+
+
 class Buyer(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
     name: str
     language: str
@@ -153,6 +157,10 @@ class OrderPlaced(OrderEvent, kw_only=True, frozen=True):
     ship_to: Address
     hold_until: datetime
     status: Status = PENDING
+    #: parts the marketplace withheld ("ship_to", "buyer"; e.g. an Orders API
+    #: response fetched without a restricted-data token): their missing fields
+    #: hold the placeholder ``RESTRICTED``. Empty in events written before it existed.
+    restricted: list[str] = []
 
 
 class HoldExpired(OrderEvent, kw_only=True, frozen=True):

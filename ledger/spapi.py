@@ -1,5 +1,8 @@
 """Import orders from the Selling Partner API (Orders API v0) into the ledger.
 
+Every v0 ``OrderStatus`` is mapped (``STATUS_AS``, ``STATUS_SKIPPED``); orders fetched
+without a restricted data token import with placeholders, marked ``restricted``.
+
 Input is what ``getOrders`` returns (``payload.Orders``), with each order's
 ``getOrderItems`` result either inlined (key ``OrderItems`` on the order) or
 given separately (:func:`load_items`). Each order becomes a short, fixed list of
@@ -23,12 +26,28 @@ from typing import TYPE_CHECKING, Any, Iterable
 
 from . import rules
 from .commands import ORDER_ID_RE
+from .events import RESTRICTED
 
 if TYPE_CHECKING:  # pragma: no cover
     from .application import Ledger
 
 #: Statuses this import maps; anything else is reported, not guessed.
-KNOWN_STATUSES = ("Pending", "Unshipped", "PartiallyShipped", "Shipped", "Canceled")
+KNOWN_STATUSES = ("Pending", "Unshipped", "PartiallyShipped", "Shipped", "Canceled",
+                  "InvoiceUnconfirmed", "PendingAvailability", "Unfulfillable")
+
+#: API statuses imported as another one: (the status planned, the note given).
+STATUS_AS: dict[str, tuple[str, str]] = {
+    "InvoiceUnconfirmed": ("Shipped", "InvoiceUnconfirmed (every item shipped, the invoice not yet "
+                                      "confirmed): imported as Shipped, every item shipped"),
+    "PendingAvailability": ("Pending", "PendingAvailability (a pre-order, not yet released): "
+                                       "imported as Pending"),
+}
+
+#: API statuses skipped, with the reason reported.
+STATUS_SKIPPED: dict[str, str] = {
+    "Unfulfillable": ("Unfulfillable (the API uses it only for Multi-Channel Fulfillment "
+                      "orders, which Amazon fulfils): not seller-fulfilled, not imported"),
+}
 
 #: Marketplace id -> country (the Selling Partner API's published ids).
 MARKETPLACE_COUNTRY: dict[str, str] = {
@@ -297,6 +316,13 @@ def _plan(imp: OrderImport, order: Any, items: list[dict] | None, language: str 
         imp.reason = (f"OrderStatus {status!r} is not mapped (only "
                       f"{', '.join(KNOWN_STATUSES)}); the order was not imported")
         return
+    if status in STATUS_SKIPPED:
+        imp.result, imp.reason = "skipped", STATUS_SKIPPED[status]
+        return
+    every_item_shipped = status == "InvoiceUnconfirmed"
+    if status in STATUS_AS:
+        status, note = STATUS_AS[status]
+        imp.notes.append(note)
     items = order.get("OrderItems") if isinstance(order.get("OrderItems"), list) else items
     if not items:
         raise OrderProblem("no OrderItems (inline them on the order or give --items)")
@@ -326,7 +352,8 @@ def _plan(imp: OrderImport, order: Any, items: list[dict] | None, language: str 
         except (TypeError, ValueError):
             raise OrderProblem(f"item {item_id}: QuantityOrdered/QuantityShipped is not a "
                                "whole number") from None
-        any_shipped_info = any_shipped_info or "QuantityShipped" in item
+        any_shipped_info = ((any_shipped_info or "QuantityShipped" in item)
+                            and not every_item_shipped)
         req = item.get("BuyerRequestedCancel") or {}
         if _truthy(req.get("IsBuyerRequestedCancel")):
             buyer_requested = True
@@ -344,7 +371,7 @@ def _plan(imp: OrderImport, order: Any, items: list[dict] | None, language: str 
         if not item.get("SellerSKU"):
             imp.notes.append(f"item {item_id} has no SellerSKU: its ASIN is used as the SKU")
         lines.append(line)
-        if qty_shipped > 0:
+        if qty_shipped > 0 and not every_item_shipped:
             shipped.append({"order_item_id": str(item_id), "quantity": qty_shipped})
     if not lines:
         if status == "Canceled":
@@ -360,21 +387,32 @@ def _plan(imp: OrderImport, order: Any, items: list[dict] | None, language: str 
 
     buyer_info = order.get("BuyerInfo") or {}
     address = order.get("ShippingAddress") or {}
+    restricted: list[str] = []
     if not address.get("AddressLine1"):
         if status == "Pending":
             imp.result = "skipped"
             imp.reason = ("Pending without a full ShippingAddress (the API releases it only "
                           "once the order leaves Pending): import it again when it is Unshipped")
             return
-        raise OrderProblem("ShippingAddress has no AddressLine1: the Orders API returns the "
-                           "full address only with a restricted data token (RDT); fetch the "
-                           "orders with one")
-    buyer = {"name": buyer_info.get("BuyerName") or address.get("Name") or "(not provided)",
+        missing = [k for k in ("City", "PostalCode", "CountryCode") if not address.get(k)]
+        if missing:
+            raise OrderProblem(f"ShippingAddress has no AddressLine1 and no {', '.join(missing)}: "
+                               "nothing to ship to; fetch the order again (with a restricted "
+                               "data token for the full address)")
+        restricted.append("ship_to")
+        imp.notes.append("ShippingAddress has no AddressLine1 (fetched without a restricted "
+                         f"data token): the address is imported as restricted, {RESTRICTED!r} "
+                         "where the API gave nothing")
+    if not (buyer_info.get("BuyerName") or buyer_info.get("BuyerEmail")):
+        restricted.append("buyer")
+        imp.notes.append("BuyerInfo has no BuyerName or BuyerEmail (fetched without a restricted "
+                         "data token): the buyer is imported as restricted")
+    buyer = {"name": buyer_info.get("BuyerName") or address.get("Name") or RESTRICTED,
              "language": _language(order, language)}
     if buyer_info.get("BuyerEmail"):
         buyer["email"] = buyer_info["BuyerEmail"]
     ship_to = {"name": address.get("Name") or buyer["name"],
-               "address_1": address.get("AddressLine1") or "",
+               "address_1": address.get("AddressLine1") or RESTRICTED,
                "city": address.get("City") or "", "postal_code": address.get("PostalCode") or "",
                "country": address.get("CountryCode") or ""}
     for api, ours in (("AddressLine2", "address_2"), ("AddressLine3", "address_3"),
@@ -385,6 +423,8 @@ def _plan(imp: OrderImport, order: Any, items: list[dict] | None, language: str 
                    "currency": currencies.pop(),
                    "ship_service_level": order.get("ShipServiceLevel") or "Standard",
                    "buyer": buyer, "ship_to": ship_to}
+    if restricted:
+        place["restricted"] = restricted
     if latest_ship is not None:
         place["latest_ship_date"] = latest_ship.isoformat()
         if latest_delivery is None and latest_ship > purchased + rules.DEFAULT_DELIVER_BY:

@@ -197,6 +197,10 @@ def _print_order(view: dict) -> None:
             console.print(f"  {key.replace('_', ' ')}: {view[key]}", markup=False)
     if view.get("buyer_requested_cancel"):
         console.print("  the buyer asked to cancel", markup=False)
+    withheld = {"ship_to": "the ship-to address", "buyer": "the buyer's name and e-mail"}
+    for part in view.get("restricted") or ():
+        console.print(f"  restricted: {withheld.get(part, part)} withheld by the marketplace "
+                      "(placeholders in the ledger)", markup=False)
     if view.get("warning"):
         console.print(f"  WARNING: {view['warning']}", markup=False)
     nd = view.get("next_deadline")

@@ -122,9 +122,9 @@ EXPECTED = {
     6: ("imported", "Canceled"),
     7: ("imported", "Canceled"),
     8: ("imported", "Canceled"),
-    9: ("unknown-status", None),
-    10: ("unknown-status", None),
-    11: ("unknown-status", None),
+    9: ("skipped", None),
+    10: ("imported", "Shipped"),
+    11: ("imported", "Pending"),
     12: ("unknown-status", None),
     13: ("skipped", None),
 }
@@ -139,11 +139,12 @@ def test_every_status_is_mapped_or_reported(ledger):
     assert results(report) == EXPECTED
     assert not report.ok
     s = report.summary()
-    assert (s["imported"], s["unknown_status"], s["skipped"], s["rejected"]) == (8, 4, 1, 0)
+    assert (s["imported"], s["unknown_status"], s["skipped"], s["rejected"]) == (10, 1, 2, 0)
     reasons = {int(o.order_id[4:11]): o.reason for o in report.orders}
-    assert "'Unfulfillable' is not mapped" in reasons[9]
+    assert "Unfulfillable" in reasons[9] and "Multi-Channel" in reasons[9]
+    assert "'Delivered' is not mapped" in reasons[12]
     assert "AFN" in reasons[13]
-    for n in (9, 10, 11, 12, 13):
+    for n in (9, 12, 13):
         assert ledger.order(oid(n)) is None
 
     v = {n: ledger.order(oid(n)).view() for n in range(1, 9)}
@@ -180,7 +181,7 @@ def test_every_status_is_mapped_or_reported(ledger):
     head = ledger.head()
     again = import_orders(ledger, json.dumps(every_status()))
     assert {n: r for n, (r, _) in results(again).items() if r != "unknown-status"} == {
-        **{n: "already-imported" for n in range(1, 9)}, 13: "skipped"}
+        **{n: "already-imported" for n in (*range(1, 9), 10, 11)}, 9: "skipped", 13: "skipped"}
     assert again.events == 0 and ledger.head() == head
     assert all(s.status == "duplicate" for o in again.orders for s in o.steps)
 
@@ -213,8 +214,9 @@ def test_items_from_a_separate_file(sqlite_url, tmp_path, shape):
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 1
     assert f"{oid(5)} Shipped: already imported (in the ledger: Shipped)" in result.stdout
-    assert f"{oid(9)} Unfulfillable: not imported (unknown status)" in result.stdout
-    assert "0 imported, 8 already imported, 1 skipped, 4 unknown status, 0 rejected; " \
+    assert f"{oid(12)} Delivered: not imported (unknown status)" in result.stdout
+    assert f"{oid(9)} Unfulfillable: skipped: Unfulfillable" in result.stdout
+    assert "0 imported, 10 already imported, 2 skipped, 1 unknown status, 0 rejected; " \
            "0 events written" in result.stdout
 
 
@@ -241,6 +243,9 @@ def test_missing_items_and_bad_data_reject_the_order_only(sqlite_url):
         {**api_order(9, "Unshipped", "2026-02-10T08:00:00Z", "2026-02-10T09:00:00Z",
                      [api_item("40000000000091", "MUG-1", 1, 0, "10.00")]),
          "AmazonOrderId": "S01-1234567-1234567"},
+        api_order(10, "Unshipped", "2026-02-10T08:00:00Z", "2026-02-10T09:00:00Z",
+                  [api_item("40000000000101", "MUG-1", 1, 0, "10.00")],
+                  ShippingAddress={"CountryCode": "SE"}),
     )
     with Ledger(sqlite_url) as led:
         report = import_orders(led, orders)
@@ -248,7 +253,11 @@ def test_missing_items_and_bad_data_reject_the_order_only(sqlite_url):
     assert got[oid(1)][0] == "rejected" and "no OrderItems" in got[oid(1)][1]
     assert got[oid(2)][0] == "rejected" and "'12,50' is not a decimal" in got[oid(2)][1]
     assert got[oid(3)][0] == "rejected" and "mixes currencies EUR, SEK" in got[oid(3)][1]
-    assert got[oid(4)][0] == "rejected" and "restricted data token" in got[oid(4)][1]
+    # no AddressLine1 (no restricted data token): imported, the address marked restricted
+    assert got[oid(4)] == ("imported", None)
+    # no address to ship to at all: rejected
+    assert got[oid(10)][0] == "rejected"
+    assert "no AddressLine1 and no City, PostalCode" in got[oid(10)][1]
     assert got[oid(5)][0] == "skipped" and "import it again when it is Unshipped" in got[oid(5)][1]
     assert got[oid(6)][0] == "rejected" and "PurchaseDate 'yesterday'" in got[oid(6)][1]
     assert got[oid(7)][0] == "skipped" and "nothing ordered" in got[oid(7)][1]
@@ -372,3 +381,141 @@ def test_usage_errors(tmp_path, sqlite_url):
         load_items([{"payload": {"OrderItems": []}}])
     result = runner.invoke(main, ["import", "sp-api", str(good), "--db", sqlite_url])
     assert result.exit_code == 0 and "0 orders" in result.stdout
+
+
+# --- issue 15: every v0 OrderStatus, and orders without restricted data ---------------------
+
+#: v0 OrderStatus -> (exit-0 result, the order's status in the ledger), through the CLI
+V0_STATUSES = {
+    "Pending": ("imported", "Pending"),
+    "Unshipped": ("imported", "Unshipped"),
+    "PartiallyShipped": ("imported", "PartiallyShipped"),
+    "Shipped": ("imported", "Shipped"),
+    "Canceled": ("imported", "Canceled"),
+    "Unfulfillable": ("skipped", None),
+    "InvoiceUnconfirmed": ("imported", "Shipped"),
+    "PendingAvailability": ("imported", "Pending"),
+}
+
+
+def _cli_json(args: list[str]) -> tuple[int, dict]:
+    result = CliRunner().invoke(main, args + ["--json"])
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.output
+    return result.exit_code, json.loads(result.stdout)
+
+
+def test_every_v0_order_status_through_the_cli(db_url, tmp_path):
+    orders = []
+    for n, status in enumerate(V0_STATUSES, start=1):
+        shipped = 1 if status in ("PartiallyShipped", "Shipped") else 0
+        items = [api_item(f"5000000000{n:02d}1", "MUG-1", 1, shipped, "199.00"),
+                 api_item(f"5000000000{n:02d}2", "CUP-1", 1, 1 if status == "Shipped" else 0,
+                          "99.00")]
+        # InvoiceUnconfirmed: every item shipped, whatever QuantityShipped says
+        orders.append(api_order(n, status, "2026-02-10T08:00:00Z", "2026-02-11T09:00:00Z", items))
+    orders.append(api_order(9, "Shipped", "2026-02-10T08:00:00Z", "2026-02-11T09:00:00Z",
+                            [api_item("50000000000091", "MUG-1", 1, 1, "199.00")], channel="AFN"))
+    path = tmp_path / "getOrders.json"
+    path.write_text(json.dumps(response(*orders)))
+
+    code, out = _cli_json(["import", "sp-api", str(path), "--db", db_url])
+    assert code == 0  # nothing stops the import: every v0 status is mapped
+    got = {r["order_status"] if r["order_id"] != oid(9) else "AFN": r for r in out["results"]}
+    assert {k: (r["result"], r["ledger_status"]) for k, r in got.items()} == {
+        **V0_STATUSES, "AFN": ("skipped", None)}
+    assert (out["imported"], out["skipped"], out["unknown_status"], out["rejected"]) == (7, 2, 0, 0)
+    assert "Multi-Channel Fulfillment" in got["Unfulfillable"]["reason"]
+    assert "AFN" in got["AFN"]["reason"]
+    assert any("imported as Shipped" in n for n in got["InvoiceUnconfirmed"]["notes"])
+    assert any("pre-order" in n for n in got["PendingAvailability"]["notes"])
+
+    for n, status in enumerate(V0_STATUSES, start=1):
+        result = CliRunner().invoke(main, ["show", oid(n), "--json", "--db", db_url])
+        want = V0_STATUSES[status][1]
+        if want is None:  # skipped: nothing written
+            assert result.exit_code == 1 and f"no order {oid(n)}" in result.stderr
+            continue
+        assert result.exit_code == 0, result.output
+        view = json.loads(result.stdout)
+        assert view["status"] == want, status
+        if status == "InvoiceUnconfirmed":
+            assert [(i["quantity_shipped"], i["quantity_to_ship"]) for i in view["items"]] == [
+                (1, 0), (1, 0)]
+        if status == "PendingAvailability":
+            assert view["payments_date"] is None
+
+    # a second run writes nothing and still exits 0
+    code, again = _cli_json(["import", "sp-api", str(path), "--db", db_url])
+    assert code == 0 and again["events"] == 0 and again["already_imported"] == 7
+
+
+def _restricted_order(n: int, status: str = "Unshipped") -> dict:
+    """An order as getOrders returns it without a restricted data token (RDT)."""
+    order = api_order(n, status, "2026-02-10T08:00:00Z", "2026-02-10T09:00:00Z",
+                      [api_item(f"6000000000{n:02d}1", "MUG-1", 1, 0, "199.00")])
+    order["BuyerInfo"] = {}
+    order["ShippingAddress"] = {"City": "Lund", "StateOrRegion": "Skåne", "PostalCode": "222 21",
+                                "CountryCode": "SE"}
+    return order
+
+
+def test_orders_without_restricted_data_import_and_show_says_so(db_url, tmp_path):
+    full = api_order(2, "Unshipped", "2026-02-10T08:00:00Z", "2026-02-10T09:00:00Z",
+                     [api_item("60000000000021", "MUG-1", 1, 0, "199.00")])
+    path = tmp_path / "getOrders.json"
+    path.write_text(json.dumps(response(_restricted_order(1), full)))
+    code, out = _cli_json(["import", "sp-api", str(path), "--db", db_url])
+    assert code == 0
+    r = {x["order_id"]: x for x in out["results"]}
+    assert (r[oid(1)]["result"], r[oid(1)]["ledger_status"]) == ("imported", "Unshipped")
+    assert any("no AddressLine1" in n and "restricted" in n for n in r[oid(1)]["notes"])
+    assert any("no BuyerName or BuyerEmail" in n for n in r[oid(1)]["notes"])
+    assert r[oid(2)]["notes"] == []
+
+    view = json.loads(CliRunner().invoke(main, ["show", oid(1), "--json", "--db", db_url]).stdout)
+    assert view["restricted"] == ["buyer", "ship_to"]
+    assert view["buyer_name"] == "(restricted)"
+    text = CliRunner().invoke(main, ["show", oid(1), "--db", db_url]).stdout
+    assert "restricted: the ship-to address withheld by the marketplace" in text
+    assert "restricted: the buyer's name and e-mail withheld" in text
+    full_view = json.loads(
+        CliRunner().invoke(main, ["show", oid(2), "--json", "--db", db_url]).stdout)
+    assert full_view["restricted"] == []
+    assert "restricted" not in CliRunner().invoke(main, ["show", oid(2), "--db", db_url]).stdout
+
+    with Ledger(db_url) as led:
+        placed = next(e for _, agg, e in led.read_events() if agg == "order:" + oid(1))
+    assert placed.restricted == ["buyer", "ship_to"]
+    assert (placed.ship_to.address_1, placed.ship_to.city, placed.ship_to.postal_code,
+            placed.ship_to.state, placed.ship_to.country) == (
+        "(restricted)", "Lund", "222 21", "Skåne", "SE")
+    assert placed.buyer.email is None
+
+
+def test_restricted_order_still_ships_and_pending_stays_skipped(sqlite_url):
+    shipped = _restricted_order(1, "Shipped")
+    shipped["OrderItems"][0]["QuantityShipped"] = 1
+    with Ledger(sqlite_url) as led:
+        report = import_orders(led, response(shipped, _restricted_order(2, "Pending")))
+        got = {o.order_id: (o.result, o.ledger_status) for o in report.orders}
+        assert got[oid(1)] == ("imported", "Shipped")
+        # Pending: the API gives no address before the order leaves Pending (not a restriction)
+        assert got[oid(2)] == ("skipped", None) and led.order(oid(2)) is None
+
+
+def test_order_placed_without_restricted_field_still_decodes():
+    from datetime import datetime, timezone
+
+    from ledger import events as ev
+    from ledger.codec import decode_payload, encode_payload
+
+    t = datetime(2026, 2, 10, 8, tzinfo=timezone.utc)
+    placed = ev.OrderPlaced(
+        at=t, actor="buyer", command_id="c1", order_id=oid(1), items=[], currency="SEK",
+        ship_service_level="Standard", latest_ship_date=t, latest_delivery_date=t,
+        buyer=ev.Buyer(name="A", language="sv-SE"),
+        ship_to=ev.Address(name="A", address_1="x", city="y", postal_code="1", country="SE"),
+        hold_until=t)
+    old = json.loads(encode_payload(placed))
+    del old["restricted"]  # as written before the field existed
+    assert decode_payload(ev.topic_of(ev.OrderPlaced), json.dumps(old).encode()).restricted == []
