@@ -511,11 +511,6 @@ class DryRun:
             found.update(self.ledger.load_many(missing))
         return found
 
-    @property
-    def clock(self) -> datetime | None:
-        """The business time the ledger would have reached."""
-        return self.uow.clock if self.uow is not None else self.ledger.now()
-
 
 def ledger_exists(db: str | None) -> bool:
     """Whether a ledger is stored at ``db``. Asking creates nothing."""

@@ -90,7 +90,6 @@ class CheckState:
     events: int = 0
     latest_at: datetime | None = None
     event_commands: set[str] = field(default_factory=set)
-    command_rows: list[tuple[str, str, int]] = field(default_factory=list)
 
 
 @dataclass
@@ -309,7 +308,7 @@ def check_ledger(ledger: "Ledger", *, limit: int = 1000,
     else:
         commands = _check_commands(ledger, col, state)
         deadlines = _check_deadlines(ledger, col, state)
-        clock = _check_clock(ledger, col, state, commands)
+        clock = _check_clock(ledger, col, state)
 
     for fn in [] if key_mismatch else list(EXTRA_CHECKS) + list(extra or []):
         try:
@@ -442,7 +441,6 @@ def _check_commands(ledger: "Ledger", col: _Collector, state: CheckState) -> int
     if len(missing) > 20:
         col.by_code["events-without-command"] += len(missing) - 20
         col.report.omitted += len(missing) - 20
-    state.command_rows = rows
     return len(rows)
 
 
@@ -471,8 +469,7 @@ def _check_deadlines(ledger: "Ledger", col: _Collector, state: CheckState) -> in
     return len(read_deadlines(ledger))
 
 
-def _check_clock(ledger: "Ledger", col: _Collector, state: CheckState,
-                 commands: int) -> datetime | None:
+def _check_clock(ledger: "Ledger", col: _Collector, state: CheckState) -> datetime | None:
     """The clock is the watermark: every deadline due by it has fired."""
     clock = ledger.recorder.read_clock()
     if clock is None:
