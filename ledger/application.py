@@ -25,7 +25,7 @@ from typing import Any, Iterable, Iterator
 import msgspec
 import msgspec.structs
 from eventsourcing.application import AggregateNotFoundError, Application
-from eventsourcing.persistence import IntegrityError, OperationalError
+from eventsourcing.persistence import IntegrityError, InterfaceError, OperationalError
 
 from . import commands as c
 from . import events as ev
@@ -33,10 +33,42 @@ from .chain import Digest
 from .clock import Clock, SystemClock
 from .codec import PayloadMapper
 from .domain import Inventory, LedgerAggregate, Order, order_key, sku_key, sku_quantities
-from .errors import CommandRejected, ConcurrencyConflict, LedgerBusy, LedgerReadOnly, StoreError
-from .store import Batch, LedgerRecorderMixin, env_for, from_us, resolve_db, to_us
+from .errors import (
+    CommandRejected,
+    ConcurrencyConflict,
+    LedgerBusy,
+    LedgerReadOnly,
+    StoreError,
+    StoreUnavailable,
+)
+from .store import (
+    Batch,
+    LedgerRecorderMixin,
+    connection_lost,
+    env_for,
+    from_us,
+    resolve_db,
+    to_us,
+)
 
 MAX_RETRIES = 5
+#: seconds a writer waits for a PostgreSQL server that stopped answering (restart,
+#: terminated connection) before giving up with StoreUnavailable;
+#: ORDER_LEDGER_RECONNECT_TIMEOUT overrides it
+RECONNECT_TIMEOUT = 60.0
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+class _ConnectionLost(ConnectionError):
+    """Raised inside a batch when the PostgreSQL connection failed (not a lock
+    timeout, not a constraint): the batch is rolled back and retried once the
+    server answers again."""
+
+
 DEFAULT_BATCH = 1000
 CACHE_LIMIT = 50_000
 #: How far past the ledger's latest business time a command taking its time from
@@ -148,7 +180,8 @@ class Ledger:
 
     def __init__(self, db: str | None = None, *, clock: Clock | None = None,
                  cache_limit: int = CACHE_LIMIT, env: dict[str, str] | None = None,
-                 mode: str = "write", advance_clock: bool = False) -> None:
+                 mode: str = "write", advance_clock: bool = False,
+                 reconnect_timeout: float | None = None) -> None:
         self.db = resolve_db(db)
         self.mode = mode
         #: the default for writes: True when the lines are one time-sorted stream
@@ -166,6 +199,15 @@ class Ledger:
         self._head = -1
         self._writer_lock = WriterLock(self)
         self._store_readable = False
+        if reconnect_timeout is None:
+            reconnect_timeout = float(os.environ.get("ORDER_LEDGER_RECONNECT_TIMEOUT")
+                                      or RECONNECT_TIMEOUT)
+        #: seconds a batch waits for a PostgreSQL server that stopped answering
+        self.reconnect_timeout = reconnect_timeout
+        #: called with a one-line message when a batch starts waiting for the server
+        #: and when it goes on (the CLI prints these on stderr)
+        self.notice: Any = None
+        self._waited = 0
 
     def close(self) -> None:
         self._writer_lock.close()
@@ -426,6 +468,56 @@ class Ledger:
             return dry.decide(parsed, advance_clock)
         if self.mode == "read":
             raise LedgerReadOnly(self.db, "it was opened for reading (mode='read')")
+        return self._commit_waiting(parsed, advance_clock)
+
+    def _commit_waiting(self, parsed: list[Any], advance_clock: bool | None) -> list[Outcome]:
+        """Decide and commit a batch; when the PostgreSQL server stops answering
+        (restarted, our connection ended), roll back, wait for it with a growing
+        pause and decide the batch again -- up to ``reconnect_timeout`` seconds,
+        then :class:`StoreUnavailable`. Deciding again is what makes the retry
+        safe: a batch whose commit reached the server before the connection
+        dropped finds its command ids taken and reports those lines as
+        duplicates, so nothing is written twice."""
+        started: float | None = None
+        pause = 0.05
+        while True:
+            try:
+                outcomes = self._commit_batch(parsed, advance_clock)
+            except Exception as exc:
+                if not self._is_postgres() or not connection_lost(exc):
+                    raise
+                self._cache.clear()
+                self._head = -1
+                now = time.monotonic()
+                reason = _first_line(exc)
+                if started is None:
+                    started = now
+                    self._waited += 1
+                    self._say(f"the PostgreSQL server is not answering ({reason}); "
+                              f"retrying the batch for up to {self.reconnect_timeout:g} s")
+                if now - started >= self.reconnect_timeout:
+                    raise StoreUnavailable(
+                        f"the PostgreSQL server did not answer for {self.reconnect_timeout:g} s "
+                        f"({reason}); nothing of the batch in flight was acknowledged: run the "
+                        "same lines again once the server is back (lines already applied come "
+                        "back as duplicates); ORDER_LEDGER_RECONNECT_TIMEOUT sets the wait"
+                    ) from None
+                time.sleep(min(pause, max(0.0, started + self.reconnect_timeout - now)))
+                pause = min(pause * 2, 2.0)
+                continue
+            if started is not None:
+                self._say(f"the PostgreSQL server answers again after "
+                          f"{time.monotonic() - started:.1f} s; the batch is committed")
+            return outcomes
+
+    def _say(self, message: str) -> None:
+        if self.notice is not None:
+            self.notice(message)
+
+    def _is_postgres(self) -> bool:
+        return self._writer_lock.pg_key is not None
+
+    def _commit_batch(self, parsed: list[Any], advance_clock: bool | None) -> list[Outcome]:
         # The writer lock serialises whole batches (read, decide, commit) across
         # processes, so every batch decides on the latest committed state; the
         # retry below stays as the safety net for writers that do not take it.
@@ -446,9 +538,11 @@ class Ledger:
                     self._head = -1
                     time.sleep(random.uniform(0, 0.01 * 2 ** attempt))
                     continue
-                except OperationalError as exc:
+                except (OperationalError, InterfaceError) as exc:
                     self._cache.clear()
                     self._head = -1
+                    if self._is_postgres() and connection_lost(exc):
+                        raise _ConnectionLost(str(exc)) from exc
                     if "lock" in str(exc).lower() or "busy" in str(exc).lower():
                         raise LedgerBusy(f"the ledger is busy ({exc}); try again") from None
                     if "readonly" in str(exc).lower() or "read-only" in str(exc).lower():
@@ -1069,6 +1163,8 @@ class WriterLock:
 
             if isinstance(exc, psycopg.errors.LockNotAvailable):
                 raise self._busy() from None
+            if connection_lost(exc):
+                raise _ConnectionLost(f"cannot take the ledger's writer lock: {exc}") from exc
             if isinstance(exc, psycopg.OperationalError):
                 raise StoreError(f"cannot take the ledger's writer lock: {exc}") from None
             raise

@@ -62,6 +62,13 @@ class StoreError(LedgerError):
     """The store cannot be opened or read (bad URL, wrong key, corrupt data)."""
 
 
+class StoreUnavailable(StoreError):
+    """The database server did not answer (restarted, down, or our connection was
+    ended) for longer than the writer waits. Nothing of the batch in flight was
+    acknowledged; running the same lines again is safe (applied ones come back
+    as duplicates)."""
+
+
 class LedgerNotFound(StoreError):
     """A reader named a ledger that does not exist (nothing was created)."""
 

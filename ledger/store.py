@@ -430,6 +430,14 @@ class LedgerPostgresRecorder(LedgerRecorderMixin, PostgresApplicationRecorder):
         for stmt in EXTRA_TABLES_PG:
             self.sql_create_statements.append(SQL(stmt.format(schema=f'"{datastore.schema}"')))
 
+    def insert_events(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Sequence[int] | None:
+        # One attempt, without the library's retry decorator: when the connection is
+        # lost, the Ledger waits for the server, says so, and decides the batch again
+        # (a batch decided before an outage may no longer be right after it, and a
+        # silent retry would hide a long wait from the user).
+        insert = PostgresApplicationRecorder.insert_events.__wrapped__  # type: ignore[attr-defined]
+        return insert(self, stored_events, **kwargs)  # type: ignore[no-any-return]
+
     def _insert_events(self, curs: Any, stored_events: Sequence[StoredEvent], **kwargs: Any) -> None:
         # Runs inside the insert's transaction, before the events are inserted:
         # an exception here rolls everything back. Take the library's table
@@ -484,6 +492,33 @@ class LedgerPostgresReader(LedgerPostgresRecorder):
 
 
 # --- choosing a backend -------------------------------------------------------------
+
+
+def connection_lost(exc: BaseException) -> bool:
+    """True when ``exc`` (or what caused it) is a lost or refused connection to the
+    PostgreSQL server, as opposed to an answer from it (a constraint, a lock
+    timeout, a full disk): the one kind of failure worth waiting out."""
+    seen: set[int] = set()
+    e: BaseException | None = exc
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if isinstance(e, ConnectionError):
+            return True
+        module = type(e).__module__ or ""
+        if module.startswith(("psycopg", "psycopg_pool")):
+            import psycopg
+            import psycopg.errors as pe
+
+            if isinstance(e, (pe.LockNotAvailable, pe.QueryCanceled, pe.DiskFull,
+                              pe.ReadOnlySqlTransaction, pe.InsufficientPrivilege)):
+                return False
+            if isinstance(e, (pe.AdminShutdown, pe.CrashShutdown, pe.CannotConnectNow,
+                              pe.ConnectionException, psycopg.InterfaceError)):
+                return True
+            if isinstance(e, psycopg.OperationalError) and getattr(e, "sqlstate", None) is None:
+                return True  # no SQLSTATE: the client lost or could not open the connection
+        e = e.__cause__ or e.__context__
+    return False
 
 
 def is_postgres(url: str) -> bool:
@@ -701,6 +736,7 @@ def env_for(db: str, mode: str = "write") -> dict[str, str]:
             POSTGRES_SCHEMA=s["schema"],
             POSTGRES_CONNECT_TIMEOUT=str(PG_CONNECT_TIMEOUT),
             POSTGRES_LOCK_TIMEOUT=lock_timeout(),
+            POSTGRES_PRE_PING="y",  # a pooled connection ended by a restart is replaced, not used
             POSTGRES_POOL_SIZE="2",
             POSTGRES_MAX_OVERFLOW="4",
         )

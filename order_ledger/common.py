@@ -118,6 +118,8 @@ def open_ledger(db: str | None, now: datetime | None = None, *, mode: str = "wri
     """Open the ledger for a command (errors: see :func:`_opened`)."""
     # the recording clock is always the system's: --now is a command's business time
     ledger = _opened(db, lambda: Ledger(db, clock=SystemClock(), mode=mode))
+    # a writer waiting out a PostgreSQL restart says so on stderr
+    ledger.notice = lambda message: err_console.print(message, markup=False, highlight=False)
     if mode == "write":
         try:
             ledger.probe_store()  # e.g. a cipher key that does not fit: refused before any work

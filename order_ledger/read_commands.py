@@ -19,7 +19,7 @@ from typing import Any, Awaitable, Callable
 import click
 
 from ledger.errors import LedgerError, StoreError
-from ledger.store import is_postgres, resolve_db
+from ledger.store import connection_lost, is_postgres, resolve_db
 from projections import NAMES, Views, ViewsError, ViewsLocationError, read, views_path
 from projections.model import STATUSES
 
@@ -445,6 +445,7 @@ def follow_cmd(interval: float, max_seconds: float | None, db: str | None, views
                 pass
         deadline = None if max_seconds is None else time.monotonic() + max_seconds
         position = 0
+        waiting = False
         if not quiet:
             console.print(f"following the ledger into {v.path} (Ctrl-C to stop)", markup=False)
         stopping = asyncio.ensure_future(stop.wait())
@@ -456,7 +457,23 @@ def follow_cmd(interval: float, max_seconds: float | None, db: str | None, views
                 syncing.cancel()
                 await asyncio.gather(syncing, return_exceptions=True)
                 break
-            r = syncing.result()
+            try:
+                r = syncing.result()
+            except Exception as exc:
+                if not connection_lost(exc):
+                    raise
+                # the server restarted or ended our connection: keep following
+                if not waiting:
+                    err_console.print(f"the ledger's server is not answering ({exc}); "
+                                      "retrying", markup=False)
+                waiting = True
+                await asyncio.wait({stopping}, timeout=min(max(interval, 0.2), 2.0))
+                if deadline is not None and time.monotonic() >= deadline:
+                    break
+                continue
+            if waiting:
+                err_console.print("the ledger's server answers again", markup=False)
+                waiting = False
             position = max(position, r.position)
             if r.events and not quiet:
                 console.print(f"position {r.position}: applied "
