@@ -1,17 +1,21 @@
-"""Import orders from the Selling Partner API (Orders API v0) into the ledger.
+"""Import orders from the Selling Partner API (Orders API v0 and 2026-01-01).
 
-Every v0 ``OrderStatus`` is mapped (``STATUS_AS``, ``STATUS_SKIPPED``); orders fetched
-without a restricted data token import with placeholders, marked ``restricted``.
+Input is any mix of responses -- v0 ``getOrders`` pages, ``getOrder``,
+``getOrderItems``, ``getOrderAddress``, ``getOrderBuyerInfo``,
+``getOrderItemsBuyerInfo``; 2026-01-01 ``searchOrders`` pages and ``getOrder``
+-- each told by its structure (:func:`detect_shape`) and merged by order id
+(:class:`Collected`); 2026-01-01 orders are rewritten in the v0 shape
+(:func:`order_from_2026`). Every v0 ``OrderStatus`` and 2026-01-01
+``fulfillmentStatus`` is mapped (``STATUS_AS``, ``STATUS_SKIPPED``,
+``FULFILLMENT_STATUS``); orders fetched without a restricted data token import
+with placeholders, marked ``restricted``, and a later response with the data
+releases them (``release-restricted``). Each order becomes a short, fixed list
+of ledger commands chosen by its status (:func:`plan_order`, pure);
+:func:`import_documents` sorts every command by time and applies them in one
+run of ``Ledger.apply_lines``, then reports per order.
 
-Input is what ``getOrders`` returns (``payload.Orders``), with each order's
-``getOrderItems`` result either inlined (key ``OrderItems`` on the order) or
-given separately (:func:`load_items`). Each order becomes a short, fixed list of
-ledger commands chosen by its ``OrderStatus`` (:func:`plan_order`, pure);
-:func:`import_orders` sorts every command of the file by time and applies them
-in one run of ``Ledger.apply_lines``, then reports per order.
-
-Command ids are ``spapi:<AmazonOrderId>:<step>`` so importing the same file
-twice adds nothing; a later export of the same order (say Unshipped, then
+Command ids are ``spapi:<AmazonOrderId>:<step>`` so importing the same files
+twice adds nothing; a later poll of the same order (say Unshipped, then
 Shipped) adds only the new steps. The mapping and its reasons are in
 ``docs/sp-api-import.md``.
 """
@@ -638,7 +642,9 @@ def _plan(imp: OrderImport, order: Any, items: list[dict] | None, language: str 
         raise OrderProblem(f"AmazonOrderId {oid!r} does not have the 3-7-7 digit form")
     if order.get("FulfillmentChannel", "MFN") == "AFN":
         imp.result = "skipped"
-        imp.reason = "fulfilled by Amazon (FulfillmentChannel AFN): not seller-fulfilled"
+        imp.reason = ("fulfilled by Amazon (fulfilledBy AMAZON): not seller-fulfilled"
+                      if order.get("_api") else
+                      "fulfilled by Amazon (FulfillmentChannel AFN): not seller-fulfilled")
         return
     status = order.get("OrderStatus")
     if status not in KNOWN_STATUSES:

@@ -350,3 +350,81 @@ def test_usage_errors_name_the_file(tmp_path, sqlite_url):
     mixed.write_text(json.dumps([response(), {"orders": []}]))
     result = CliRunner().invoke(main, ["import", "sp-api", str(mixed), "--db", sqlite_url])
     assert result.exit_code == 2 and "pages of one kind" in result.output
+
+
+# --- the marketplace's fields on place / OrderPlaced ----------------------------------------
+
+
+def test_marketplace_fields_are_kept_and_shown(db_url):
+    order = api_order(1, "Unshipped", "2026-02-10T08:00:00Z", "2026-02-10T09:00:00Z",
+                      [api_item("80000000000011", "MUG-1", 1, 0, "199.00")],
+                      ShipmentServiceLevelCategory="Expedited", IsPrime="true",
+                      IsBusinessOrder=True, EarliestDeliveryDate="2026-02-13T08:00:00Z")
+    order["OrderItems"][0].update({"PriceDesignation": "BusinessPrice",
+                                   "PromotionDiscount": {"CurrencyCode": "SEK",
+                                                         "Amount": "20.00"}})
+    order["BuyerInfo"]["PurchaseOrderNumber"] = "PO-1"
+    with Ledger(db_url) as led:
+        import_documents(led, [response(order)])
+        placed = next(e for _, agg, e in led.read_events() if agg == "order:" + oid(1))
+    m = placed.market
+    assert (m.ship_service_category, m.sales_channel, m.is_prime, m.is_business_order,
+            m.purchase_order_number, m.address_type) == (
+        "Expedited", "Amazon.se", True, True, "PO-1", "Residential")
+    assert m.earliest_ship_date.isoformat() == "2026-02-10T23:00:00+00:00"
+    assert m.earliest_delivery_date.isoformat() == "2026-02-13T08:00:00+00:00"
+    assert placed.ship_service_level == "Std SE Dom_1"
+    [line] = placed.items
+    assert (str(line.promotion_discount), line.price_designation) == ("20.00", "BusinessPrice")
+    view = json.loads(CliRunner().invoke(main, ["show", oid(1), "--json", "--db", db_url]).stdout)
+    assert view["market"]["ship_service_category"] == "Expedited"
+    assert view["market"]["items"] == {"80000000000011": {
+        "promotion_discount": "20.00", "price_designation": "BusinessPrice"}}
+    text = CliRunner().invoke(main, ["show", oid(1), "--db", db_url]).stdout
+    for shown in ("ship service category: Expedited", "sales channel: Amazon.se",
+                  "is prime: yes", "is business order: yes", "purchase order number: PO-1",
+                  "address type: Residential"):
+        assert shown in text, shown
+
+
+def test_place_market_times_need_an_offset(sqlite_url):
+    base = {"type": "place", "at": "2026-02-10T08:00:00Z", "order_id": oid(1),
+            "currency": "SEK", "ship_service_level": "Standard",
+            "items": [{"order_item_id": "1", "sku": "S", "title": "T", "quantity": 1,
+                       "item_price": "1.00"}],
+            "buyer": {"name": "A", "language": "sv-SE"},
+            "ship_to": {"name": "A", "address_1": "x", "city": "y", "postal_code": "1",
+                        "country": "SE"}}
+    with Ledger(sqlite_url) as led:
+        outs = list(led.apply_lines([
+            json.dumps({**base, "command_id": "p1",
+                        "market": {"earliest_ship_date": "2026-02-11T08:00:00"}}),
+            json.dumps({**base, "command_id": "p2", "market": {"is_prime": "maybe"}}),
+            json.dumps({**base, "command_id": "p3", "market": {"unknown": 1}}),
+            json.dumps({**base, "command_id": "p4", "market": {"is_prime": False}})]))
+    assert [o.status for o in outs] == ["rejected", "rejected", "rejected", "applied"]
+    assert outs[0].error["field"] == "market.earliest_ship_date"
+
+
+def test_order_placed_without_market_fields_still_decodes():
+    from datetime import datetime, timezone
+
+    from ledger import events as ev
+    from ledger.codec import decode_payload, encode_payload
+
+    t = datetime(2026, 2, 10, 8, tzinfo=timezone.utc)
+    placed = ev.OrderPlaced(
+        at=t, actor="buyer", command_id="c1", order_id=oid(1), currency="SEK",
+        items=[ev.OrderItem(order_item_id="1", sku="S", title="T", quantity=1,
+                            item_price=1)],  # type: ignore[arg-type]
+        ship_service_level="Standard", latest_ship_date=t, latest_delivery_date=t,
+        buyer=ev.Buyer(name="A", language="sv-SE"),
+        ship_to=ev.Address(name="A", address_1="x", city="y", postal_code="1", country="SE"),
+        hold_until=t)
+    old = json.loads(encode_payload(placed))
+    del old["market"]  # as written before the fields existed
+    for k in ("promotion_discount", "ship_promotion_discount", "price_designation"):
+        old["items"][0].pop(k, None)
+    back = decode_payload(ev.topic_of(ev.OrderPlaced), json.dumps(old).encode())
+    assert back.market is None and back.items[0].price_designation is None
+    assert back.items[0].promotion_discount == 0
