@@ -327,7 +327,7 @@ def order_from_2026(o: Any) -> dict:
     status = ful.get("fulfillmentStatus")
     out: dict = {"AmazonOrderId": o.get("orderId"), "PurchaseDate": o.get("createdTime"),
                  "LastUpdateDate": o.get("lastUpdatedTime"),
-                 "OrderStatus": FULFILLMENT_STATUS.get(status, status),
+                 "OrderStatus": FULFILLMENT_STATUS.get(str(status), status),
                  "FulfillmentChannel": "AFN" if ful.get("fulfilledBy") == "AMAZON" else "MFN",
                  "_api": "2026-01-01", "_status": status}
     if sales.get("marketplaceId"):
@@ -336,7 +336,7 @@ def order_from_2026(o: Any) -> dict:
         out["SalesChannel"] = sales["marketplaceName"]
     level = ful.get("fulfillmentServiceLevel")
     if level:
-        out["ShipmentServiceLevelCategory"] = SERVICE_LEVEL_CATEGORY.get(level, level)
+        out["ShipmentServiceLevelCategory"] = SERVICE_LEVEL_CATEGORY.get(str(level), level)
     for window, first, last in (("shipByWindow", "EarliestShipDate", "LatestShipDate"),
                                 ("deliverByWindow", "EarliestDeliveryDate",
                                  "LatestDeliveryDate")):

@@ -303,7 +303,7 @@ def render_unshipped_report(docs: Iterable[OrderDoc], report_time: datetime,
     _need_offset(report_time)
     reporting = iso(report_time)
     old = layout == "old"
-    rows = []
+    rows: list[tuple] = []
     for d in sorted((d for d in docs if in_unshipped_report(d)), key=report_key):
         a = address_of(d)
         promise = datetime.fromisoformat(d.latest_ship_date)
