@@ -466,13 +466,22 @@ class Collected:
             self.bad.append(order)
             return
         old = self.orders.get(oid)
-        if old is not None and str(old.get("LastUpdateDate") or "") > str(
-                order.get("LastUpdateDate") or ""):
+        if old is None:
+            self.orders[oid] = order
             return
-        if old is not None and not isinstance(order.get("OrderItems"), list) and \
-                isinstance(old.get("OrderItems"), list):
-            order = {**order, "OrderItems": old["OrderItems"]}
-        self.orders[oid] = order
+        newer, older = order, old
+        if str(old.get("LastUpdateDate") or "") > str(order.get("LastUpdateDate") or ""):
+            newer, older = old, order
+        # the newest version wins; what only the older one gave (items, address lines
+        # or buyer fields fetched with a restricted data token) is kept
+        merged = dict(newer)
+        if not isinstance(newer.get("OrderItems"), list) and \
+                isinstance(older.get("OrderItems"), list):
+            merged["OrderItems"] = older["OrderItems"]
+        for key in ("ShippingAddress", "BuyerInfo"):
+            if isinstance(older.get(key), dict):
+                merged[key] = {**older[key], **(newer.get(key) or {})}
+        self.orders[oid] = merged
 
     def _add(self, shape: str, page: Any) -> None:
         body = page.get("payload", page) if isinstance(page, dict) else page

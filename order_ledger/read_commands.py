@@ -219,9 +219,11 @@ def orders_cmd(status: str | None, db: str | None, views: str | None, as_json: b
               show_default=True,
               help="unshipped only: the marketplace's current columns, or the first 26 "
                    "(old) this project wrote.")
-@click.option("--encoding", "encoding", type=click.Choice(["utf-8", "windows-1252"]),
+@click.option("--encoding", "encoding",
+              type=click.Choice(["utf-8", "windows-1252", "iso-8859-1", "shift_jis"]),
               default="utf-8", show_default=True,
-              help="The file's encoding; windows-1252 writes characters it lacks as '?'.")
+              help="The file's encoding (the marketplace's files are windows-1252 in most "
+                   "marketplaces, Shift_JIS in Japan); a character it lacks is written as '?'.")
 @_views_common
 @as_of_options
 def report_cmd(kind: str, out: str | None, at: datetime | None, layout: str, encoding: str,

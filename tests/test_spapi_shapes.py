@@ -428,3 +428,24 @@ def test_order_placed_without_market_fields_still_decodes():
     back = decode_payload(ev.topic_of(ev.OrderPlaced), json.dumps(old).encode())
     assert back.market is None and back.items[0].price_designation is None
     assert back.items[0].promotion_discount == 0
+
+
+def test_item_buyer_info_and_older_versions_are_merged(sqlite_url):
+    """getOrderItemsBuyerInfo's gift wrap joins its item; an older version of the order
+    keeps what the newer one lacks (the address lines of a poll with a token)."""
+    with_token = api_order(1, "Unshipped", "2026-02-10T08:00:00Z", "2026-02-10T09:00:00Z")
+    without = _restricted_order(1)
+    without["LastUpdateDate"] = "2026-02-10T10:00:00Z"
+    del without["OrderItems"]
+    items = {"payload": {"AmazonOrderId": oid(1), "OrderItems": [
+        api_item("90000000000011", "MUG-1", 1, 0, "199.00")]}}
+    gift = {"payload": {"AmazonOrderId": oid(1), "OrderItems": [
+        {"OrderItemId": "90000000000011", "GiftMessageText": "Grattis!",
+         "GiftWrapPrice": {"CurrencyCode": "SEK", "Amount": "25.00"},
+         "GiftWrapLevel": "Classic"}]}}
+    with Ledger(sqlite_url) as led:
+        report = import_documents(led, [response(without), gift, items, response(with_token)])
+        assert [(o.order_id, o.result) for o in report.orders] == [(oid(1), "imported")]
+        placed = next(e for _, agg, e in led.read_events() if agg == "order:" + oid(1))
+    assert str(placed.items[0].gift_wrap_price) == "25.00"
+    assert placed.restricted == [] and placed.ship_to.address_1 == "Storgatan 1"
