@@ -105,6 +105,9 @@ DEFAULT_PAGE = Page()
 def order_row(d: OrderDoc) -> dict[str, Any]:
     """One Manage Orders row (the keys follow ``order-ledger show --json``)."""
     is_open = d.status in OPEN
+    market = market_of(d)
+    for key in ("merchant_order_id", "buyer_cancel_reason"):
+        market.pop(key, None)
     return {
         "order_id": d.order_id,
         "status": d.status,
@@ -122,6 +125,9 @@ def order_row(d: OrderDoc) -> dict[str, Any]:
         "cancel_reason": d.cancel_reason,
         "canceled_by": d.canceled_by,
         "buyer_requested_cancel": bool(d.buyer_requested_cancel),
+        #: what the marketplace withheld, and its own fields (as ``show --json``)
+        "restricted": market.pop("restricted", []),
+        "market": market,
         "items": [
             {
                 "order_item_id": i.order_item_id,

@@ -296,6 +296,9 @@ async def test_orders_report_keeps_the_marketplace_fields(tmp_path):
         "true", "PO-77", "")
     line = (await views_and_memory(led, tmp_path, T0))["report_orders"].split("\n")[1]
     assert line.split("\t")[29:] == ["true", "PO-77", "BusinessPrice"]   # by position
+    manage = {r["order_id"]: r for r in (await views_and_memory(led, tmp_path, T0))["orders"]}
+    assert manage[A]["market"] == {**MARKET, "earliest_ship_date": "2026-03-02T10:00:00+01:00"}
+    assert manage[B]["market"] == {} and manage[B]["restricted"] == []
     led.close()
 
 
@@ -383,14 +386,17 @@ async def test_released_data_reaches_the_reports(tmp_path):
         place(A, at(0), ship_to=restricted, buyer={"name": "(restricted)", "language": "sv-SE"},
               restricted=["buyer", "ship_to"]),
         cmd("verify-payment", at(5), order_id=A, outcome="verified"), cmd("tick", at(30))))
-    rows = tsv_rows((await views_and_memory(led, tmp_path, T0))["report_orders"])
+    got = await views_and_memory(led, tmp_path, T0)
+    rows = tsv_rows(got["report_orders"])
     assert (rows[0]["buyer-name"], rows[0]["ship-address-1"]) == ("(restricted)", "(restricted)")
+    assert got["orders"][0]["restricted"] == ["buyer", "ship_to"]          # Manage Orders
     apply(led, [cmd("release-restricted", at(60), order_id=A, ship_to=full,
                     buyer={"name": "Bo Berg", "language": "sv-SE", "email": "bo@example.se"})])
     got = await views_and_memory(led, tmp_path, T0)
     rows = tsv_rows(got["report_orders"])
     assert (rows[0]["buyer-name"], rows[0]["buyer-email"], rows[0]["recipient-name"],
             rows[0]["ship-address-1"]) == ("Bo Berg", "bo@example.se", "Bo Berg", "Kungsgatan 2")
+    assert (got["orders"][0]["restricted"], got["orders"][0]["buyer_name"]) == ([], "Bo Berg")
     led.close()
 
 
