@@ -693,7 +693,7 @@ class MetricsProjection(KeyedProjection):
     """Per-order facts for the seller metrics, and one row per ship confirmation."""
 
     name = "metrics"
-    version = 1
+    version = 2
     description = "Seller metrics: cancellation, late shipment and valid tracking rates"
     tables = (
         Table("metric_orders",
@@ -706,13 +706,17 @@ class MetricsProjection(KeyedProjection):
         Table("metric_shipments",
               "CREATE TABLE {t} (position INTEGER PRIMARY KEY, order_id TEXT NOT NULL,"
               " at_us INTEGER NOT NULL, tracked INTEGER NOT NULL)",
-              (("metric_shipments_by_time", "at_us"),)),
+              (("metric_shipments_by_time", "at_us"),
+               ("metric_shipments_by_order", "order_id, position"))),
     )
 
     def __init__(self, complete: bool = True) -> None:
         super().__init__(complete)
         #: (position, order_id, at_us, tracked) not yet flushed (all of them in memory)
         self.shipments: list[tuple[int, str, int, bool]] = []
+        #: (tracked, order_id): a tracking correction of the order's latest shipment,
+        #: to write to the stored table
+        self.retracked: list[tuple[bool, str]] = []
 
     def handlers(self) -> dict[type, Handler]:
         return {
@@ -725,6 +729,7 @@ class MetricsProjection(KeyedProjection):
             ev.LedgerCanceled: self._ledger_canceled,
             ev.ShipmentConfirmed: self._shipped,
             ev.OrderAdjusted: self._adjusted,
+            ev.TrackingCorrected: self._retracked,
         }
 
     def load_sql(self, t: dict[str, str]) -> str:
@@ -748,6 +753,11 @@ class MetricsProjection(KeyedProjection):
             ops.append((f"INSERT INTO {t['metric_shipments']} (position, order_id, at_us, tracked)"
                         " VALUES (?, ?, ?, ?)", self.shipments))
             self.shipments = []
+        if self.retracked:
+            table = t["metric_shipments"]
+            ops.append((f"UPDATE {table} SET tracked = ? WHERE position = "
+                        f"(SELECT MAX(position) FROM {table} WHERE order_id = ?)", self.retracked))
+            self.retracked = []
         return ops
 
     def _status(self, m: MetricOrder, e: Any) -> None:
@@ -818,6 +828,17 @@ class MetricsProjection(KeyedProjection):
         tn = e.tracking_number
         self.shipments.append((pos, e.order_id, at, bool(tn and tn.strip())))
         self._status(m, e)
+
+    def _retracked(self, pos: int, e: ev.TrackingCorrected) -> None:
+        """The order's latest shipment now has the corrected tracking number (or none)."""
+        tn = e.tracking_number
+        tracked = bool(tn and tn.strip())
+        ships = self.shipments
+        for i in range(len(ships) - 1, -1, -1):
+            if ships[i][1] == e.order_id:
+                ships[i] = (*ships[i][:3], tracked)
+                return
+        self.retracked.append((tracked, e.order_id))
 
 
 # --- notifications ---------------------------------------------------------------------

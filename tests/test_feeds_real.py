@@ -429,6 +429,9 @@ def test_reupload_with_another_tracking_number_corrects_it(tmp_path, db_url):
                           [oid(3), "", "", "2026-03-02", "PostNord", "", "SE3", ""]))
     code, report = run(db_url, first, "shipping-confirmation", "--json")
     assert code == 0 and report["accepted"] == 3
+    built = CliRunner().invoke(main, ["metrics", "--db", db_url, "--views",
+                                      str(tmp_path / "views.db"), "--json", "--at", at(days=2)])
+    assert json.loads(built.stdout)["valid_tracking_rate"]["numerator"] == 3
     second = tmp_path / "second.txt"
     second.write_bytes(tsv(["TemplateType=OrderFulfillment", "Version=2011.1102"], SHIP_HEADER,
                            [oid(1), "", "", "2026-03-02", "DHL", "", "JJD0001", "Paket"],
@@ -458,3 +461,10 @@ def test_reupload_with_another_tracking_number_corrects_it(tmp_path, db_url):
         "Shipped", "JJD0001", 1)
     text = CliRunner().invoke(main, ["show", oid(1), "--db", db_url]).stdout
     assert "tracking number: JJD0001 (corrected 1x)" in text
+    # valid tracking follows the correction: SE1->JJD0001, SE2->SE2-NEW, SE2-B, SE3->NULL
+    for views in ("views.db", "views2.db"):  # built before and after, and at once
+        result = CliRunner().invoke(main, ["metrics", "--db", db_url, "--views",
+                                           str(tmp_path / views), "--json", "--at", at(days=2)])
+        assert result.exit_code == 0, result.output
+        rate = json.loads(result.stdout)["valid_tracking_rate"]
+        assert (rate["numerator"], rate["denominator"]) == (3, 4)
