@@ -1008,6 +1008,10 @@ class UnitOfWork:
             order.change_address(cmd, actor, cid)
         elif isinstance(cmd, c.Acknowledge):
             order.acknowledge(cmd, actor, cid)
+        elif isinstance(cmd, c.ReleaseRestricted):
+            order.release_restricted(cmd, actor, cid)
+        elif isinstance(cmd, c.CorrectTracking):
+            order.correct_tracking(cmd, actor, cid)
         else:  # pragma: no cover - the union is closed
             raise CommandRejected("unknown-type", f"cannot handle {type(cmd).__name__}")
 

@@ -19,7 +19,7 @@ import msgspec.structs
 from msgspec import Meta
 
 from .errors import CommandRejected
-from .events import Address, Attachment, Buyer
+from .events import Address, Attachment, Buyer, MarketInfo
 
 ORDER_ID_PATTERN = r"^\d{3}-\d{7}-\d{7}$"
 ORDER_ID_RE = re.compile(ORDER_ID_PATTERN)
@@ -78,6 +78,10 @@ class PlaceItem(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields
     #: gift wrap charged (optional: 0 = none, or not known to the ledger)
     gift_wrap_price: Decimal = Decimal("0")
     gift_wrap_tax: Decimal = Decimal("0")
+    #: promotion discounts the marketplace gave (kept and shown, not charged)
+    promotion_discount: Decimal = Decimal("0")
+    ship_promotion_discount: Decimal = Decimal("0")
+    price_designation: str | None = None
 
 
 class Place(Command, tag="place", kw_only=True, frozen=True):
@@ -93,6 +97,8 @@ class Place(Command, tag="place", kw_only=True, frozen=True):
     latest_delivery_date: At | None = None
     #: parts the marketplace withheld (their missing fields hold a placeholder)
     restricted: list[Literal["ship_to", "buyer"]] = []
+    #: the marketplace's own fields (service category, Prime, business order ...)
+    market: MarketInfo | None = None
 
 
 class Cancel(Command, tag="cancel", kw_only=True, frozen=True):
@@ -181,6 +187,26 @@ class Acknowledge(Command, tag="acknowledge", kw_only=True, frozen=True):
     merchant_order_id: Key | None = None
 
 
+class ReleaseRestricted(Command, tag="release-restricted", kw_only=True, frozen=True):
+    """Data the marketplace withheld at placing, given now (replaces the placeholders)."""
+
+    DEFAULT_ACTOR = "marketplace"
+
+    order_id: OrderId
+    ship_to: Address | None = None
+    buyer: Buyer | None = None
+
+
+class CorrectTracking(Command, tag="correct-tracking", kw_only=True, frozen=True):
+    """Another carrier/tracking number for an order already shipped in full."""
+
+    order_id: OrderId
+    carrier_code: NonEmpty
+    carrier_name: str | None = None
+    tracking_number: str | None = None
+    ship_method: str | None = None
+
+
 class Tick(Command, tag="tick", kw_only=True, frozen=True):
     DEFAULT_ACTOR = "ledger"
 
@@ -197,6 +223,8 @@ COMMAND_TYPES: tuple[type[Command], ...] = (
     ReceiveMessage,
     ChangeAddress,
     Acknowledge,
+    ReleaseRestricted,
+    CorrectTracking,
     Tick,
 )
 
@@ -491,6 +519,7 @@ def _check_amount(value: Decimal, field: str) -> None:
 _AMOUNTS = ("item_price", "item_tax", "shipping_price", "shipping_tax", "gift_wrap_price",
             "gift_wrap_tax")
 _PROMOTIONS = ("item_promotion_adj", "ship_promotion_adj")
+_PLACE_AMOUNTS = _AMOUNTS + ("promotion_discount", "ship_promotion_discount")
 _ADJ_AMOUNTS = tuple(comp + "_adj" for comp in _AMOUNTS) + _PROMOTIONS
 _NEG_MAX_AMOUNT = -MAX_AMOUNT
 _MIN_EXPONENT = -AMOUNT_PLACES
@@ -519,10 +548,20 @@ def _check_limits(command: Command) -> None:
             if value is not None and not 1970 < value.year < 8999:
                 _check_time(value, name)
         for i, item in enumerate(command.items):
-            for comp in _AMOUNTS:
+            for comp in _PLACE_AMOUNTS:
                 value = getattr(item, comp)
                 if not _amount_ok(value):
                     _check_amount(value, f"items[{i}].{comp}")
+        if command.market is not None:
+            for name in ("earliest_ship_date", "earliest_delivery_date"):
+                value = getattr(command.market, name)
+                if value is not None:
+                    if value.tzinfo is None:
+                        raise CommandRejected(
+                            "bad-time", f"market.{name} has no UTC offset",
+                            field=f"market.{name}", hint="write e.g. 2026-03-01T10:00:00+00:00")
+                    if not 1970 < value.year < 8999:
+                        _check_time(value, f"market.{name}")
     elif isinstance(command, Adjust):
         for i, adj in enumerate(command.items):
             for comp in _ADJ_AMOUNTS:

@@ -242,6 +242,13 @@ class Order(LedgerAggregate):
         self.messages = 0
         self.acknowledged = False
         self.merchant_order_id: str | None = None
+        # the buyer and the withheld parts as they are now (a later poll may release them)
+        self.buyer: ev.Buyer | None = None
+        self.restricted: list[str] = []
+        # the latest shipment's carrier and tracking number (a correction replaces them)
+        self.carrier: str | None = None
+        self.tracking_number: str | None = None
+        self.tracking_corrections = 0
         # the business time of the order's latest fact (what a command recorded)
         # and of its latest deadline event: a late command is compared to both
         self.fact_at: datetime | None = None
@@ -333,10 +340,14 @@ class Order(LedgerAggregate):
             "latest_delivery_date": (
                 self.latest_delivery_date.isoformat() if self.latest_delivery_date else None),
             "warning": self.warning if self.status in OPEN else None,
-            "buyer_name": self.placed.buyer.name,
+            "buyer_name": (self.buyer or self.placed.buyer).name,
             #: parts the marketplace withheld ("ship_to", "buyer"): placeholders in the ledger
-            "restricted": list(self.placed.restricted),
+            "restricted": list(self.restricted),
             "ship_service_level": self.placed.ship_service_level,
+            #: the marketplace's own fields (service category, Prime, business order ...)
+            "market": market_view(self.placed),
+            "tracking_number": self.tracking_number,
+            "tracking_corrections": self.tracking_corrections,
             "currency": self.placed.currency,
             "payment": self.payment,
             "cancel_reason": self.cancel_reason,
@@ -378,6 +389,8 @@ class Order(LedgerAggregate):
         self.latest_ship_date = e.latest_ship_date
         self.latest_delivery_date = e.latest_delivery_date
         self.ship_to = e.ship_to
+        self.buyer = e.buyer
+        self.restricted = list(e.restricted)
         self.status = e.status
 
     @handles(ev.HoldExpired)
@@ -444,7 +457,23 @@ class Order(LedgerAggregate):
             self.items[q.order_item_id].shipped += q.quantity
         self.shipments += 1
         self.completed_at = e.at
+        self.carrier = e.carrier_name or e.carrier_code
+        self.tracking_number = e.tracking_number
         self._set_status(e.status, e.at)
+
+    @handles(ev.TrackingCorrected)
+    def _tracking_corrected(self, e: ev.TrackingCorrected) -> None:
+        self.carrier = e.carrier_name or e.carrier_code
+        self.tracking_number = e.tracking_number
+        self.tracking_corrections += 1
+
+    @handles(ev.RestrictedDataReleased)
+    def _released_data(self, e: ev.RestrictedDataReleased) -> None:
+        if e.ship_to is not None:
+            self.ship_to = e.ship_to
+        if e.buyer is not None:
+            self.buyer = e.buyer
+        self.restricted = list(e.restricted)
 
     @handles(ev.OrderAdjusted)
     def _adjusted(self, e: ev.OrderAdjusted) -> None:
@@ -568,11 +597,13 @@ class Order(LedgerAggregate):
                 order_item_id=i.order_item_id, sku=i.sku, title=i.title, quantity=i.quantity,
                 item_price=i.item_price, item_tax=i.item_tax, shipping_price=i.shipping_price,
                 shipping_tax=i.shipping_tax, gift_wrap_price=i.gift_wrap_price,
-                gift_wrap_tax=i.gift_wrap_tax) for i in cmd.items],
+                gift_wrap_tax=i.gift_wrap_tax, promotion_discount=i.promotion_discount,
+                ship_promotion_discount=i.ship_promotion_discount,
+                price_designation=i.price_designation) for i in cmd.items],
             currency=cmd.currency, ship_service_level=cmd.ship_service_level,
             latest_ship_date=ship_by, latest_delivery_date=deliver_by,
             buyer=cmd.buyer, ship_to=cmd.ship_to, hold_until=cmd.at + rules.HOLD,
-            restricted=sorted(set(cmd.restricted))))
+            restricted=sorted(set(cmd.restricted)), market=cmd.market))
 
     def cancel(self, cmd: c.Cancel, actor: str, cid: str) -> list[ev.ItemQuantity]:
         common = dict(at=cmd.at, actor=actor, command_id=cid, order_id=self.order_id)
@@ -800,6 +831,52 @@ class Order(LedgerAggregate):
             at=cmd.at, actor=actor, command_id=cid, order_id=self.order_id,
             merchant_order_id=cmd.merchant_order_id))
 
+    def release_restricted(self, cmd: c.ReleaseRestricted, actor: str, cid: str) -> None:
+        given = [part for part, value in (("ship_to", cmd.ship_to), ("buyer", cmd.buyer))
+                 if value is not None]
+        if not given:
+            raise CommandRejected(
+                "nothing-given", "give ship_to, buyer or both", field="ship_to",
+                hint="send the address or the buyer the marketplace released")
+        for part in given:
+            if part not in self.restricted:
+                raise CommandRejected(
+                    "not-restricted",
+                    f"order {self.order_id}'s {part} was not withheld: nothing to release",
+                    field=part, hint="change an address with change-address instead")
+        if cmd.ship_to is not None:
+            _check_address(cmd.ship_to, "ship_to")
+        if cmd.buyer is not None and not rules.LANGUAGE_RE.match(cmd.buyer.language):
+            raise CommandRejected(
+                "bad-language", f"buyer language {cmd.buyer.language!r} is not a BCP-47 tag",
+                field="buyer.language", hint="write e.g. sv-SE, en-GB or zh-CN")
+        self.record(ev.RestrictedDataReleased(
+            at=cmd.at, actor=actor, command_id=cid, order_id=self.order_id,
+            ship_to=cmd.ship_to, buyer=cmd.buyer,
+            restricted=[p for p in self.restricted if p not in given]))
+
+    def correct_tracking(self, cmd: c.CorrectTracking, actor: str, cid: str) -> None:
+        if self.shipments == 0:
+            raise CommandRejected(
+                "not-shipped", f"order {self.order_id} has no shipment to correct",
+                hint="confirm the shipment with ship first")
+        if cmd.carrier_code.strip().lower() == "other" and not cmd.carrier_name:
+            raise CommandRejected(
+                "missing-carrier-name", "carrier_name is required when carrier_code is Other",
+                field="carrier_name", hint="name the carrier, e.g. \"Bring\"")
+        number = cmd.tracking_number or None
+        if number == self.tracking_number and (cmd.carrier_name or cmd.carrier_code) == \
+                self.carrier:
+            raise CommandRejected(
+                "same-tracking", f"order {self.order_id} already has tracking number "
+                f"{number!r} with carrier {self.carrier!r}", field="tracking_number",
+                hint="send a correction only with another carrier or tracking number")
+        self.record(ev.TrackingCorrected(
+            at=cmd.at, actor=actor, command_id=cid, order_id=self.order_id,
+            carrier_code=cmd.carrier_code, carrier_name=cmd.carrier_name,
+            tracking_number=number, ship_method=cmd.ship_method,
+            replaces=self.tracking_number))
+
     def change_address(self, cmd: c.ChangeAddress, actor: str, cid: str) -> None:
         self._require_open("change the shipping address")
         if not self.address_requests:
@@ -815,6 +892,25 @@ class Order(LedgerAggregate):
 
 
 _collect_handlers(Order)
+
+
+def market_view(placed: ev.OrderPlaced) -> dict[str, Any]:
+    """The marketplace's fields of an order (set ones only), and the items' promotions
+    and price designations, as ``show --json`` gives them."""
+    out: dict[str, Any] = {}
+    if placed.market is not None:
+        for name in placed.market.__struct_fields__:
+            value = getattr(placed.market, name)
+            if value is not None:
+                out[name] = value.isoformat() if isinstance(value, datetime) else value
+    for i in placed.items:
+        extra = {k: (str(v) if isinstance(v, Decimal) else v) for k, v in (
+            ("promotion_discount", i.promotion_discount),
+            ("ship_promotion_discount", i.ship_promotion_discount),
+            ("price_designation", i.price_designation)) if v}
+        if extra:
+            out.setdefault("items", {})[i.order_item_id] = extra
+    return out
 
 
 def _check_address(a: ev.Address, field: str) -> None:

@@ -66,6 +66,30 @@ class OrderItem(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields
     shipping_tax: Decimal = ZERO
     gift_wrap_price: Decimal = ZERO
     gift_wrap_tax: Decimal = ZERO
+    #: promotion discounts the marketplace gave on the item and its shipping (kept, shown
+    #: in the reports; the charged amounts above are before them)
+    promotion_discount: Decimal = ZERO
+    ship_promotion_discount: Decimal = ZERO
+    #: the marketplace's price designation (``BusinessPrice``), when it gave one
+    price_designation: str | None = None
+
+
+class MarketInfo(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True,
+                 omit_defaults=True):
+    """What the marketplace says of an order beyond what the rules need: kept and shown
+    (``show``, the reports), never used by a rule. Every field is optional."""
+
+    #: the category of the shipping service (Standard, Expedited, ...); the report's
+    #: ``ship-service-level`` (the place command's ``ship_service_level`` is its name)
+    ship_service_category: str | None = None
+    sales_channel: str | None = None
+    is_prime: bool | None = None
+    is_business_order: bool | None = None
+    purchase_order_number: str | None = None
+    earliest_ship_date: datetime | None = None
+    earliest_delivery_date: datetime | None = None
+    #: Residential, Commercial, PickupPoint ... as the marketplace writes it
+    address_type: str | None = None
 
 
 class ItemQuantity(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
@@ -161,6 +185,8 @@ class OrderPlaced(OrderEvent, kw_only=True, frozen=True):
     #: response fetched without a restricted-data token): their missing fields
     #: hold the placeholder ``RESTRICTED``. Empty in events written before it existed.
     restricted: list[str] = []
+    #: the marketplace's own fields (None in events written before it existed)
+    market: MarketInfo | None = None
 
 
 class HoldExpired(OrderEvent, kw_only=True, frozen=True):
@@ -281,6 +307,28 @@ class ShippingAddressChanged(OrderEvent, kw_only=True, frozen=True):
     message_id: str
 
 
+class RestrictedDataReleased(OrderEvent, kw_only=True, frozen=True):
+    """The marketplace gave data it had withheld at placing (a later poll with a
+    restricted-data token): the placeholders are replaced. ``restricted`` is what
+    stays withheld after it."""
+
+    ship_to: Address | None = None
+    buyer: Buyer | None = None
+    restricted: list[str] = []
+
+
+class TrackingCorrected(OrderEvent, kw_only=True, frozen=True):
+    """The seller sent another carrier/tracking number for what is already shipped
+    (the marketplace overwrites it): nothing is shipped again."""
+
+    carrier_code: str
+    carrier_name: str | None = None
+    tracking_number: str | None = None
+    ship_method: str | None = None
+    #: the tracking number it replaces (None: there was none)
+    replaces: str | None = None
+
+
 class OrderAcknowledged(OrderEvent, kw_only=True, frozen=True):
     """The seller acknowledged the order (a feed row without a cancel reason);
     nothing else changes."""
@@ -311,6 +359,8 @@ ORDER_EVENTS: tuple[type[Event], ...] = (
     MessageReceived,
     ShippingAddressChanged,
     OrderAcknowledged,
+    RestrictedDataReleased,
+    TrackingCorrected,
 )
 
 ALL_EVENTS: tuple[type[Event], ...] = INVENTORY_EVENTS + ORDER_EVENTS

@@ -590,7 +590,23 @@ def _ship_line(row: FeedRow, lookup: OrderLookup,
             continue  # no tracking number
         if value:
             cmd[name] = value
+    if _already_shipped(lookup(order_id), item_id):
+        # a re-upload for what is already shipped: the marketplace overwrites the
+        # carrier and tracking number; nothing is shipped again
+        cmd["type"] = "correct-tracking"
+        del cmd["ship_date"]
+        cmd.pop("items", None)
     return cmd
+
+
+def _already_shipped(info: OrderInfo | None, item_id: str | None) -> bool:
+    """Is the line's order (or item) already shipped in full, so the line can only
+    correct the shipment's tracking?"""
+    if info is None:
+        return False
+    if not item_id:
+        return info.status == "Shipped"
+    return info.status in ("PartiallyShipped", "Shipped") and info.remaining.get(item_id) == 0
 
 
 def _cancel_line(row: FeedRow, lookup: OrderLookup,

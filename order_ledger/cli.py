@@ -195,6 +195,15 @@ def _print_order(view: dict) -> None:
                 "updated_at", "recorded_at"):
         if view.get(key) is not None:
             console.print(f"  {key.replace('_', ' ')}: {view[key]}", markup=False)
+    market = view.get("market") or {}
+    for key, value in market.items():
+        if key != "items":
+            shown = ("yes" if value else "no") if isinstance(value, bool) else value
+            console.print(f"  {key.replace('_', ' ')}: {shown}", markup=False)
+    if view.get("tracking_number"):
+        fixed = view.get("tracking_corrections") or 0
+        console.print(f"  tracking number: {view['tracking_number']}"
+                      + (f" (corrected {fixed}x)" if fixed else ""), markup=False)
     if view.get("buyer_requested_cancel"):
         console.print("  the buyer asked to cancel", markup=False)
     withheld = {"ship_to": "the ship-to address", "buyer": "the buyer's name and e-mail"}

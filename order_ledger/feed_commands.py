@@ -205,11 +205,11 @@ def import_group() -> None:
 
 
 @import_group.command("sp-api")
-@click.argument("file", type=_FILE)
+@click.argument("files", nargs=-1, required=True, type=_FILE)
 @click.option("--items", "items_file", type=_FILE, default=None,
               help="getOrderItems responses: an object AmazonOrderId -> response, or a list of "
-                   "responses with payload.AmazonOrderId (not needed when each order has "
-                   "OrderItems inline).")
+                   "responses with payload.AmazonOrderId (a getOrderItems response can also "
+                   "be given as one more FILE).")
 @click.option("--language", default=None,
               help="Buyer language (BCP-47) for orders that do not say; default: from the "
                    "order's marketplace (e.g. A2NODRKZP88ZB9 = SE -> sv-SE), else its "
@@ -217,40 +217,57 @@ def import_group() -> None:
 @db_option
 @json_option
 @check_option
-def import_sp_api(file: Path, items_file: Path | None, language: str | None, db: str | None,
-                  as_json: bool, check: bool = False) -> None:
-    """Import a getOrders response (Orders API v0) as ledger commands.
+def import_sp_api(files: tuple[Path, ...], items_file: Path | None, language: str | None,
+                  db: str | None, as_json: bool, check: bool = False) -> None:
+    """Import Orders API responses (v0 and 2026-01-01) as ledger commands.
 
-    Each order becomes place / verify-payment / ship / request-cancel / cancel
-    commands chosen by its OrderStatus (docs/sp-api-import.md); all are applied
-    in time order. Importing the same file again adds nothing. Import into a
-    fresh ledger or before live commands: commands older than the ledger's
-    clock are rejected.
+    FILE... is any mix of v0 getOrders pages, getOrder, getOrderItems,
+    getOrderAddress, getOrderBuyerInfo and getOrderItemsBuyerInfo responses and
+    2026-01-01 searchOrders pages and getOrder responses; each file's shape is
+    told from its structure and everything is merged by order id. Each order
+    becomes place / verify-payment / ship / request-cancel / cancel commands
+    chosen by its status (docs/sp-api-import.md); all are applied in time order.
+    Importing the same files again adds nothing; a later poll adds only what
+    changed. An order whose items are missing is reported, the others import.
 
-    Exit 0 when every order was imported, already imported or skipped; 1 when
-    any was rejected or had an unknown status; 2 for an unusable file.
+    Exit 0 when every order was imported, already imported, skipped or
+    incomplete; 1 when any was rejected or had an unknown status; 2 for an
+    unusable file.
     """
     from ledger.rules import LANGUAGE_RE
 
     if language is not None and not LANGUAGE_RE.match(language):
         raise click.BadParameter(f"{language!r} is not a BCP-47 tag (e.g. sv-SE)",
                                  param_hint="--language")
+    docs = []
+    for file in files:
+        try:
+            doc = json.loads(file.read_bytes())
+            spapi.detect_shape(doc)
+        except (ValueError, UnicodeDecodeError) as exc:
+            _usage_error(f"{file}: not valid JSON: {exc}", as_json)
+            return
+        except spapi.SpApiError as exc:
+            _usage_error(f"{file}: {exc}", as_json)
+            return
+        docs.append(doc)
     try:
-        orders_doc = json.loads(file.read_bytes())
-        spapi.load_orders(orders_doc)
         items_doc = json.loads(items_file.read_bytes()) if items_file else None
         if items_doc is not None:
             spapi.load_items(items_doc)
     except (ValueError, UnicodeDecodeError) as exc:
-        _usage_error(f"not valid JSON: {exc}", as_json)
+        _usage_error(f"{items_file}: not valid JSON: {exc}", as_json)
         return
     except spapi.SpApiError as exc:
-        _usage_error(str(exc), as_json)
+        _usage_error(f"{items_file}: {exc}", as_json)
         return
     ledger = _open(db, None, check)
     try:
-        report = spapi.import_orders(ledger, orders_doc, items_doc, language=language,
-                                     dry_run=check)
+        report = spapi.import_documents(ledger, docs, items_doc, language=language,
+                                        dry_run=check, sources=[str(f) for f in files])
+    except spapi.SpApiError as exc:
+        _usage_error(str(exc), as_json)
+        return
     except LedgerError as exc:
         raise click.ClickException(str(exc)) from None
     finally:
@@ -263,6 +280,7 @@ def import_sp_api(file: Path, items_file: Path | None, language: str | None, db:
 
 
 _RESULT_TEXT = {"imported": "imported", "already-imported": "already imported",
+                "incomplete": "incomplete",
                 "skipped": "skipped", "unknown-status": "not imported (unknown status)",
                 "rejected": "rejected"}
 
@@ -281,7 +299,8 @@ def _print_import_report(report: spapi.ImportReport, check: bool = False) -> Non
             out(f"  note: {note}", markup=False)
     s = report.summary()
     out(f"{s['orders']} orders: {s['imported']} imported, {s['already_imported']} already "
-        f"imported, {s['skipped']} skipped, {s['unknown_status']} unknown status, "
+        f"imported, {s['skipped']} skipped, {s['incomplete']} incomplete, "
+        f"{s['unknown_status']} unknown status, "
         f"{s['rejected']} rejected; {s['events']} events "
         f"{'would be written (checked only, nothing written)' if check else 'written'}",
         markup=False)

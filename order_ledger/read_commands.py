@@ -209,42 +209,59 @@ def orders_cmd(status: str | None, db: str | None, views: str | None, as_json: b
 
 
 @click.command("report")
-@click.argument("kind", type=click.Choice(["orders", "unshipped"]))
+@click.argument("kind", type=click.Choice(["orders", "unshipped", "all-orders"]))
 @click.option("--out", "out", type=click.Path(dir_okay=False, writable=True), default=None,
               help="Write the report to this file (default: standard output).")
 @click.option("--at", "at", type=WHEN, default=None,
               help="The report time (reporting-date, days-past-promise); default: the "
                    "ledger's clock, else now.")
+@click.option("--layout", type=click.Choice(["current", "old"]), default="current",
+              show_default=True,
+              help="unshipped only: the marketplace's current columns, or the first 26 "
+                   "(old) this project wrote.")
+@click.option("--encoding", "encoding",
+              type=click.Choice(["utf-8", "windows-1252", "iso-8859-1", "shift_jis"]),
+              default="utf-8", show_default=True,
+              help="The file's encoding (the marketplace's files are windows-1252 in most "
+                   "marketplaces, Shift_JIS in Japan); a character it lacks is written as '?'.")
 @_views_common
 @as_of_options
-def report_cmd(kind: str, out: str | None, at: datetime | None, db: str | None,
-               views: str | None, as_of: datetime | None = None,
+def report_cmd(kind: str, out: str | None, at: datetime | None, layout: str, encoding: str,
+               db: str | None, views: str | None, as_of: datetime | None = None,
                at_position: int | None = None) -> None:
-    """Write the Orders or the Unshipped Orders report (tab-separated, header first).
+    """Write the Orders, Unshipped Orders or All Orders report (tab-separated, header
+    first).
 
-    orders: every order that left Pending, one row per item.
-    unshipped: Unshipped/PartiallyShipped orders, rows with quantity to ship > 0.
+    orders: every order that left Pending, one row per item (32 columns).
+    unshipped: Unshipped/PartiallyShipped orders, rows with quantity to ship > 0
+    (--layout old: the first 26-column layout).
+    all-orders: every order, Pending and Canceled too, one row per item.
     The same events and --at give byte-identical files.
     """
+    if layout != "current" and kind != "unshipped":
+        raise click.UsageError("--layout is for the unshipped report only")
     if out is not None:
         parent = os.path.dirname(os.path.abspath(out))
         if not os.path.isdir(parent):
             raise click.UsageError(
                 f"cannot write the report to {out!r}: directory {parent!r} does not exist")
 
-    async def work(v: Views, ledger: Any) -> str:
-        when = at or default_time(ledger)
+    def pick(s: Any, when: datetime) -> Any:
         if kind == "orders":
-            return await v.report_orders(when)
-        return await v.report_unshipped(when)
+            return s.report_orders(when)
+        if kind == "all-orders":
+            return s.report_all_orders(when)
+        return s.report_unshipped(when, layout)
+
+    async def work(v: Views, ledger: Any) -> str:
+        return await pick(v, at or default_time(ledger))
 
     if past(as_of, at_position):
-        text = as_of_read(db, as_of, at_position, lambda s, when: (
-            s.report_orders(at or when) if kind == "orders" else s.report_unshipped(at or when)),
-            ["orders"])
+        text = as_of_read(db, as_of, at_position, lambda s, when: pick(s, at or when),
+                          ["orders"])
     else:
         text = run_views(db, views, work)
-    data = text.encode("utf-8")
+    data = text.encode(encoding, errors="replace")
     rows = text.count("\n") - 1
     if out is None:
         sys.stdout.buffer.write(data)

@@ -14,16 +14,24 @@ Projections: ``orders`` (Manage Orders, Orders and Unshipped Orders reports),
 
 from .memory import Snapshot, project
 from .model import AUDIT_COLUMNS, NAMES, PROJECTIONS, AuditProjection
-from .read import ORDERS_REPORT_COLUMNS, UNSHIPPED_REPORT_COLUMNS, days_past_promise
+from .read import (
+    ALL_ORDERS_REPORT_COLUMNS,
+    ORDERS_REPORT_COLUMNS,
+    UNSHIPPED_REPORT_COLUMNS,
+    UNSHIPPED_REPORT_COLUMNS_OLD,
+    days_past_promise,
+)
 from .views import BlockingViews, RunResult, Views, ViewsError, ViewsLocationError, views_path
 
 __all__ = [
     "AUDIT_COLUMNS",
     "AuditProjection",
     "NAMES",
+    "ALL_ORDERS_REPORT_COLUMNS",
     "ORDERS_REPORT_COLUMNS",
     "PROJECTIONS",
     "UNSHIPPED_REPORT_COLUMNS",
+    "UNSHIPPED_REPORT_COLUMNS_OLD",
     "BlockingViews",
     "RunResult",
     "Snapshot",

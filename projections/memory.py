@@ -56,8 +56,13 @@ class Snapshot:
         """The Orders report (``report_time`` is accepted for symmetry; no column uses it)."""
         return read.render_orders_report(self._p("orders").recs.values())
 
-    def report_unshipped(self, report_time: datetime) -> str:
-        return read.render_unshipped_report(self._p("orders").recs.values(), report_time)
+    def report_unshipped(self, report_time: datetime, layout: str = "current") -> str:
+        return read.render_unshipped_report(self._p("orders").recs.values(), report_time,
+                                            layout)
+
+    def report_all_orders(self, report_time: datetime | None = None) -> str:
+        """The All Orders report (``report_time`` accepted for symmetry; no column uses it)."""
+        return read.render_all_orders_report(self._p("orders").recs.values())
 
     # Manage Inventory -------------------------------------------------------------
     def inventory(self, page: read.Page = read.DEFAULT_PAGE) -> list[dict]:

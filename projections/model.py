@@ -66,6 +66,11 @@ class ItemRow(msgspec.Struct, array_like=True, gc=False):
     item_tax: Decimal
     shipping_price: Decimal
     shipping_tax: Decimal
+    gift_wrap_price: Decimal = Decimal(0)
+    gift_wrap_tax: Decimal = Decimal(0)
+    promotion_discount: Decimal = Decimal(0)
+    ship_promotion_discount: Decimal = Decimal(0)
+    price_designation: str | None = None
 
 
 class OrderDoc(msgspec.Struct, gc=False):
@@ -95,6 +100,12 @@ class OrderDoc(msgspec.Struct, gc=False):
     buyer_requested_cancel: bool
     ever_released: bool
     ship_to: str
+    #: the marketplace's fields as JSON (``ledger.events.MarketInfo`` set fields, plus
+    #: ``merchant_order_id`` and ``restricted``); "{}" when there are none
+    market: str
+    #: the business time of the order's latest event (the All Orders report's
+    #: last-updated-date)
+    last_updated: str
     items: list[ItemRow]
 
 
@@ -119,6 +130,22 @@ def row_to_doc(row: Iterable[Any]) -> OrderDoc:
 
 def address_of(d: OrderDoc) -> ev.Address:
     return _address_decoder.decode(d.ship_to)
+
+
+_market_decoder = msgspec.json.Decoder(dict[str, Any])
+
+
+def market_of(d: OrderDoc) -> dict[str, Any]:
+    return _market_decoder.decode(d.market) if d.market else {}
+
+
+def _market_json(e: ev.OrderPlaced) -> str:
+    out: dict[str, Any] = {}
+    if e.market is not None:
+        out.update(msgspec.to_builtins(e.market))
+    if e.restricted:
+        out["restricted"] = list(e.restricted)
+    return _json(out)
 
 
 class MetricOrder(msgspec.Struct, gc=False):
@@ -340,8 +367,9 @@ class OrdersProjection(KeyedProjection):
     """Manage Orders: one row per order; also the source of both reports."""
 
     name = "orders"
-    version = 1
-    description = "Manage Orders (one row per order) and the Orders / Unshipped Orders reports"
+    version = 2
+    description = ("Manage Orders (one row per order) and the Orders / Unshipped Orders / "
+                   "All Orders reports")
     tables = (
         Table("orders",
               "CREATE TABLE {t} ("
@@ -352,7 +380,8 @@ class OrdersProjection(KeyedProjection):
               " buyer_language TEXT NOT NULL, currency TEXT NOT NULL,"
               " ship_service_level TEXT NOT NULL, payment TEXT, warning TEXT,"
               " cancel_reason TEXT, canceled_by TEXT, buyer_requested_cancel INTEGER NOT NULL,"
-              " ever_released INTEGER NOT NULL, ship_to TEXT NOT NULL, items TEXT NOT NULL,"
+              " ever_released INTEGER NOT NULL, ship_to TEXT NOT NULL, market TEXT NOT NULL,"
+              " last_updated TEXT NOT NULL, items TEXT NOT NULL,"
               " actionable INTEGER GENERATED ALWAYS AS"
               " (status IN ('Unshipped', 'PartiallyShipped')) VIRTUAL)",
               (("orders_by_status", "status, purchase_us, order_id"),
@@ -374,7 +403,16 @@ class OrdersProjection(KeyedProjection):
             ev.ShipmentConfirmed: self._shipped,
             ev.OrderAdjusted: self._adjusted,
             ev.ShippingAddressChanged: self._address,
+            ev.RestrictedDataReleased: self._released_data,
+            ev.OrderAcknowledged: self._acknowledged,
+            ev.TrackingCorrected: self._touched,
         }
+
+    def _get(self, e: Any) -> Any:
+        d = super()._get(e)
+        if d is not None:  # an order's events come in its time order
+            d.last_updated = iso(e.at)
+        return d
 
     def load_sql(self, t: dict[str, str]) -> str:
         return f"SELECT {', '.join(ORDER_COLUMNS)} FROM {t['orders']} WHERE order_id IN ({{marks}})"
@@ -423,9 +461,11 @@ class OrdersProjection(KeyedProjection):
             e.order_id, e.status, iso(e.at), to_us(e.at), None, iso(e.latest_ship_date),
             iso(e.latest_delivery_date), b.name, b.email, b.phone, b.language,
             e.currency, e.ship_service_level, None, None, None, None, False, False,
-            _json(e.ship_to),
+            _json(e.ship_to), _market_json(e), iso(e.at),
             [ItemRow(i.order_item_id, i.sku, i.title, i.quantity, 0, 0, i.item_price,
-                     i.item_tax, i.shipping_price, i.shipping_tax)
+                     i.item_tax, i.shipping_price, i.shipping_tax, i.gift_wrap_price,
+                     i.gift_wrap_tax, i.promotion_discount, i.ship_promotion_discount,
+                     i.price_designation)
              for i in e.items])
         self.dirty.add(e.order_id)
 
@@ -478,6 +518,10 @@ class OrdersProjection(KeyedProjection):
         d = self._get(e)
         if d is not None:
             d.buyer_requested_cancel = True
+            if e.reason:
+                market = market_of(d)
+                market["buyer_cancel_reason"] = e.reason
+                d.market = _json(market)
 
     def _warned(self, pos: int, e: ev.ShipByWarningIssued) -> None:
         d = self._get(e)
@@ -513,6 +557,32 @@ class OrdersProjection(KeyedProjection):
         d = self._get(e)
         if d is not None:
             d.ship_to = _json(e.ship_to)
+
+    def _released_data(self, pos: int, e: ev.RestrictedDataReleased) -> None:
+        d = self._get(e)
+        if d is None:
+            return
+        if e.ship_to is not None:
+            d.ship_to = _json(e.ship_to)
+        if e.buyer is not None:
+            d.buyer_name, d.buyer_email = e.buyer.name, e.buyer.email
+            if e.buyer.phone:
+                d.buyer_phone = e.buyer.phone
+        market = market_of(d)
+        market.pop("restricted", None)
+        if e.restricted:
+            market["restricted"] = list(e.restricted)
+        d.market = _json(market)
+
+    def _acknowledged(self, pos: int, e: ev.OrderAcknowledged) -> None:
+        d = self._get(e)
+        if d is not None and e.merchant_order_id:
+            market = market_of(d)
+            market["merchant_order_id"] = e.merchant_order_id
+            d.market = _json(market)
+
+    def _touched(self, pos: int, e: Any) -> None:
+        self._get(e)  # only the last-updated time changes
 
 
 # --- Manage Inventory ---------------------------------------------------------------
@@ -623,7 +693,7 @@ class MetricsProjection(KeyedProjection):
     """Per-order facts for the seller metrics, and one row per ship confirmation."""
 
     name = "metrics"
-    version = 1
+    version = 2
     description = "Seller metrics: cancellation, late shipment and valid tracking rates"
     tables = (
         Table("metric_orders",
@@ -636,13 +706,17 @@ class MetricsProjection(KeyedProjection):
         Table("metric_shipments",
               "CREATE TABLE {t} (position INTEGER PRIMARY KEY, order_id TEXT NOT NULL,"
               " at_us INTEGER NOT NULL, tracked INTEGER NOT NULL)",
-              (("metric_shipments_by_time", "at_us"),)),
+              (("metric_shipments_by_time", "at_us"),
+               ("metric_shipments_by_order", "order_id, position"))),
     )
 
     def __init__(self, complete: bool = True) -> None:
         super().__init__(complete)
         #: (position, order_id, at_us, tracked) not yet flushed (all of them in memory)
         self.shipments: list[tuple[int, str, int, bool]] = []
+        #: (tracked, order_id): a tracking correction of the order's latest shipment,
+        #: to write to the stored table
+        self.retracked: list[tuple[bool, str]] = []
 
     def handlers(self) -> dict[type, Handler]:
         return {
@@ -655,6 +729,7 @@ class MetricsProjection(KeyedProjection):
             ev.LedgerCanceled: self._ledger_canceled,
             ev.ShipmentConfirmed: self._shipped,
             ev.OrderAdjusted: self._adjusted,
+            ev.TrackingCorrected: self._retracked,
         }
 
     def load_sql(self, t: dict[str, str]) -> str:
@@ -678,6 +753,11 @@ class MetricsProjection(KeyedProjection):
             ops.append((f"INSERT INTO {t['metric_shipments']} (position, order_id, at_us, tracked)"
                         " VALUES (?, ?, ?, ?)", self.shipments))
             self.shipments = []
+        if self.retracked:
+            table = t["metric_shipments"]
+            ops.append((f"UPDATE {table} SET tracked = ? WHERE position = "
+                        f"(SELECT MAX(position) FROM {table} WHERE order_id = ?)", self.retracked))
+            self.retracked = []
         return ops
 
     def _status(self, m: MetricOrder, e: Any) -> None:
@@ -748,6 +828,17 @@ class MetricsProjection(KeyedProjection):
         tn = e.tracking_number
         self.shipments.append((pos, e.order_id, at, bool(tn and tn.strip())))
         self._status(m, e)
+
+    def _retracked(self, pos: int, e: ev.TrackingCorrected) -> None:
+        """The order's latest shipment now has the corrected tracking number (or none)."""
+        tn = e.tracking_number
+        tracked = bool(tn and tn.strip())
+        ships = self.shipments
+        for i in range(len(ships) - 1, -1, -1):
+            if ships[i][1] == e.order_id:
+                ships[i] = (*ships[i][:3], tracked)
+                return
+        self.retracked.append((tracked, e.order_id))
 
 
 # --- notifications ---------------------------------------------------------------------

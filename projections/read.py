@@ -21,6 +21,7 @@ from .model import (
     OrderDoc,
     address_of,
     iso,
+    market_of,
 )
 
 DAY = timedelta(days=1)
@@ -104,6 +105,9 @@ DEFAULT_PAGE = Page()
 def order_row(d: OrderDoc) -> dict[str, Any]:
     """One Manage Orders row (the keys follow ``order-ledger show --json``)."""
     is_open = d.status in OPEN
+    market = market_of(d)
+    for key in ("merchant_order_id", "buyer_cancel_reason"):
+        market.pop(key, None)
     return {
         "order_id": d.order_id,
         "status": d.status,
@@ -121,6 +125,9 @@ def order_row(d: OrderDoc) -> dict[str, Any]:
         "cancel_reason": d.cancel_reason,
         "canceled_by": d.canceled_by,
         "buyer_requested_cancel": bool(d.buyer_requested_cancel),
+        #: what the marketplace withheld, and its own fields (as ``show --json``)
+        "restricted": market.pop("restricted", []),
+        "market": market,
         "items": [
             {
                 "order_item_id": i.order_item_id,
@@ -162,6 +169,8 @@ def notification_row(row: tuple) -> dict[str, Any]:
 
 # --- reports ---------------------------------------------------------------------------
 
+#: The Orders report (flat file of new orders): 32 columns, the current file's last three
+#: (is-business-order, purchase-order-number, price-designation) after the older 29.
 ORDERS_REPORT_COLUMNS: tuple[str, ...] = (
     "order-id", "order-item-id", "purchase-date", "payments-date", "buyer-email",
     "buyer-name", "buyer-phone-number", "sku", "product-name", "quantity-purchased",
@@ -169,10 +178,25 @@ ORDERS_REPORT_COLUMNS: tuple[str, ...] = (
     "ship-service-level", "recipient-name", "ship-address-1", "ship-address-2",
     "ship-address-3", "ship-city", "ship-state", "ship-postal-code", "ship-country",
     "ship-phone-number", "delivery-start-date", "delivery-end-date", "delivery-time-zone",
-    "delivery-Instructions",
+    "delivery-Instructions", "is-business-order", "purchase-order-number", "price-designation",
 )
 
+#: The Unshipped Orders report, current layout (41 columns; sources in docs/projections.md).
 UNSHIPPED_REPORT_COLUMNS: tuple[str, ...] = (
+    "order-id", "order-item-id", "purchase-date", "payments-date", "reporting-date",
+    "promise-date", "days-past-promise", "buyer-email", "buyer-name", "cpf",
+    "buyer-phone-number", "sku", "number-of-items", "product-name", "quantity-purchased",
+    "quantity-shipped", "quantity-to-ship", "ship-service-level", "ship-service-name",
+    "recipient-name", "ship-address-1", "ship-address-2", "ship-address-3", "ship-city",
+    "ship-state", "ship-postal-code", "ship-country", "sales-channel", "customized-url",
+    "customized-page", "is-business-order", "purchase-order-number", "price-designation",
+    "is-prime", "is-buyer-requested-cancellation", "buyer-requested-cancel-reason",
+    "verge-of-cancellation", "verge-of-lateShipment", "signature-confirmation-recommended",
+    "buyer-identification-number", "buyer-identification-type",
+)
+
+#: The Unshipped Orders report as this project wrote it first (26 columns): ``--layout old``.
+UNSHIPPED_REPORT_COLUMNS_OLD: tuple[str, ...] = (
     "order-id", "order-item-id", "purchase-date", "payments-date", "reporting-date",
     "promise-date", "days-past-promise", "buyer-email", "buyer-name", "buyer-phone-number",
     "sku", "product-name", "quantity-purchased", "quantity-shipped", "quantity-to-ship",
@@ -180,6 +204,29 @@ UNSHIPPED_REPORT_COLUMNS: tuple[str, ...] = (
     "ship-address-3", "ship-city", "ship-state", "ship-postal-code", "ship-country",
     "is-buyer-requested-cancellation", "verge-of-cancellation",
 )
+
+#: The All Orders report (GET_FLAT_FILE_ALL_ORDERS_DATA_BY_ORDER_DATE_GENERAL): 32 columns.
+ALL_ORDERS_REPORT_COLUMNS: tuple[str, ...] = (
+    "amazon-order-id", "merchant-order-id", "purchase-date", "last-updated-date",
+    "order-status", "fulfillment-channel", "sales-channel", "order-channel", "url",
+    "ship-service-level", "product-name", "sku", "asin", "item-status", "quantity",
+    "currency", "item-price", "item-tax", "shipping-price", "shipping-tax", "gift-wrap-price",
+    "gift-wrap-tax", "item-promotion-discount", "ship-promotion-discount", "ship-city",
+    "ship-state", "ship-postal-code", "ship-country", "promotion-ids", "is-business-order",
+    "purchase-order-number", "price-designation",
+)
+
+#: Report layouts by name (``order-ledger report unshipped --layout``).
+UNSHIPPED_LAYOUTS = ("current", "old")
+
+#: The All Orders report's order-status and item-status words for the ledger's statuses.
+ALL_ORDERS_STATUS = {"Pending": "Pending", "Unshipped": "Unshipped",
+                     "PartiallyShipped": "Shipping", "Shipped": "Shipped",
+                     "Canceled": "Cancelled"}
+
+#: The shipping window before the promise in which an open order is on the verge of
+#: shipping late (the report's verge-of-lateShipment).
+VERGE_OF_LATE = timedelta(hours=24)
 
 #: every character a TSV or line-based reader could take as a field or line break
 _BREAKS = {ord(c): " " for c in "\t\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029"}
@@ -223,42 +270,114 @@ def _tsv(header: Iterable[str], rows: Iterable[Iterable[Any]]) -> str:
     return "\n".join(out) + "\n"
 
 
+def _service_level(d: OrderDoc, market: dict) -> str:
+    """The report's ship-service-level: the service category (Standard, Expedited ...)
+    when the marketplace gave one, else the service the order was placed with."""
+    return market.get("ship_service_category") or d.ship_service_level
+
+
+def _flag(market: dict, key: str) -> bool | None:
+    value = market.get(key)
+    return None if value is None else bool(value)
+
+
 def render_orders_report(docs: Iterable[OrderDoc]) -> str:
     """The Orders report (flat file), docs in any order."""
     rows = []
     for d in sorted((d for d in docs if in_orders_report(d)), key=report_key):
         a = address_of(d)
+        m = market_of(d)
+        level = _service_level(d, m)
+        business, po = _flag(m, "is_business_order"), m.get("purchase_order_number")
         for i in d.items:
             rows.append((
                 d.order_id, i.order_item_id, d.purchase_date, d.payments_date, d.buyer_email,
                 d.buyer_name, d.buyer_phone, i.sku, i.title, i.quantity, d.currency,
                 i.item_price, i.item_tax, i.shipping_price, i.shipping_tax,
-                d.ship_service_level, a.name, a.address_1, a.address_2, a.address_3, a.city,
-                a.state, a.postal_code, a.country, a.phone, None, None, None, None))
+                level, a.name, a.address_1, a.address_2, a.address_3, a.city,
+                a.state, a.postal_code, a.country, a.phone, None, None, None, None,
+                business, po, i.price_designation))
     return _tsv(ORDERS_REPORT_COLUMNS, rows)
 
 
-def render_unshipped_report(docs: Iterable[OrderDoc], report_time: datetime) -> str:
-    """The Unshipped Orders report at ``report_time``, docs in any order."""
+def render_unshipped_report(docs: Iterable[OrderDoc], report_time: datetime,
+                            layout: str = "current") -> str:
+    """The Unshipped Orders report at ``report_time``, docs in any order; ``layout``
+    ``current`` (the marketplace's file today) or ``old`` (the first 26 columns)."""
+    if layout not in UNSHIPPED_LAYOUTS:
+        raise ValueError(f"unknown layout {layout!r}; known: {', '.join(UNSHIPPED_LAYOUTS)}")
     _need_offset(report_time)
     reporting = iso(report_time)
-    rows = []
+    old = layout == "old"
+    rows: list[tuple] = []
     for d in sorted((d for d in docs if in_unshipped_report(d)), key=report_key):
         a = address_of(d)
-        past = days_past_promise(datetime.fromisoformat(d.latest_ship_date), report_time)
+        promise = datetime.fromisoformat(d.latest_ship_date)
+        past = days_past_promise(promise, report_time)
         requested = bool(d.buyer_requested_cancel)
         verge = d.warning is not None
+        m = market_of(d)
+        late_soon = promise - VERGE_OF_LATE <= report_time < promise
         for i in d.items:
             to_ship = i.quantity - i.shipped - i.canceled
             if to_ship <= 0:
                 continue
+            if old:
+                rows.append((
+                    d.order_id, i.order_item_id, d.purchase_date, d.payments_date, reporting,
+                    d.latest_ship_date, past, d.buyer_email, d.buyer_name, d.buyer_phone,
+                    i.sku, i.title, i.quantity, i.shipped, to_ship, d.ship_service_level,
+                    a.name, a.address_1, a.address_2, a.address_3, a.city, a.state,
+                    a.postal_code, a.country, requested, verge))
+                continue
             rows.append((
                 d.order_id, i.order_item_id, d.purchase_date, d.payments_date, reporting,
-                d.latest_ship_date, past, d.buyer_email, d.buyer_name, d.buyer_phone, i.sku,
-                i.title, i.quantity, i.shipped, to_ship, d.ship_service_level, a.name,
-                a.address_1, a.address_2, a.address_3, a.city, a.state, a.postal_code,
-                a.country, requested, verge))
-    return _tsv(UNSHIPPED_REPORT_COLUMNS, rows)
+                d.latest_ship_date, past, d.buyer_email, d.buyer_name, None, d.buyer_phone,
+                i.sku, None, i.title, i.quantity, i.shipped, to_ship, _service_level(d, m),
+                d.ship_service_level, a.name, a.address_1, a.address_2, a.address_3, a.city,
+                a.state, a.postal_code, a.country, m.get("sales_channel"), None, None,
+                _flag(m, "is_business_order"), m.get("purchase_order_number"),
+                i.price_designation, _flag(m, "is_prime"), requested,
+                m.get("buyer_cancel_reason") if requested else None, verge, late_soon, None, None,
+                None))
+    return _tsv(UNSHIPPED_REPORT_COLUMNS_OLD if old else UNSHIPPED_REPORT_COLUMNS, rows)
+
+
+def item_status(d: OrderDoc, quantity: int, shipped: int, canceled: int) -> str:
+    """An item's status in the All Orders report."""
+    if canceled >= quantity:
+        return "Cancelled"
+    if shipped and shipped + canceled >= quantity:
+        return "Shipped"
+    if d.status == PENDING:
+        return "Pending"
+    return "Unshipped"
+
+
+def render_all_orders_report(docs: Iterable[OrderDoc]) -> str:
+    """The All Orders report: every order (Pending and Canceled too), one row per item."""
+    rows = []
+    for d in sorted(docs, key=report_key):
+        a = address_of(d)
+        m = market_of(d)
+        status = ALL_ORDERS_STATUS.get(d.status, d.status)
+        level = _service_level(d, m)
+        business, po = _flag(m, "is_business_order"), m.get("purchase_order_number")
+        for i in d.items:
+            rows.append((
+                d.order_id, m.get("merchant_order_id"), d.purchase_date, d.last_updated,
+                status, "Merchant", m.get("sales_channel"), None, None, level, i.title, i.sku,
+                None, item_status(d, i.quantity, i.shipped, i.canceled), i.quantity,
+                d.currency, i.item_price, i.item_tax, i.shipping_price, i.shipping_tax,
+                i.gift_wrap_price, i.gift_wrap_tax, _neg(i.promotion_discount),
+                _neg(i.ship_promotion_discount), a.city, a.state, a.postal_code, a.country,
+                None, business, po, i.price_designation))
+    return _tsv(ALL_ORDERS_REPORT_COLUMNS, rows)
+
+
+def _neg(amount: Any) -> Any:
+    """A discount as the All Orders report writes it: negative, empty when none."""
+    return -amount if amount else None
 
 
 def _need_offset(t: datetime) -> None:

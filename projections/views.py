@@ -738,12 +738,17 @@ class Views:
         """The Orders report as TSV text (no column depends on ``report_time``)."""
         return read.render_orders_report(await self._docs("ever_released = 1"))
 
-    async def report_unshipped(self, report_time: datetime) -> str:
-        """The Unshipped Orders report at ``report_time`` as TSV text."""
+    async def report_unshipped(self, report_time: datetime, layout: str = "current") -> str:
+        """The Unshipped Orders report at ``report_time`` as TSV text, in ``layout``."""
         if report_time.tzinfo is None:
             raise ValueError("a report time needs a UTC offset")
         return read.render_unshipped_report(
-            await self._docs("status IN ('Unshipped', 'PartiallyShipped')"), report_time)
+            await self._docs("status IN ('Unshipped', 'PartiallyShipped')"), report_time,
+            layout)
+
+    async def report_all_orders(self, report_time: datetime | None = None) -> str:
+        """The All Orders report as TSV text (every order; no column uses ``report_time``)."""
+        return read.render_all_orders_report(await self._docs("1 = 1"))
 
     async def inventory(self, page: read.Page = read.DEFAULT_PAGE) -> list[dict]:
         """Manage Inventory: tracked SKUs by SKU (or as ``page`` says)."""
@@ -943,6 +948,9 @@ class BlockingViews:
     def report_orders(self, report_time: datetime | None = None) -> str:
         return self._call("report_orders", report_time)
 
-    def report_unshipped(self, report_time: datetime) -> str:
-        return self._call("report_unshipped", report_time)
+    def report_unshipped(self, report_time: datetime, layout: str = "current") -> str:
+        return self._call("report_unshipped", report_time, layout)
+
+    def report_all_orders(self, report_time: datetime | None = None) -> str:
+        return self._call("report_all_orders", report_time)
 

@@ -84,6 +84,8 @@ WHY: dict[type, str] = {
     ev.MessageReceived: "a message was received (docs/rules.md §4)",
     ev.ShippingAddressChanged: "the shipping address was changed on request (docs/rules.md 3.10)",
     ev.OrderAcknowledged: "the seller acknowledged the order (an acknowledgement feed row); nothing canceled",
+    ev.RestrictedDataReleased: "the marketplace released data it had withheld (address or buyer): the placeholders replaced",
+    ev.TrackingCorrected: "the tracking of the shipment was corrected (a re-sent confirmation); nothing shipped again",
 }
 
 NEXT: dict[str, str] = {

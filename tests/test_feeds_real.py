@@ -414,3 +414,57 @@ def test_acknowledgement_rows_cancel_nothing(tmp_path, db_url):
     assert result.exit_code == 0, result.output
     with Ledger(db_url) as led:
         assert led.order(oid(1)).merchant_order_id == "WEB-1001b"
+
+
+# --- a re-upload with another tracking number: a correction, not a second shipment -----------
+
+
+def test_reupload_with_another_tracking_number_corrects_it(tmp_path, db_url):
+    with Ledger(db_url) as led:
+        setup(led, {1: two_items(), 2: two_items(), 3: two_items()})
+    first = tmp_path / "first.txt"
+    first.write_bytes(tsv(SHIP_HEADER,
+                          [oid(1), "", "", "2026-03-02", "PostNord", "", "SE1", ""],
+                          [oid(2), A, "2", "2026-03-02", "PostNord", "", "SE2", ""],
+                          [oid(3), "", "", "2026-03-02", "PostNord", "", "SE3", ""]))
+    code, report = run(db_url, first, "shipping-confirmation", "--json")
+    assert code == 0 and report["accepted"] == 3
+    built = CliRunner().invoke(main, ["metrics", "--db", db_url, "--views",
+                                      str(tmp_path / "views.db"), "--json", "--at", at(days=2)])
+    assert json.loads(built.stdout)["valid_tracking_rate"]["numerator"] == 3
+    second = tmp_path / "second.txt"
+    second.write_bytes(tsv(["TemplateType=OrderFulfillment", "Version=2011.1102"], SHIP_HEADER,
+                           [oid(1), "", "", "2026-03-02", "DHL", "", "JJD0001", "Paket"],
+                           [oid(2), A, "2", "2026-03-02", "PostNord", "", "SE2-NEW", ""],
+                           [oid(2), B, "1", "2026-03-02", "PostNord", "", "SE2-B", ""],
+                           [oid(3), "", "", "2026-03-02", "PostNord", "", "SE3", ""],
+                           [oid(3), "", "", "2026-03-02", "PostNord", "", "NULL", ""]))
+    code, report = run(db_url, second, "shipping-confirmation", "--json")
+    got = by_line(report)
+    # line numbers: TemplateType 1, header 2, rows from 3
+    assert got[3] == ("accepted", None, None) and report["lines"][0]["events"] == [
+        "TrackingCorrected"]
+    assert got[4][0] == "accepted"                                  # item A: corrected
+    assert got[5][0] == "accepted" and report["lines"][2]["events"] == [
+        "ShipmentConfirmed"]                                        # item B: shipped now
+    assert got[6] == ("rejected", "tracking-number", "same-tracking")
+    assert got[7][0] == "accepted"                                  # NULL clears it
+    assert code == 1
+    corrected = events(db_url, "TrackingCorrected")
+    assert [(e.order_id, e.carrier_code, e.tracking_number, e.ship_method, e.replaces)
+            for e in corrected] == [
+        (oid(1), "DHL", "JJD0001", "Paket", "SE1"), (oid(2), "PostNord", "SE2-NEW", None, "SE2"),
+        (oid(3), "PostNord", None, None, "SE3")]
+    assert len(events(db_url, "ShipmentConfirmed")) == 4            # no second shipment
+    view = json.loads(CliRunner().invoke(main, ["show", oid(1), "--json", "--db", db_url]).stdout)
+    assert (view["status"], view["tracking_number"], view["tracking_corrections"]) == (
+        "Shipped", "JJD0001", 1)
+    text = CliRunner().invoke(main, ["show", oid(1), "--db", db_url]).stdout
+    assert "tracking number: JJD0001 (corrected 1x)" in text
+    # valid tracking follows the correction: SE1->JJD0001, SE2->SE2-NEW, SE2-B, SE3->NULL
+    for views in ("views.db", "views2.db"):  # built before and after, and at once
+        result = CliRunner().invoke(main, ["metrics", "--db", db_url, "--views",
+                                           str(tmp_path / views), "--json", "--at", at(days=2)])
+        assert result.exit_code == 0, result.output
+        rate = json.loads(result.stdout)["valid_tracking_rate"]
+        assert (rate["numerator"], rate["denominator"]) == (3, 4)

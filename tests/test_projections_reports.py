@@ -1,5 +1,6 @@
-"""The Orders and Unshipped Orders reports: exact columns, row rules, every column's
-value, sanitising, stable order and byte-identical output (docs/rules.md §6)."""
+"""The Orders, Unshipped Orders (current and old layout) and All Orders reports: exact
+columns, row rules, every column's value, sanitising, stable order and byte-identical
+output (docs/rules.md §6, docs/projections.md)."""
 
 from __future__ import annotations
 
@@ -24,8 +25,10 @@ from test_projections_support import (
 )
 
 from projections import (
+    ALL_ORDERS_REPORT_COLUMNS,
     ORDERS_REPORT_COLUMNS,
     UNSHIPPED_REPORT_COLUMNS,
+    UNSHIPPED_REPORT_COLUMNS_OLD,
     Views,
     days_past_promise,
     project,
@@ -33,8 +36,20 @@ from projections import (
 
 A, B, C, D, E, F = (oid(n) for n in range(1, 7))
 
-# docs/rules.md §6's column lists, copied by hand: consumers parse by these names.
+# docs/rules.md §6's column lists, copied by hand: consumers parse by these names (and
+# some by position).
 UNSHIPPED_HEADER = (
+    "order-id, order-item-id, purchase-date, payments-date, reporting-date, promise-date, "
+    "days-past-promise, buyer-email, buyer-name, cpf, buyer-phone-number, sku, "
+    "number-of-items, product-name, quantity-purchased, quantity-shipped, quantity-to-ship, "
+    "ship-service-level, ship-service-name, recipient-name, ship-address-1, ship-address-2, "
+    "ship-address-3, ship-city, ship-state, ship-postal-code, ship-country, sales-channel, "
+    "customized-url, customized-page, is-business-order, purchase-order-number, "
+    "price-designation, is-prime, is-buyer-requested-cancellation, "
+    "buyer-requested-cancel-reason, verge-of-cancellation, verge-of-lateShipment, "
+    "signature-confirmation-recommended, buyer-identification-number, "
+    "buyer-identification-type")
+UNSHIPPED_HEADER_OLD = (
     "order-id, order-item-id, purchase-date, payments-date, reporting-date, promise-date, "
     "days-past-promise, buyer-email, buyer-name, buyer-phone-number, sku, product-name, "
     "quantity-purchased, quantity-shipped, quantity-to-ship, ship-service-level, "
@@ -46,15 +61,33 @@ ORDERS_HEADER = (
     "item-tax, shipping-price, shipping-tax, ship-service-level, recipient-name, "
     "ship-address-1, ship-address-2, ship-address-3, ship-city, ship-state, ship-postal-code, "
     "ship-country, ship-phone-number, delivery-start-date, delivery-end-date, "
-    "delivery-time-zone, delivery-Instructions")
+    "delivery-time-zone, delivery-Instructions, is-business-order, purchase-order-number, "
+    "price-designation")
+ALL_ORDERS_HEADER = (
+    "amazon-order-id, merchant-order-id, purchase-date, last-updated-date, order-status, "
+    "fulfillment-channel, sales-channel, order-channel, url, ship-service-level, "
+    "product-name, sku, asin, item-status, quantity, currency, item-price, item-tax, "
+    "shipping-price, shipping-tax, gift-wrap-price, gift-wrap-tax, item-promotion-discount, "
+    "ship-promotion-discount, ship-city, ship-state, ship-postal-code, ship-country, "
+    "promotion-ids, is-business-order, purchase-order-number, price-designation")
 
 
 def test_headers_are_exactly_the_rule_books():
     assert ", ".join(UNSHIPPED_REPORT_COLUMNS) == UNSHIPPED_HEADER
+    assert ", ".join(UNSHIPPED_REPORT_COLUMNS_OLD) == UNSHIPPED_HEADER_OLD
     assert ", ".join(ORDERS_REPORT_COLUMNS) == ORDERS_HEADER
+    assert ", ".join(ALL_ORDERS_REPORT_COLUMNS) == ALL_ORDERS_HEADER
+    # readers of the real files take these by position
+    assert len(ORDERS_REPORT_COLUMNS) == 32 and ORDERS_REPORT_COLUMNS[29] == "is-business-order"
+    assert len(UNSHIPPED_REPORT_COLUMNS) == 41 and len(UNSHIPPED_REPORT_COLUMNS_OLD) == 26
+    assert len(ALL_ORDERS_REPORT_COLUMNS) == 32
     empty = project([])
     assert empty.report_orders(T0) == "\t".join(ORDERS_REPORT_COLUMNS) + "\n"
     assert empty.report_unshipped(T0) == "\t".join(UNSHIPPED_REPORT_COLUMNS) + "\n"
+    assert empty.report_unshipped(T0, "old") == "\t".join(UNSHIPPED_REPORT_COLUMNS_OLD) + "\n"
+    assert empty.report_all_orders(T0) == "\t".join(ALL_ORDERS_REPORT_COLUMNS) + "\n"
+    with pytest.raises(ValueError, match="unknown layout"):
+        empty.report_unshipped(T0, "2019")
 
 
 def _scenario():
@@ -98,7 +131,8 @@ async def test_orders_report_rows_and_every_column(tmp_path):
         "ship-address-2": "", "ship-address-3": "", "ship-city": "Stockholm",
         "ship-state": "", "ship-postal-code": "11122", "ship-country": "SE",
         "ship-phone-number": "", "delivery-start-date": "", "delivery-end-date": "",
-        "delivery-time-zone": "", "delivery-Instructions": ""}
+        "delivery-time-zone": "", "delivery-Instructions": "", "is-business-order": "",
+        "purchase-order-number": "", "price-designation": ""}
     assert when(b1["purchase-date"]) == when(at(1))
     assert when(b1["payments-date"]) == when(at(31))
     f = rows[4]
@@ -223,3 +257,172 @@ async def test_reports_are_byte_identical_for_the_same_events_and_time(tmp_path)
     async with Views(led, str(tmp_path / "a.db")) as a:
         assert await a.report_unshipped(t) != one[1]           # a read is never stale
     led.close()
+
+
+# --- the marketplace's fields in the current layouts; the All Orders report -------------
+
+MARKET = {"ship_service_category": "Expedited", "sales_channel": "Amazon.se", "is_prime": True,
+          "is_business_order": True, "purchase_order_number": "PO-77",
+          "earliest_ship_date": "2026-03-02T10:00:00+01:00", "address_type": "Commercial"}
+
+
+def _market_scenario():
+    business = item("I1", "SKU-1", 2, "200.00", item_tax="50.00", shipping_price="20.00",
+                    shipping_tax="5.00", gift_wrap_price="15.00", gift_wrap_tax="3.75",
+                    promotion_discount="10.00", ship_promotion_discount="20.00",
+                    price_designation="BusinessPrice")
+    return timeline(
+        place(A, at(0), [business, item("I2", "SKU-2", 1, "50.00")],
+              ship_service_level="Exp SE Dom_2", market=MARKET),
+        cmd("verify-payment", at(5), order_id=A, outcome="verified"),
+        cmd("acknowledge", at(31), order_id=A, merchant_order_id="SELLER-1"),
+        ship(A, at(40), [("I1", 2)]),
+        cmd("request-cancel", at(50), order_id=A, reason="Changed my mind"),
+        place(B, at(1)),                                                    # Pending
+        place(C, at(2)), cmd("cancel", at(3), order_id=C, by="buyer"),      # Cancelled
+    )
+
+
+async def test_orders_report_keeps_the_marketplace_fields(tmp_path):
+    led = build(tmp_path, _market_scenario())
+    rows = tsv_rows((await views_and_memory(led, tmp_path, T0))["report_orders"])
+    a1, a2 = rows
+    assert (a1["order-id"], a2["order-id"]) == (A, A)
+    # the category in ship-service-level (the name is in the Unshipped report's ship-service-name)
+    assert a1["ship-service-level"] == "Expedited"
+    assert (a1["is-business-order"], a1["purchase-order-number"], a1["price-designation"]) == (
+        "true", "PO-77", "BusinessPrice")
+    assert (a2["is-business-order"], a2["purchase-order-number"], a2["price-designation"]) == (
+        "true", "PO-77", "")
+    line = (await views_and_memory(led, tmp_path, T0))["report_orders"].split("\n")[1]
+    assert line.split("\t")[29:] == ["true", "PO-77", "BusinessPrice"]   # by position
+    manage = {r["order_id"]: r for r in (await views_and_memory(led, tmp_path, T0))["orders"]}
+    assert manage[A]["market"] == {**MARKET, "earliest_ship_date": "2026-03-02T10:00:00+01:00"}
+    assert manage[B]["market"] == {} and manage[B]["restricted"] == []
+    led.close()
+
+
+async def test_unshipped_report_current_layout_column_by_column(tmp_path):
+    led = build(tmp_path, _market_scenario())
+    report_time = when(at(0, days=1, hours=12))         # 12 h before the promise (2 days)
+    got = await views_and_memory(led, tmp_path, report_time)
+    [row] = tsv_rows(got["report_unshipped"])             # I1 shipped: only I2 to ship
+    assert list(row) == list(UNSHIPPED_REPORT_COLUMNS)
+    assert row == {
+        "order-id": A, "order-item-id": "I2", "purchase-date": row["purchase-date"],
+        "payments-date": row["payments-date"], "reporting-date": row["reporting-date"],
+        "promise-date": row["promise-date"], "days-past-promise": "-1",
+        "buyer-email": "anna@example.se", "buyer-name": "Anna Andersson", "cpf": "",
+        "buyer-phone-number": "+46701234567", "sku": "SKU-2", "number-of-items": "",
+        "product-name": "Product SKU-2", "quantity-purchased": "1", "quantity-shipped": "0",
+        "quantity-to-ship": "1", "ship-service-level": "Expedited",
+        "ship-service-name": "Exp SE Dom_2", "recipient-name": "Anna Andersson",
+        "ship-address-1": "Storgatan 1", "ship-address-2": "", "ship-address-3": "",
+        "ship-city": "Stockholm", "ship-state": "", "ship-postal-code": "11122",
+        "ship-country": "SE", "sales-channel": "Amazon.se", "customized-url": "",
+        "customized-page": "", "is-business-order": "true", "purchase-order-number": "PO-77",
+        "price-designation": "", "is-prime": "true", "is-buyer-requested-cancellation": "true",
+        "buyer-requested-cancel-reason": "Changed my mind", "verge-of-cancellation": "false",
+        "verge-of-lateShipment": "true", "signature-confirmation-recommended": "",
+        "buyer-identification-number": "", "buyer-identification-type": ""}
+    assert when(row["reporting-date"]) == report_time
+    assert when(row["promise-date"]) == when(at(0, days=2))
+    # a day and a half before the promise: not yet on the verge of shipping late
+    early = tsv_rows((await views_and_memory(led, tmp_path, when(at(1))))["report_unshipped"])
+    assert early[0]["verge-of-lateShipment"] == "false"
+    led.close()
+
+
+async def test_unshipped_report_old_layout_is_kept(tmp_path):
+    led = build(tmp_path, _market_scenario())
+    report_time = when(at(0, days=1, hours=12))
+    got = await views_and_memory(led, tmp_path, report_time)
+    old, new = tsv_rows(got["report_unshipped_old"]), tsv_rows(got["report_unshipped"])
+    assert list(old[0]) == list(UNSHIPPED_REPORT_COLUMNS_OLD)
+    # the old layout put the service name in ship-service-level
+    assert old[0]["ship-service-level"] == "Exp SE Dom_2"
+    for col in UNSHIPPED_REPORT_COLUMNS_OLD:
+        if col != "ship-service-level":
+            assert old[0][col] == new[0][col], col
+    led.close()
+
+
+async def test_all_orders_report_column_by_column(tmp_path):
+    led = build(tmp_path, _market_scenario())
+    got = await views_and_memory(led, tmp_path, T0)
+    rows = tsv_rows(got["report_all_orders"])
+    assert [(r["amazon-order-id"], r["item-status"]) for r in rows] == [
+        (A, "Shipped"), (A, "Unshipped"), (B, "Pending"), (C, "Cancelled")]
+    a1 = rows[0]
+    assert list(a1) == list(ALL_ORDERS_REPORT_COLUMNS)
+    assert a1 == {
+        "amazon-order-id": A, "merchant-order-id": "SELLER-1",
+        "purchase-date": a1["purchase-date"], "last-updated-date": a1["last-updated-date"],
+        "order-status": "Shipping", "fulfillment-channel": "Merchant",
+        "sales-channel": "Amazon.se", "order-channel": "", "url": "",
+        "ship-service-level": "Expedited", "product-name": "Product SKU-1", "sku": "SKU-1",
+        "asin": "", "item-status": "Shipped", "quantity": "2", "currency": "SEK",
+        "item-price": "200.00", "item-tax": "50.00", "shipping-price": "20.00",
+        "shipping-tax": "5.00", "gift-wrap-price": "15.00", "gift-wrap-tax": "3.75",
+        "item-promotion-discount": "-10.00", "ship-promotion-discount": "-20.00",
+        "ship-city": "Stockholm", "ship-state": "", "ship-postal-code": "11122",
+        "ship-country": "SE", "promotion-ids": "", "is-business-order": "true",
+        "purchase-order-number": "PO-77", "price-designation": "BusinessPrice"}
+    assert when(a1["purchase-date"]) == when(at(0))
+    assert when(a1["last-updated-date"]) == when(at(50))      # the request-cancel
+    b, c = rows[2], rows[3]
+    assert (b["order-status"], b["merchant-order-id"], b["sales-channel"],
+            b["is-business-order"], b["item-promotion-discount"]) == ("Pending", "", "", "", "")
+    assert (c["order-status"], when(c["last-updated-date"])) == ("Cancelled", when(at(3)))
+    led.close()
+
+
+async def test_released_data_reaches_the_reports(tmp_path):
+    restricted = {"name": "(restricted)", "address_1": "(restricted)", "city": "Lund",
+                  "postal_code": "22221", "country": "SE"}
+    full = {"name": "Bo Berg", "address_1": "Kungsgatan 2", "city": "Lund",
+            "postal_code": "22221", "country": "SE"}
+    led = build(tmp_path, timeline(
+        place(A, at(0), ship_to=restricted, buyer={"name": "(restricted)", "language": "sv-SE"},
+              restricted=["buyer", "ship_to"]),
+        cmd("verify-payment", at(5), order_id=A, outcome="verified"), cmd("tick", at(30))))
+    got = await views_and_memory(led, tmp_path, T0)
+    rows = tsv_rows(got["report_orders"])
+    assert (rows[0]["buyer-name"], rows[0]["ship-address-1"]) == ("(restricted)", "(restricted)")
+    assert got["orders"][0]["restricted"] == ["buyer", "ship_to"]          # Manage Orders
+    apply(led, [cmd("release-restricted", at(60), order_id=A, ship_to=full,
+                    buyer={"name": "Bo Berg", "language": "sv-SE", "email": "bo@example.se"})])
+    got = await views_and_memory(led, tmp_path, T0)
+    rows = tsv_rows(got["report_orders"])
+    assert (rows[0]["buyer-name"], rows[0]["buyer-email"], rows[0]["recipient-name"],
+            rows[0]["ship-address-1"]) == ("Bo Berg", "bo@example.se", "Bo Berg", "Kungsgatan 2")
+    assert (got["orders"][0]["restricted"], got["orders"][0]["buyer_name"]) == ([], "Bo Berg")
+    led.close()
+
+
+def test_report_cli_layouts_and_encoding(tmp_path):
+    import subprocess
+    import sys
+
+    led = build(tmp_path, _market_scenario() + timeline(
+        place(D, at(5), ship_to={"name": "Zoë Ångström", "address_1": "Gränd 1",
+                                 "city": "Malmö", "postal_code": "21111", "country": "SE"})))
+    led.close()
+    db = str(tmp_path / "ledger.db")
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "order_ledger", "report", *args,
+                               "--db", db, "--at", at(0, days=1)], capture_output=True)
+
+    current, old, all_orders = run("unshipped"), run("unshipped", "--layout", "old"), \
+        run("all-orders")
+    assert current.returncode == old.returncode == all_orders.returncode == 0
+    assert current.stdout.split(b"\n")[0].decode().split("\t") == list(UNSHIPPED_REPORT_COLUMNS)
+    assert old.stdout.split(b"\n")[0].decode().split("\t") == list(UNSHIPPED_REPORT_COLUMNS_OLD)
+    assert all_orders.stdout.split(b"\n")[0].decode().split("\t") == list(
+        ALL_ORDERS_REPORT_COLUMNS)
+    assert "Malmö".encode() in all_orders.stdout
+    cp1252 = run("all-orders", "--encoding", "windows-1252")
+    assert cp1252.returncode == 0 and "Malmö".encode("cp1252") in cp1252.stdout
+    bad = run("orders", "--layout", "old")
+    assert bad.returncode == 2 and b"--layout is for the unshipped report only" in bad.stderr

@@ -77,6 +77,8 @@ async def everything(v: Any, report_time: datetime) -> dict:
         "metrics": await call("metrics", report_time),
         "report_orders": await call("report_orders", report_time),
         "report_unshipped": await call("report_unshipped", report_time),
+        "report_unshipped_old": await call("report_unshipped", report_time, "old"),
+        "report_all_orders": await call("report_all_orders", report_time),
     }
 
 
