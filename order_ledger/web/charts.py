@@ -50,7 +50,7 @@ def line_chart(key: str, label: str, target: float, target_text: str,
             + f"; target breached on {breaches} of them.")
     out = [f'<svg class="chart" role="img" viewBox="0 0 {WIDTH} {HEIGHT}" '
            f'width="{WIDTH}" height="{HEIGHT}" aria-labelledby="{title_id} {desc_id}" '
-           f'data-metric="{escape(key)}" xmlns="http://www.w3.org/2000/svg">',
+           f'data-metric="{escape(key)}" data-points="{n}" xmlns="http://www.w3.org/2000/svg">',
            f'<title id="{title_id}">{escape(label)}</title>',
            f'<desc id="{desc_id}">{escape(desc)}</desc>']
     # axes and grid: 0, the middle and the top, as percentages

@@ -33,10 +33,11 @@ from .session import COOKIE, PRE_COOKIE, Session, Signer, load_key, same
 
 STATIC = Path(__file__).resolve().parent / "static"
 OPERATOR = "operator"
-#: fields of an order's rows, events and report columns that hold buyer personal data
-PERSONAL_KEYS = frozenset({"buyer_name", "buyer_email", "buyer_phone", "name", "email", "phone",
-                           "address_1", "address_2", "address_3", "city", "state",
-                           "postal_code", "country", "buyer", "ship_to", "body"})
+#: keys whose value is buyer personal data wherever they appear, and inside a buyer or
+#: an address object every field
+PERSONAL_KEYS = frozenset({"buyer_name", "buyer_email", "buyer_phone", "recipient_name",
+                           "email", "phone"})
+PERSON_OBJECTS = frozenset({"buyer", "ship_to", "address", "recipient"})
 PERSONAL_COLUMNS = frozenset({
     "buyer-email", "buyer-name", "buyer-phone-number", "recipient-name", "ship-address-1",
     "ship-address-2", "ship-address-3", "ship-city", "ship-state", "ship-postal-code",
@@ -71,18 +72,22 @@ class WebConfig:
     extra: dict = field(default_factory=dict)
 
 
-def default_redact(value: Any, role: str) -> Any:
+def default_redact(value: Any, role: str, inside: bool = False) -> Any:
     """Buyer personal data replaced by "(redacted)" for every role but operator."""
     if role == OPERATOR:
         return value
     if isinstance(value, dict):
-        return {k: (html.REDACTED if k in PERSONAL_KEYS and v not in (None, "")
-                    and not isinstance(v, (dict, list)) else
-                    ({kk: html.REDACTED for kk in v} if k in PERSONAL_KEYS and isinstance(v, dict)
-                     else default_redact(v, role)))
-                for k, v in value.items()}
+        out = {}
+        for k, v in value.items():
+            if isinstance(v, (dict, list)):
+                out[k] = default_redact(v, role, inside or k in PERSON_OBJECTS)
+            elif (k in PERSONAL_KEYS or inside) and v not in (None, ""):
+                out[k] = html.REDACTED
+            else:
+                out[k] = v
+        return out
     if isinstance(value, list):
-        return [default_redact(v, role) for v in value]
+        return [default_redact(v, role, inside) for v in value]
     return value
 
 
@@ -230,7 +235,7 @@ def web_route_handlers(config: WebConfig) -> list[Any]:
                                     when_form=form, past_banner=banner, live=live), status)
 
     async def make_ctx(request: Request, s: Session) -> "Ctx":
-        ctx = await make_ctx(request, s)
+        ctx = Ctx(request, s)
         clock = await backend.clock()
         if clock is not None:
             ctx.default_tz = _offset(clock)
@@ -370,8 +375,9 @@ def web_route_handlers(config: WebConfig) -> list[Any]:
         command["command_id"] = f"page-{uuid.uuid4()}"
         if s.name:
             command["actor"] = s.name[:200]
-        out = await backend.submit({k: v for k, v in command.items() if v is not None},
-                                   Principal(s.role, s.name))
+        # no "at": the command happens when the ledger records it, as the CLI's verbs
+        command = {"at": None, **{k: v for k, v in command.items() if v is not None}}
+        out = await backend.submit(command, Principal(s.role, s.name))
         back = _safe_back(str(form.get("back") or ""))
         if out.get("status") != "rejected":
             sep = "&" if "?" in back else "?"
