@@ -264,9 +264,9 @@ def orders_table(rows: list[dict], *, can_act: bool, past: bool, csrf: str, back
             out.append(
                 f'<tr class="actions-row{"" if fail else " collapsed"}" id="act-{h(oid)}">'
                 f'<td colspan="8"><div class="forms">'
-                f'<div id="act-{h(oid)}-ship">'
+                f'<div id="act-{h(oid)}-ship"{" hidden" if kind == "cancel" else ""}>'
                 f'{_ship_form(r, csrf, back, today, fail["message"] if kind == "ship" else None, vals if kind == "ship" else {})}</div>'
-                f'<div id="act-{h(oid)}-cancel">'
+                f'<div id="act-{h(oid)}-cancel"{" hidden" if kind == "ship" else ""}>'
                 f'{_cancel_form(r, csrf, back, fail["message"] if kind == "cancel" else None, vals if kind == "cancel" else {})}</div>'
                 f"</div></td></tr>")
     out.append("</tbody></table>")
