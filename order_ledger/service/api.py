@@ -17,6 +17,7 @@ from typing import Any, Callable
 import anyio
 import msgspec
 from litestar import MediaType, Request, Response, get, post
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import Parameter
 
 from ledger.errors import CommandRejected, LedgerError
@@ -209,8 +210,7 @@ def parse_command_body(body: bytes, content_type: str) -> list[tuple[int, bytes]
           "`at` may be left out: the command happens when the ledger records it. Concurrent "
           "requests share durable transactions; each is answered once its lines committed."),
       tags=["commands"], opt={"need": "write"}, status_code=200,
-      responses={422: __import__("litestar.openapi.datastructures", fromlist=["ResponseSpec"])
-                 .ResponseSpec(data_container=list[s.Outcome],
+      responses={422: ResponseSpec(data_container=list[s.Outcome],
                                description="Some line was rejected"), **WRITE_ERRORS},
       )
 async def post_commands(request: Request) -> Response[list[s.Outcome]]:
@@ -221,6 +221,100 @@ async def post_commands(request: Request) -> Response[list[s.Outcome]]:
     rows = [s.to(s.Outcome, o.as_dict()) for o in outcomes]
     rejected = any(o.status == "rejected" for o in outcomes)
     return Response(rows, status_code=422 if rejected else 200, media_type=MediaType.JSON)
+
+
+# --- feeds and imports -----------------------------------------------------------------
+
+FEED_NAMES = ("shipping-confirmation", "cancellation", "adjustment")
+
+
+async def on_writer(request: Request, fn: Callable[[Any], Any]) -> Any:
+    """``fn(writing ledger)`` on the writer thread, between group commits."""
+    import asyncio
+
+    return await asyncio.wrap_future(service(request).writer.run_sync(fn))
+
+
+@post("/api/feeds/{name:str}",
+      summary="Process a marketplace flat-file feed (the file as the body)",
+      description=("name: shipping-confirmation, cancellation or adjustment. The report is "
+                   "`order-ledger feed NAME --json`'s: 200 when no line was rejected, 422 when "
+                   "any was; a file rejected as a whole (encoding, header) is 400 "
+                   "`file-rejected` and nothing is applied."),
+      tags=["commands"], opt={"need": "write"}, status_code=200,
+      responses={422: ResponseSpec(data_container=s.FeedReport, description="Some line rejected"),
+                 **error_responses(400, 401, 403, 404, 413, 503)})
+async def post_feed(request: Request, name: str,
+                    encoding: str | None = Parameter(
+                        query="encoding", required=False, max_length=40,
+                        description="The file's encoding when it is not UTF-8 "
+                                    "(e.g. cp1252); default: detected.")
+                    ) -> Response[s.FeedReport]:
+    from ledger import feeds
+
+    if name not in FEED_NAMES:
+        raise ServiceError(404, "not-found", f"no feed {name!r}", field="name",
+                           hint=", ".join(FEED_NAMES))
+    data = await request.body()
+    try:
+        feeds.read_feed(name, data, encoding)  # whole-file checks, nothing touched
+    except (feeds.FeedError, LookupError) as exc:
+        raise ServiceError(400, "file-rejected",
+                           f"the feed was rejected, nothing applied: {exc}",
+                           hint="see docs/feeds.md for the columns and encodings")
+    svc = service(request)
+    now = svc.config.clock()
+    report = await on_writer(request, lambda led: feeds.process_feed(
+        led, name, data, at=now, encoding=encoding))
+    body = s.to(s.FeedReport, redact(report.as_dict(), principal_of(request)))
+    return Response(body, status_code=422 if report.rejected else 200,
+                    media_type=MediaType.JSON)
+
+
+@post("/api/import/sp-api",
+      summary="Import a getOrders response (Orders API v0) as ledger commands",
+      description=("The body is the getOrders response (or a list of pages), or "
+                   "`{\"orders\": <getOrders>, \"items\": <getOrderItems by order>}`. "
+                   "The report is `order-ledger import sp-api --json`'s: 200 when every order "
+                   "was imported, already imported or skipped, 422 otherwise; an unusable "
+                   "file is 400 `file-rejected`."),
+      tags=["commands"], opt={"need": "write"}, status_code=200,
+      responses={422: ResponseSpec(data_container=s.ImportReport, description="Some order failed"),
+                 **error_responses(400, 401, 403, 413, 503)})
+async def post_sp_api(request: Request,
+                      language: str | None = Parameter(
+                          query="language", required=False, max_length=35,
+                          description="Buyer language (BCP-47) for orders that do not say.")
+                      ) -> Response[s.ImportReport]:
+    from ledger import spapi
+    from ledger.rules import LANGUAGE_RE
+
+    if language is not None and not LANGUAGE_RE.match(language):
+        raise ServiceError(400, "bad-parameter", f"{language!r} is not a BCP-47 tag",
+                           field="language", hint="e.g. sv-SE")
+    raw = await request.body()
+    try:
+        doc = msgspec.json.decode(raw)
+    except msgspec.DecodeError as exc:
+        raise ServiceError(400, "file-rejected", f"not valid JSON: {exc}",
+                           hint="send the getOrders response as it came")
+    items = None
+    if isinstance(doc, dict) and "orders" in doc and "payload" not in doc:
+        doc, items = doc["orders"], doc.get("items")
+    try:
+        spapi.load_orders(doc)
+        if items is not None:
+            spapi.load_items(items)
+    except spapi.SpApiError as exc:
+        raise ServiceError(400, "file-rejected", str(exc),
+                           hint="see docs/sp-api-import.md for what is read")
+    except (TypeError, AttributeError, KeyError, ValueError) as exc:
+        raise ServiceError(400, "file-rejected", f"not a getOrders response: {exc}",
+                           hint="see docs/sp-api-import.md for what is read")
+    report = await on_writer(request, lambda led: spapi.import_orders(
+        led, doc, items, language=language))
+    body = s.to(s.ImportReport, redact(report.as_dict(), principal_of(request)))
+    return Response(body, status_code=200 if report.ok else 422, media_type=MediaType.JSON)
 
 
 # --- orders --------------------------------------------------------------------------
@@ -332,7 +426,7 @@ async def order_explain(request: Request, order_id: str) -> s.Explanation:
 @get("/api/reports/{kind:str}",
      summary="The Orders or Unshipped Orders report (tab-separated, header first)",
      description="kind: orders, unshipped or all-orders (every order, Pending ones too).",
-     tags=["views"], media_type="text/tab-separated-values; charset=utf-8",
+     tags=["views"], media_type="text/tab-separated-values",
      responses=error_responses(400, 401, 403, 404, 503))
 async def get_report(request: Request, kind: str,
                      at: datetime | None = Parameter(
@@ -364,7 +458,7 @@ async def get_report(request: Request, kind: str,
     text = await svc.read_views(from_views, from_snapshot, as_of, at_position, known_at,
                                 ["orders"], with_time=True)
     return Response(redact_tsv(text, principal_of(request)),
-                    media_type="text/tab-separated-values; charset=utf-8")
+                    media_type="text/tab-separated-values")
 
 
 @get("/api/inventory", summary="Manage Inventory: tracked SKUs", tags=["views"],
@@ -492,10 +586,19 @@ async def get_conflicts(request: Request,
     offset = decode_cursor(cursor, "offset")
     rows = await blocking(request, lambda led: led.conflicts(order))
     items, nxt = page_of(rows[offset:offset + limit + 1], limit, offset)
-    return s.ConflictPage(items=s.to(list[s.Conflict], redact(items, principal_of(request))),
-                          next_cursor=nxt)
+    who = principal_of(request)
+    if not who.sees_personal_data:  # the refused command as sent: its buyer data too
+        items = [{**r, "command": _redact_json_text(r["command"], who)} for r in items]
+    return s.ConflictPage(items=s.to(list[s.Conflict], redact(items, who)), next_cursor=nxt)
 
 
-ROUTES: list[Any] = [health, post_commands, list_orders, get_order, order_history,
+def _redact_json_text(text: str, who: Any) -> str:
+    try:
+        return msgspec.json.encode(redact(msgspec.json.decode(text), who)).decode()
+    except (msgspec.DecodeError, UnicodeDecodeError):
+        return text
+
+
+ROUTES: list[Any] = [health, post_commands, post_feed, post_sp_api, list_orders, get_order, order_history,
                      order_explain, get_report, get_inventory, get_metrics, get_notifications,
                      get_audit, get_conflicts]

@@ -74,7 +74,7 @@ async def stream_events(
         pos = start
         sent = 0
         quiet_since = time.monotonic()
-        yield ServerSentEventMessage(comment=f"order-ledger events after {pos}")
+        yield ServerSentEventMessage(comment=f"order-ledger events after {pos}", data=None)
         while not svc.stopping.is_set():
             head, rows = await anyio.to_thread.run_sync(fetch, pos)
             if head - pos > config.sse_max_lag:
@@ -90,7 +90,7 @@ async def stream_events(
             if not rows:
                 if time.monotonic() - quiet_since > KEEPALIVE:
                     quiet_since = time.monotonic()
-                    yield ServerSentEventMessage(comment="keep-alive")
+                    yield ServerSentEventMessage(comment="keep-alive", data=None)
                 await anyio.sleep(config.sse_poll)
                 continue
             quiet_since = time.monotonic()

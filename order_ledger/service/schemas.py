@@ -162,7 +162,7 @@ class Explanation(msgspec.Struct):
     status: str
     actionable: bool
     because: list[Reason]
-    seller_can: list[str]
+    seller_can: str
     next_deadline: NextStep | None
 
 
@@ -265,3 +265,65 @@ class Report(msgspec.Struct, Generic[T]):
     """Unused at run time: documents nothing but keeps the generic import used."""
 
     items: list[T]
+
+
+class FeedLine(msgspec.Struct, omit_defaults=True, kw_only=True):
+    line: int
+    status: str  # accepted | duplicate | rejected
+    column: str | None
+    code: str | None
+    message: str | None
+    hint: str | None = None
+    order_id: str | None = None
+    command: str | None = None
+    command_id: str | None = None
+    events: list[str] | None = None
+
+
+class FeedReport(msgspec.Struct):
+    """``order-ledger feed NAME --json``: counts and every line's result."""
+
+    feed: str
+    feed_type: str
+    sha256: str
+    encoding: str
+    template: dict[str, Any] | None
+    processed: int
+    accepted: int
+    duplicate: int
+    rejected: int
+    events: int
+    lines: list[FeedLine]
+
+
+class ImportStep(msgspec.Struct, omit_defaults=True, kw_only=True):
+    step: str
+    type: str
+    at: str
+    command_id: str
+    status: str
+    error: dict[str, Any] | None = None
+    events: list[str] | None = None
+
+
+class OrderImport(msgspec.Struct):
+    order_id: str | None
+    order_status: str | None
+    result: str
+    reason: str | None
+    notes: list[str]
+    ledger_status: str | None
+    steps: list[ImportStep]
+
+
+class ImportReport(msgspec.Struct):
+    """``order-ledger import sp-api --json``: counts and every order's result."""
+
+    orders: int
+    imported: int
+    already_imported: int
+    skipped: int
+    unknown_status: int
+    rejected: int
+    events: int
+    results: list[OrderImport]
