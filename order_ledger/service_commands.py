@@ -51,10 +51,15 @@ class Duration(click.ParamType):
                    "late and still be accepted.")
 @click.option("--tick-interval", default="60s", show_default=True, type=Duration(),
               help="How often the ticker ticks (0: no ticker; send ticks yourself).")
+@click.option("--sse-max-lag", default=10_000, show_default=True, type=click.IntRange(1),
+              metavar="N", help="An event-stream client more than N events behind the head "
+                                "is sent `event: overflow` and the stream ends (it resumes "
+                                "from where it was with Last-Event-ID).")
 @click.option("--log-level", default="warning", show_default=True,
               type=click.Choice(["critical", "error", "warning", "info", "debug"]))
 def serve_cmd(db: str | None, views: str | None, host: str, port: int, workers: int,
-              allowed_lateness: timedelta, tick_interval: timedelta, log_level: str) -> None:
+              allowed_lateness: timedelta, tick_interval: timedelta, sse_max_lag: int,
+              log_level: str) -> None:
     """Serve the ledger over HTTP (Litestar on uvicorn); see docs/service.md.
 
     Every /api request needs a bearer token (`order-ledger token create`).
@@ -73,7 +78,7 @@ def serve_cmd(db: str | None, views: str | None, host: str, port: int, workers: 
     # open once here: a bad location or key is a usage error before any worker starts
     open_ledger(db).close()
     config = ServiceConfig(db=resolve_db(db), views=views, allowed_lateness=allowed_lateness,
-                           tick_interval=tick_interval.total_seconds())
+                           tick_interval=tick_interval.total_seconds(), sse_max_lag=sse_max_lag)
     os.environ[CONFIG_VAR] = config_to_env(config)
     err_console.print(f"serving {config.db if '://' not in config.db else 'PostgreSQL'} on "
                       f"http://{host}:{port} ({workers} worker{'s' if workers > 1 else ''}); "
