@@ -56,6 +56,10 @@ class Snapshot:
         """The Orders report (``report_time`` is accepted for symmetry; no column uses it)."""
         return read.render_orders_report(self._p("orders").recs.values())
 
+    def report_all_orders(self, report_time: datetime | None = None) -> str:
+        """The All Orders report: the Orders report's columns for every order."""
+        return read.render_orders_report(self._p("orders").recs.values(), every=True)
+
     def report_unshipped(self, report_time: datetime) -> str:
         return read.render_unshipped_report(self._p("orders").recs.values(), report_time)
 

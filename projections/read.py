@@ -223,10 +223,11 @@ def _tsv(header: Iterable[str], rows: Iterable[Iterable[Any]]) -> str:
     return "\n".join(out) + "\n"
 
 
-def render_orders_report(docs: Iterable[OrderDoc]) -> str:
-    """The Orders report (flat file), docs in any order."""
+def render_orders_report(docs: Iterable[OrderDoc], every: bool = False) -> str:
+    """The Orders report (flat file), docs in any order; ``every``: the All Orders
+    report, the same columns for every order, Pending ones (still in their hold) too."""
     rows = []
-    for d in sorted((d for d in docs if in_orders_report(d)), key=report_key):
+    for d in sorted((d for d in docs if every or in_orders_report(d)), key=report_key):
         a = address_of(d)
         for i in d.items:
             rows.append((

@@ -738,6 +738,10 @@ class Views:
         """The Orders report as TSV text (no column depends on ``report_time``)."""
         return read.render_orders_report(await self._docs("ever_released = 1"))
 
+    async def report_all_orders(self, report_time: datetime | None = None) -> str:
+        """The All Orders report: the Orders report's columns for every order."""
+        return read.render_orders_report(await self._docs("1 = 1"), every=True)
+
     async def report_unshipped(self, report_time: datetime) -> str:
         """The Unshipped Orders report at ``report_time`` as TSV text."""
         if report_time.tzinfo is None:
@@ -942,6 +946,9 @@ class BlockingViews:
 
     def report_orders(self, report_time: datetime | None = None) -> str:
         return self._call("report_orders", report_time)
+
+    def report_all_orders(self, report_time: datetime | None = None) -> str:
+        return self._call("report_all_orders", report_time)
 
     def report_unshipped(self, report_time: datetime) -> str:
         return self._call("report_unshipped", report_time)
