@@ -119,8 +119,6 @@ def cli(*args: str, db: str) -> subprocess.CompletedProcess:
 
 
 def make_token(db: str, role: str, name: str) -> str:
-    if os.environ.get("PAGE_DEV_APP"):  # TEMPORARY until the service lands
-        return {"operator": "op-token", "viewer": "view-token"}[role]
     r = cli("token", "create", "--role", role, "--name", name, "--json", db=db)
     assert r.returncode == 0, r.stderr
     return json.loads(r.stdout)["token"]
@@ -133,18 +131,15 @@ def served(db: str) -> Iterator[str]:
     log = open(Path(db).with_suffix(".serve.log"), "w")
     argv = [sys.executable, "-m", "order_ledger", "serve", "--db", db, "--port", str(port),
             "--tick-interval", "0"]
-    if os.environ.get("PAGE_DEV_APP"):  # TEMPORARY until the service lands
-        argv = [sys.executable, "-m", "uvicorn", "devapp:app", "--port", str(port)]
     proc = subprocess.Popen(
         argv, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
-        env={**os.environ, "PYTHONPATH": str(ROOT) + ":/tmp/pagedev", "DEV_DB": db})
+        env={**os.environ, "PYTHONPATH": str(ROOT)})
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 30
         while True:
             try:
-                if httpx.get(base + "/health", timeout=1).status_code in (
-                        (200, 404) if os.environ.get("PAGE_DEV_APP") else (200,)):
+                if httpx.get(base + "/health", timeout=1).status_code == 200:
                     break
             except httpx.HTTPError:
                 pass

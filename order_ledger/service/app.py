@@ -205,4 +205,6 @@ def app_from_env() -> Litestar:
                            allowed_lateness=timedelta(seconds=raw["allowed_lateness"]),
                            tick_interval=raw["tick_interval"], readers=raw["readers"],
                            sse_max_lag=raw["sse_max_lag"], max_body=raw["max_body"])
-    return create_app(config)
+    from order_ledger.web import web_route_handlers  # the browser page at /
+
+    return create_app(config, extra_route_handlers=web_route_handlers())

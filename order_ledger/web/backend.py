@@ -1,26 +1,21 @@
-"""What the page reads and writes, through the library calls the CLI uses.
+"""What the page reads and writes: the service's own paths to the library.
 
-One :class:`Backend` per worker process: a read-only :class:`ledger.application.Ledger`,
-the stored :class:`projections.Views` (brought to the ledger's head before each
-read, as the CLI's reads do), and, for a past view, the projections replayed in
-memory by :mod:`replay.asof`. Writes go through ``submit`` (by default one
-``Ledger.execute`` per command, as ``order-ledger ship`` / ``cancel`` do).
-No rule lives here.
+The page runs inside ``order-ledger serve`` and uses what the API uses
+(``app.state.service``): reads through ``Service.read_views`` (the stored views,
+caught up first, or for a past view the projections replayed in memory by
+:mod:`replay.asof`), blocking reads on the service's reader pool, and writes
+through its group-commit writer -- the path of ``POST /api/commands``. No rule
+lives here.
 """
 
 from __future__ import annotations
 
-import asyncio
-import threading
-from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Callable
 
 import anyio.to_thread
 
-from ledger.application import Ledger
-from projections import Views
 from projections import read as pread
 from replay import asof
 from replay.history import explain, order_history
@@ -28,9 +23,9 @@ from replay.trend import metrics_over_time
 
 PAGE_SIZE = 25
 
-#: Submit one command (a dict as in a command file) for a principal; returns the
-#: outcome as ``apply --json`` prints it (``status``, ``error``, ``events``, ...).
-Submit = Callable[[dict, Any], dict]
+
+class PageError(Exception):
+    """A read the page cannot do (a bad time, views not readable): the message says why."""
 
 
 @dataclass(frozen=True)
@@ -45,78 +40,51 @@ class When:
         return self.as_of is not None or self.known_at is not None
 
 
+def _message(exc: Exception) -> str:
+    text = getattr(exc, "message", None) or str(exc)
+    hint = getattr(exc, "hint", None)
+    return f"{text} ({hint})" if hint else text
+
+
 class Backend:
-    def __init__(self, db: str, views: str | None = None, submit: Submit | None = None) -> None:
-        self.db = db
-        self.views_path = views
-        self._submit = submit
-        self._ledger: Ledger | None = None
-        self._writer: Ledger | None = None
-        self._views: Views | None = None
-        self._views_lock: asyncio.Lock | None = None
-        self._write_lock = threading.Lock()
-        self._open_lock = threading.Lock()
-        self._snapshots: OrderedDict[tuple, Any] = OrderedDict()
+    def __init__(self, svc: Any) -> None:
+        self.svc = svc
 
-    # --- opening ---------------------------------------------------------------
+    # --- plumbing ---------------------------------------------------------------------
 
-    @property
-    def ledger(self) -> Ledger:
-        with self._open_lock:
-            if self._ledger is None:
-                self._ledger = Ledger(self.db, mode="read")
-            return self._ledger
+    async def _blocking(self, fn: Callable[[Any], Any]) -> Any:
+        """``fn(ledger)`` on one of the service's reading ledgers, in a thread."""
+        def run() -> Any:
+            with self.svc.readers.ledger() as led:
+                return fn(led)
+        return await anyio.to_thread.run_sync(run)
 
-    async def _run(self, fn: Callable[..., Any], *args: Any) -> Any:
-        return await anyio.to_thread.run_sync(fn, *args)
+    async def _read(self, when: When, from_views: Callable[[Any], Any],
+                    from_snapshot: Callable[..., Any], names: list[str],
+                    with_time: bool = False) -> Any:
+        from order_ledger.service.errors import ServiceError
 
-    async def views(self) -> Views:
-        if self._views is None:
-            ledger = await self._run(lambda: self.ledger)
-            self._views = Views(ledger, self.views_path)
-            self._views_lock = asyncio.Lock()
-        return self._views
+        try:
+            return await self.svc.read_views(from_views, from_snapshot, when.as_of, None,
+                                             when.known_at, names, with_time)
+        except ServiceError as exc:
+            raise PageError(_message(exc)) from None
 
-    async def close(self) -> None:
-        if self._views is not None:
-            await self._views.close()
-            self._views = None
-        for led in (self._ledger, self._writer):
-            if led is not None:
-                led.close()
-        self._ledger = self._writer = None
-
-    async def _read_views(self, fn: Callable[[Views], Any]) -> Any:
-        v = await self.views()
-        assert self._views_lock is not None
-        async with self._views_lock:
-            return await fn(v)
-
-    # --- time --------------------------------------------------------------------
+    def _point(self, led: Any, when: When) -> asof.Point:
+        try:
+            return asof.resolve(led, when.as_of, None, when.known_at)
+        except asof.AsOfError as exc:
+            raise PageError(str(exc)) from None
 
     async def head(self) -> int:
-        return await self._run(lambda: self.ledger.head())
+        return await self._blocking(lambda led: led.head())
 
     async def clock(self) -> datetime | None:
         """The ledger's clock (its latest tick), None for a new ledger."""
-        return await self._run(lambda: self.ledger.now())
+        return await self._blocking(lambda led: led.now())
 
-    def _point(self, when: When) -> asof.Point:
-        return asof.resolve(self.ledger, when.as_of, None, when.known_at)
-
-    def _snapshot(self, when: When) -> tuple[Any, datetime]:
-        """The projections as of ``when`` (replayed in memory; a few kept per head)."""
-        point = self._point(when)
-        key = (point.position, point.upto, point.as_of, point.at)
-        hit = self._snapshots.get(key)
-        if hit is None:
-            hit = (asof.snapshot(self.ledger, point), asof.evaluation_time(point))
-            self._snapshots[key] = hit
-            while len(self._snapshots) > 4:
-                self._snapshots.popitem(last=False)
-        return hit
-
-    async def now_or_clock(self) -> datetime:
+    async def evaluation_time(self) -> datetime:
+        """The time reports and metrics are evaluated at now: the ledger's clock, else now."""
         return (await self.clock()) or datetime.now(timezone.utc)
 
     # --- Manage Orders -----------------------------------------------------------
@@ -125,14 +93,9 @@ class Backend:
                      page: int) -> tuple[list[dict], bool]:
         """One page of Manage Orders (newest purchase first) and whether more follow."""
         offset = (page - 1) * PAGE_SIZE
-        if search:
-            sel = pread.Page()
-        else:
-            sel = pread.Page(limit=PAGE_SIZE + 1, offset=offset)
-        if when.past:
-            rows = await self._run(lambda: self._snapshot(when)[0].orders(status, sel))
-        else:
-            rows = await self._read_views(lambda v: v.orders(status, sel))
+        sel = pread.Page() if search else pread.Page(limit=PAGE_SIZE + 1, offset=offset)
+        rows = await self._read(when, lambda v: v.orders(status, sel),
+                                lambda snap: snap.orders(status, sel), ["orders"])
         if search:
             needle = search.strip()
             rows = [r for r in rows if needle in r["order_id"]][offset:offset + PAGE_SIZE + 1]
@@ -140,60 +103,45 @@ class Backend:
 
     async def order_page(self, when: When, order_id: str) -> dict | None:
         """The order's state, its history (steps) and the explanation, at ``when``."""
-        def work() -> dict | None:
+        def work(led: Any) -> dict | None:
             if when.past:
-                steps = asof.steps_as_of(self.ledger, order_id, self._point(when))
+                steps = asof.steps_as_of(led, order_id, self._point(led, when))
             else:
-                steps = order_history(self.ledger, order_id)
+                steps = order_history(led, order_id)
             if not steps:
                 return None
             return {"state": steps[-1].state, "steps": [s.as_dict() for s in steps],
-                    "explain": explain(self.ledger, order_id, steps)}
-        return await self._run(work)
+                    "explain": explain(led, order_id, steps)}
+        return await self._blocking(work)
 
     # --- inventory, metrics, reports --------------------------------------------------
 
     async def inventory(self, when: When) -> list[dict]:
-        if when.past:
-            return await self._run(lambda: self._snapshot(when)[0].inventory())
-        return await self._read_views(lambda v: v.inventory())
+        return await self._read(when, lambda v: v.inventory(), lambda snap: snap.inventory(),
+                                ["inventory"])
 
     async def metrics(self, when: When) -> tuple[dict, dict]:
         """The metrics now (or as of) and their daily points from the ledger's start."""
-        if when.past:
-            def past() -> dict:
-                snap, at = self._snapshot(when)
-                return snap.metrics(at)
-            current = await self._run(past)
-        else:
-            at = await self.now_or_clock()
-            current = await self._read_views(lambda v: v.metrics(at))
-        trend = await self._run(lambda: metrics_over_time(
-            self.ledger, self._point(when) if when.past else None))
+        at = None if when.past else await self.evaluation_time()
+        current = await self._read(when, lambda v: v.metrics(at),
+                                   lambda snap, t: snap.metrics(t), ["metrics"], with_time=True)
+        trend = await self._blocking(lambda led: metrics_over_time(
+            led, self._point(led, when) if when.past else None))
         return current, trend
 
     async def report(self, when: When, kind: str) -> str:
-        if when.past:
-            def past() -> str:
-                snap, at = self._snapshot(when)
-                return snap.report_orders(at) if kind == "orders" else snap.report_unshipped(at)
-            return await self._run(past)
-        at = await self.now_or_clock()
-        if kind == "orders":
-            return await self._read_views(lambda v: v.report_orders(at))
-        return await self._read_views(lambda v: v.report_unshipped(at))
+        at = None if when.past else await self.evaluation_time()
+        method = {"orders": "report_orders", "unshipped": "report_unshipped",
+                  "all-orders": "report_all_orders"}[kind]
+        return await self._read(when, lambda v: getattr(v, method)(at),
+                                lambda snap, t: getattr(snap, method)(t), ["orders"],
+                                with_time=True)
 
     # --- writing -----------------------------------------------------------------------
 
-    def _execute(self, command: dict, principal: Any) -> dict:
-        if self._submit is not None:
-            return self._submit(command, principal)
-        with self._write_lock:
-            if self._writer is None:
-                self._writer = Ledger(self.db)
-            return self._writer.execute(command).as_dict()
+    async def submit(self, command: dict) -> dict:
+        """One command through the service's group-commit writer (as POST /api/commands)."""
+        import msgspec
 
-    async def submit(self, command: dict, principal: Any) -> dict:
-        out = await self._run(self._execute, command, principal)
-        self._snapshots.clear()
-        return out
+        outcomes = await self.svc.writer.submit([(1, msgspec.json.encode(command))])
+        return outcomes[0].as_dict()

@@ -261,13 +261,18 @@ def orders_table(rows: list[dict], *, can_act: bool, past: bool, csrf: str, back
         if actionable and not past:
             kind = fail.get("kind") if fail else None
             vals = fail.get("values", {}) if fail else {}
+            msg = fail.get("message") if fail else None
+            ship = _ship_form(r, csrf, back, today, msg if kind == "ship" else None,
+                              vals if kind == "ship" else {})
+            cancel = _cancel_form(r, csrf, back, msg if kind == "cancel" else None,
+                                  vals if kind == "cancel" else {})
             out.append(
                 f'<tr class="actions-row{"" if fail else " collapsed"}" id="act-{h(oid)}">'
                 f'<td colspan="8"><div class="forms">'
                 f'<div id="act-{h(oid)}-ship"{" hidden" if kind == "cancel" else ""}>'
-                f'{_ship_form(r, csrf, back, today, fail["message"] if kind == "ship" else None, vals if kind == "ship" else {})}</div>'
+                f"{ship}</div>"
                 f'<div id="act-{h(oid)}-cancel"{" hidden" if kind == "ship" else ""}>'
-                f'{_cancel_form(r, csrf, back, fail["message"] if kind == "cancel" else None, vals if kind == "cancel" else {})}</div>'
+                f"{cancel}</div>"
                 f"</div></td></tr>")
     out.append("</tbody></table>")
     out.append('<datalist id="carriers">' + "".join(f'<option value="{c}">' for c in CARRIERS)

@@ -13,101 +13,43 @@ import re
 import secrets
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, AsyncIterator, Callable
+from typing import Any, AsyncIterator
 from urllib.parse import urlencode, urlsplit
 
 from litestar import Request, Response, get, post
 from litestar.response import Redirect, ServerSentEvent
 from litestar.static_files import create_static_files_router
 
-from replay.asof import AsOfError
+from ledger.tokens import Principal, list_tokens
 from replay.trend import SERIES
 
 from . import html
-from .backend import Backend, When
+from .backend import Backend, PageError, When
 from .charts import line_chart
 from .session import COOKIE, PRE_COOKIE, Session, Signer, load_key, same
 
 STATIC = Path(__file__).resolve().parent / "static"
-OPERATOR = "operator"
-#: keys whose value is buyer personal data wherever they appear, and inside a buyer or
-#: an address object every field
-PERSONAL_KEYS = frozenset({"buyer_name", "buyer_email", "buyer_phone", "recipient_name",
-                           "email", "phone"})
-PERSON_OBJECTS = frozenset({"buyer", "ship_to", "address", "recipient"})
-PERSONAL_COLUMNS = frozenset({
-    "buyer-email", "buyer-name", "buyer-phone-number", "recipient-name", "ship-address-1",
-    "ship-address-2", "ship-address-3", "ship-city", "ship-state", "ship-postal-code",
-    "ship-country", "ship-phone-number"})
 REPORTS = (("orders", "Orders report", "every order that left Pending, one row per item"),
            ("unshipped", "Unshipped Orders report",
-            "Unshipped and PartiallyShipped orders, rows with quantity to ship"))
-
-
-@dataclass(frozen=True)
-class Principal:
-    role: str
-    name: str | None = None
+            "Unshipped and PartiallyShipped orders, rows with quantity to ship"),
+           ("all-orders", "All Orders report", "every order, Pending ones too"))
+#: how long the page trusts its list of revoked tokens (seconds)
+REVOCATION_SECONDS = 1.0
 
 
 @dataclass
 class WebConfig:
-    db: str
-    #: token -> Principal (anything with ``role`` and ``name``), None when unknown/revoked
-    verify: Callable[[str], Any]
-    views: str | None = None
-    #: submit one command for a principal (default: ``Ledger.execute``)
-    submit: Callable[[dict, Any], dict] | None = None
-    #: redact personal data in a JSON-like value for a role (default: this module's)
-    redact: Callable[[Any, str], Any] | None = None
+    """Settings of the page (the ledger and its readers come from the service)."""
+
     #: the session cookie's Secure flag (set it behind HTTPS)
     secure_cookie: bool = False
     #: how often the live stream looks at the ledger's head (seconds)
     live_interval: float = 0.25
     #: how long one live stream lasts before the browser reconnects (seconds)
     live_seconds: float = 300.0
-    extra: dict = field(default_factory=dict)
-
-
-def default_redact(value: Any, role: str, inside: bool = False) -> Any:
-    """Buyer personal data replaced by "(redacted)" for every role but operator."""
-    if role == OPERATOR:
-        return value
-    if isinstance(value, dict):
-        out = {}
-        for k, v in value.items():
-            if isinstance(v, (dict, list)):
-                out[k] = default_redact(v, role, inside or k in PERSON_OBJECTS)
-            elif (k in PERSONAL_KEYS or inside) and v not in (None, ""):
-                out[k] = html.REDACTED
-            else:
-                out[k] = v
-        return out
-    if isinstance(value, list):
-        return [default_redact(v, role, inside) for v in value]
-    return value
-
-
-def redact_tsv(text: str, role: str) -> str:
-    if role == OPERATOR:
-        return text
-    lines = text.split("\n")
-    header = lines[0].split("\t")
-    idx = [i for i, c in enumerate(header) if c in PERSONAL_COLUMNS]
-    out = [lines[0]]
-    for line in lines[1:]:
-        if not line:
-            out.append(line)
-            continue
-        cells = line.split("\t")
-        for i in idx:
-            if i < len(cells) and cells[i]:
-                cells[i] = html.REDACTED
-        out.append("\t".join(cells))
-    return "\n".join(out)
 
 
 _OFFSET = re.compile(r"^[+-]\d{2}:\d{2}$")
@@ -158,19 +100,44 @@ def _safe_back(back: str | None) -> str:
     return back
 
 
-def web_route_handlers(config: WebConfig) -> list[Any]:
-    """The page's handlers and static files, for ``create_app(extra_route_handlers=...)``."""
-    backend = Backend(config.db, config.views, config.submit)
-    redact = config.redact or default_redact
-    state: dict[str, Signer] = {}
+def B(request: Request) -> Backend:
+    """The page's way to the library: the service of the app serving the request."""
+    return Backend(request.app.state.service)
 
-    def signer() -> Signer:
+
+def web_route_handlers(config: WebConfig | None = None) -> list[Any]:
+    """The page's handlers and static files, for ``create_app(extra_route_handlers=...)``."""
+    from order_ledger.service.auth import redact as redact_for, redact_tsv
+
+    config = config or WebConfig()
+    state: dict[str, Any] = {}
+
+    def signer(request: Request) -> Signer:
         if "s" not in state:
-            state["s"] = Signer(load_key(config.db))
+            state["s"] = Signer(load_key(request.app.state.service.config.db))
         return state["s"]
 
-    def session_of(request: Request) -> Session | None:
-        return signer().read(request.cookies.get(COOKIE), time.time())
+    async def active_tokens(request: Request) -> set[str]:
+        """The ids of the tokens not revoked (re-read at most every REVOCATION_SECONDS)."""
+        hit = state.get("active")
+        if hit is None or time.monotonic() - hit[0] > REVOCATION_SECONDS:
+            ids = await B(request)._blocking(
+                lambda led: {t.token_id for t in list_tokens(led) if t.active})
+            hit = state["active"] = (time.monotonic(), ids)
+        return hit[1]
+
+    async def session_of(request: Request) -> Session | None:
+        """The signed-in session; None when absent, forged, expired or its token revoked."""
+        s = signer(request).read(request.cookies.get(COOKIE), time.time())
+        if s is None or s.token_id not in await active_tokens(request):
+            return None
+        return s
+
+    def principal(s: Session) -> Principal:
+        return Principal(token_id=s.token_id, name=s.name or s.role, role=s.role)
+
+    def redact(obj: Any, s: Session) -> Any:
+        return redact_for(obj, principal(s))
 
     def page(body: str, status: int = 200, cookies: list | None = None) -> Response:
         r = Response(body, status_code=status, media_type="text/html",
@@ -194,7 +161,7 @@ def web_route_handlers(config: WebConfig) -> list[Any]:
         def __init__(self, request: Request, s: Session) -> None:
             self.request = request
             self.session = s
-            self.user = Principal(s.role, s.name)
+            self.user = principal(s)
             q = request.query_params
             self.raw = {"as_of": q.get("as_of") or "", "known_at": q.get("known_at") or "",
                         "tz": q.get("tz") or ""}
@@ -236,25 +203,25 @@ def web_route_handlers(config: WebConfig) -> list[Any]:
 
     async def make_ctx(request: Request, s: Session) -> "Ctx":
         ctx = Ctx(request, s)
-        clock = await backend.clock()
+        clock = await B(request).clock()
         if clock is not None:
             ctx.default_tz = _offset(clock)
         return ctx
 
-    def need_session(request: Request) -> Session | Response:
-        s = session_of(request)
+    async def need_session(request: Request) -> Session | Response:
+        s = await session_of(request)
         if s is None:
             return Redirect("/", status_code=303)
         return s
 
     def can_act(s: Session) -> bool:
-        return s.role == OPERATOR
+        return principal(s).can_write
 
     # --- sign in and out -----------------------------------------------------------
 
     @get("/", include_in_schema=False)
     async def home(request: Request) -> Response:
-        if session_of(request) is not None:
+        if await session_of(request) is not None:
             return Redirect("/orders", status_code=303)
         return sign_in_page()
 
@@ -264,12 +231,12 @@ def web_route_handlers(config: WebConfig) -> list[Any]:
         if not same(form.get("_csrf"), request.cookies.get(PRE_COOKIE)):
             return sign_in_page("The form expired; sign in again.", 403)
         token = (form.get("token") or "").strip()
-        principal = await asyncio.to_thread(config.verify, token) if token else None
-        if principal is None:
+        verify = request.app.state.tokens.verify
+        who = await asyncio.to_thread(verify, token) if token else None
+        if who is None:
             return sign_in_page("Unknown or revoked token: check it, or make one with "
                                 "`order-ledger token create --role viewer`.", 401)
-        value, _ = signer().issue(principal.role, getattr(principal, "name", None), token,
-                                  time.time())
+        value, _ = signer(request).issue(who.role, who.name, who.token_id, time.time())
         r = Redirect("/orders", status_code=303)
         r.set_cookie(key=COOKIE, value=value, httponly=True, samesite="strict", path="/",
                      secure=config.secure_cookie, max_age=8 * 3600)
@@ -278,7 +245,7 @@ def web_route_handlers(config: WebConfig) -> list[Any]:
 
     @post("/sign-out", include_in_schema=False, status_code=303)
     async def sign_out(request: Request) -> Response:
-        s = session_of(request)
+        s = await session_of(request)
         form = await request.form()
         if s is not None and not same(form.get("_csrf"), s.csrf):
             return page(html.layout("Sign out", html.flash(
@@ -306,21 +273,22 @@ def web_route_handlers(config: WebConfig) -> list[Any]:
     async def orders_body(ctx: Ctx, failed: dict | None = None) -> tuple[str, str]:
         request = ctx.request
         status, search, n, err = orders_params(request)
+        rows: list[dict]
         if ctx.error:
             rows, more = [], False
         else:
             try:
-                rows, more = await backend.orders(ctx.when, status, search or None, n)
-            except AsOfError as exc:
+                rows, more = await B(request).orders(ctx.when, status, search or None, n)
+            except PageError as exc:
                 ctx.error, rows, more = str(exc), [], False
-        rows = [redact(r, ctx.session.role) for r in rows]
+        rows = redact(rows, ctx.session)
         params = {"status": status, "q": search, **ctx.time_params}
         back = "/orders" + html.qs({**params, "page": n if n > 1 else None})
         today = datetime.now(timezone.utc).date().isoformat()
         table = html.orders_table(rows, can_act=can_act(ctx.session), past=ctx.when.past,
                                   csrf=ctx.session.csrf, back=back, tq=ctx.tq, today=today,
                                   failed=failed)
-        head = await backend.head()
+        head = await B(request).head()
         body = (html.flash(err, "error") + html.filters_form(status, search, ctx.time_params)
                 + f'<div id="live-status" role="status" aria-live="polite" class="live"></div>'
                 + f'<div id="orders" data-head="{head}">{table}'
@@ -329,7 +297,7 @@ def web_route_handlers(config: WebConfig) -> list[Any]:
 
     @get("/orders", include_in_schema=False)
     async def orders(request: Request) -> Response:
-        s = need_session(request)
+        s = await need_session(request)
         if not isinstance(s, Session):
             return s
         ctx = await make_ctx(request, s)
@@ -346,7 +314,7 @@ def web_route_handlers(config: WebConfig) -> list[Any]:
     @get("/orders/fragment", include_in_schema=False)
     async def orders_fragment(request: Request) -> Response:
         """The table alone (what the live updates swap in)."""
-        s = session_of(request)
+        s = await session_of(request)
         if s is None:
             return Response("", status_code=401)
         ctx = await make_ctx(request, s)
@@ -354,7 +322,7 @@ def web_route_handlers(config: WebConfig) -> list[Any]:
         return page(body)
 
     async def act(request: Request, order_id: str, kind: str) -> Response:
-        s = session_of(request)
+        s = await session_of(request)
         if s is None:
             return Redirect("/", status_code=303)
         form = await request.form()
@@ -377,7 +345,7 @@ def web_route_handlers(config: WebConfig) -> list[Any]:
             command["actor"] = s.name[:200]
         # no "at": the command happens when the ledger records it, as the CLI's verbs
         command = {"at": None, **{k: v for k, v in command.items() if v is not None}}
-        out = await backend.submit(command, Principal(s.role, s.name))
+        out = await B(request).submit(command)
         back = _safe_back(str(form.get("back") or ""))
         if out.get("status") != "rejected":
             sep = "&" if "?" in back else "?"
@@ -390,11 +358,11 @@ def web_route_handlers(config: WebConfig) -> list[Any]:
         for v in err.get("violations", []) or []:
             text += f" {v.get('message')}"
         # show the list the action came from, with the message next to the form
-        scope = dict(request.scope)
-        path, _, query = back.partition("?")
+        scope: Any = dict(request.scope)
+        _, _, query = back.partition("?")
         scope["query_string"] = query.encode()
         scope["method"] = "GET"
-        ctx = Ctx(Request(scope, receive=request.receive), s)
+        ctx = await make_ctx(Request(scope, receive=request.receive), s)
         body, _ = await orders_body(ctx, failed={"order_id": order_id, "kind": kind,
                                                  "message": f"Rejected: {text}",
                                                  "values": values})
@@ -438,7 +406,7 @@ def web_route_handlers(config: WebConfig) -> list[Any]:
 
     @get("/orders/{order_id:str}", include_in_schema=False)
     async def order(request: Request, order_id: str) -> Response:
-        s = need_session(request)
+        s = await need_session(request)
         if not isinstance(s, Session):
             return s
         ctx = await make_ctx(request, s)
@@ -446,8 +414,8 @@ def web_route_handlers(config: WebConfig) -> list[Any]:
         data = None
         if not ctx.error:
             try:
-                data = await backend.order_page(ctx.when, order_id)
-            except AsOfError as exc:
+                data = await B(request).order_page(ctx.when, order_id)
+            except PageError as exc:
                 ctx.error = str(exc)
         if data is None:
             when = " at that time" if ctx.when.past else ""
@@ -455,22 +423,22 @@ def web_route_handlers(config: WebConfig) -> list[Any]:
                 f"No order {order_id} in the ledger{when}.", "error")
                 + f'<p><a href="/orders{html.h(ctx.tq)}">Manage Orders</a></p>', "orders",
                 path, status=404)
-        data = redact(data, s.role)
+        data = redact(data, s)
         return ctx.render(f"Order {order_id}", html.order_page(data, ctx.tq), "orders", path)
 
     # --- metrics, inventory, reports ----------------------------------------------------
 
     @get("/metrics", include_in_schema=False)
     async def metrics(request: Request) -> Response:
-        s = need_session(request)
+        s = await need_session(request)
         if not isinstance(s, Session):
             return s
         ctx = await make_ctx(request, s)
         if ctx.error:
             return ctx.render("Metrics", "", "metrics", "/metrics", status=400)
         try:
-            current, trend = await backend.metrics(ctx.when)
-        except AsOfError as exc:
+            current, trend = await B(request).metrics(ctx.when)
+        except PageError as exc:
             ctx.error = str(exc)
             return ctx.render("Metrics", "", "metrics", "/metrics", status=400)
         charts = []
@@ -482,46 +450,46 @@ def web_route_handlers(config: WebConfig) -> list[Any]:
 
     @get("/inventory", include_in_schema=False)
     async def inventory(request: Request) -> Response:
-        s = need_session(request)
+        s = await need_session(request)
         if not isinstance(s, Session):
             return s
         ctx = await make_ctx(request, s)
         rows: list[dict] = []
         if not ctx.error:
             try:
-                rows = await backend.inventory(ctx.when)
-            except AsOfError as exc:
+                rows = await B(request).inventory(ctx.when)
+            except PageError as exc:
                 ctx.error = str(exc)
         return ctx.render("Manage Inventory", html.inventory_page(rows), "inventory",
                           "/inventory")
 
     @get("/reports", include_in_schema=False)
     async def reports(request: Request) -> Response:
-        s = need_session(request)
+        s = await need_session(request)
         if not isinstance(s, Session):
             return s
         ctx = await make_ctx(request, s)
-        return ctx.render("Reports", html.reports_page(REPORTS, ctx.tq, s.role != OPERATOR),
+        return ctx.render("Reports", html.reports_page(REPORTS, ctx.tq, not principal(s).sees_personal_data),
                           "reports", "/reports")
 
     @get("/reports/{kind:str}", include_in_schema=False)
     async def report(request: Request, kind: str) -> Response:
-        s = need_session(request)
+        s = await need_session(request)
         if not isinstance(s, Session):
             return s
         ctx = await make_ctx(request, s)
         if kind not in {k for k, _, _ in REPORTS}:
             return ctx.render("Reports", html.flash(
-                f"No report {kind!r}; the reports are orders and unshipped.", "error"),
+                f"No report {kind!r}; the reports are orders, unshipped and all-orders.", "error"),
                 "reports", "/reports", status=404)
         if ctx.error:
             return ctx.render("Reports", "", "reports", "/reports", status=400)
         try:
-            text = await backend.report(ctx.when, kind)
-        except AsOfError as exc:
+            text = await B(request).report(ctx.when, kind)
+        except PageError as exc:
             ctx.error = str(exc)
             return ctx.render("Reports", "", "reports", "/reports", status=400)
-        text = redact_tsv(text, s.role)
+        text = redact_tsv(text, principal(s))
         name = f"{kind}-report.txt"
         return Response(text.encode("utf-8"), media_type="text/tab-separated-values",
                         headers={"Content-Disposition": f'attachment; filename="{name}"',
@@ -532,7 +500,7 @@ def web_route_handlers(config: WebConfig) -> list[Any]:
     @get("/live", include_in_schema=False)
     async def live(request: Request) -> Response:
         """Server-Sent Events for the page: an event each time the ledger's head moves."""
-        s = session_of(request)
+        s = await session_of(request)
         if s is None:
             return Response("", status_code=401)
         try:
@@ -544,11 +512,11 @@ def web_route_handlers(config: WebConfig) -> list[Any]:
         async def events() -> AsyncIterator[dict]:
             nonlocal after
             if after < 0:
-                after = await backend.head()
+                after = await B(request).head()
             stop = time.monotonic() + config.live_seconds
             yield {"event": "hello", "data": str(after), "id": str(after)}
             while time.monotonic() < stop:
-                head = await backend.head()
+                head = await B(request).head()
                 if head > after:
                     yield {"event": "ledger", "data": str(head), "id": str(head)}
                     after = head

@@ -1,8 +1,8 @@
 """The page's session: a signed cookie (HMAC-SHA256), a CSRF token per session.
 
-The cookie holds the role, the token's name, a CSRF token, an expiry and a
-fingerprint of the token (an HMAC of it under the session key, never the token
-itself); it is HttpOnly and SameSite=Strict. The key is shared by every worker
+The cookie holds the role, the token's name and id (as ``token list`` shows
+them, never the token itself), a CSRF token and an expiry; it is HttpOnly and
+SameSite=Strict. A session ends when its token is revoked. The key is shared by every worker
 of one ledger: ``ORDER_LEDGER_SESSION_KEY`` (hex), else a random key kept in a
 file created once beside the ledger (``<ledger>.session-key``, mode 0600), else
 in the working directory for a PostgreSQL ledger.
@@ -32,7 +32,8 @@ class Session:
     name: str | None
     csrf: str
     expires: int
-    fingerprint: str
+    #: the id of the token signed in with (``order-ledger token list``), never the token
+    token_id: str
 
 
 def key_path(db: str) -> str:
@@ -86,17 +87,14 @@ class Signer:
     def __init__(self, key: bytes) -> None:
         self.key = key
 
-    def fingerprint(self, token: str) -> str:
-        return hmac.new(self.key, b"token:" + token.encode(), hashlib.sha256).hexdigest()[:32]
-
     def _mac(self, body: str) -> str:
         return _b64(hmac.new(self.key, body.encode(), hashlib.sha256).digest())
 
-    def issue(self, role: str, name: str | None, token: str, now: float) -> tuple[str, Session]:
-        s = Session(role, name, secrets.token_urlsafe(24), int(now) + LIFETIME,
-                    self.fingerprint(token))
+    def issue(self, role: str, name: str | None, token_id: str,
+              now: float) -> tuple[str, Session]:
+        s = Session(role, name, secrets.token_urlsafe(24), int(now) + LIFETIME, token_id)
         body = _b64(json.dumps({"r": s.role, "n": s.name, "c": s.csrf, "e": s.expires,
-                                "f": s.fingerprint}, separators=(",", ":")).encode())
+                                "t": s.token_id}, separators=(",", ":")).encode())
         return f"{body}.{self._mac(body)}", s
 
     def read(self, value: str | None, now: float) -> Session | None:
@@ -108,7 +106,7 @@ class Signer:
             return None
         try:
             d: Any = json.loads(_unb64(body))
-            s = Session(str(d["r"]), d["n"], str(d["c"]), int(d["e"]), str(d["f"]))
+            s = Session(str(d["r"]), d["n"], str(d["c"]), int(d["e"]), str(d["t"]))
         except (ValueError, KeyError, TypeError):
             return None
         if s.expires <= now:
