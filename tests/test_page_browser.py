@@ -7,7 +7,9 @@ from further down).
 
 from __future__ import annotations
 
+import json
 import re
+import time
 from datetime import datetime, timezone
 
 import httpx
@@ -18,6 +20,7 @@ from page_support import (
     BUYERS,
     ORDERS,
     build_ledger,
+    cli,
     keep_for_docs,
     launch,
     make_token,
@@ -292,6 +295,49 @@ def test_bad_time_travel_input_says_what_is_wrong(site, operator):
     expect(page.get_by_role("alert")).to_contain_text("is not a date and time")
     page.goto(site["base"] + "/orders?as_of=2026-01-01T10:00&tz=%2B99:00")
     expect(page.get_by_role("alert")).to_contain_text("UTC offset")
+
+
+def test_the_forms_work_from_the_keyboard(site, operator):
+    page = operator
+    page.goto(site["base"] + "/orders")
+    toggle = row(page, "warned").get_by_role("button", name="Cancel order")
+    toggle.focus()
+    page.keyboard.press("Enter")
+    expect(toggle).to_have_attribute("aria-expanded", "true")
+    form = page.get_by_role("form", name=f"Cancel order {ORDERS['warned']}")
+    expect(form.get_by_label("Reason")).to_be_focused()
+    page.keyboard.press("Tab")
+    expect(form.get_by_label("Seller memo")).to_be_focused()
+    page.keyboard.press("Tab")
+    expect(form.get_by_role("button", name="Cancel order")).to_be_focused()
+    page.keyboard.press("Escape")  # nothing submitted: the order is untouched
+    page.goto(site["base"] + "/orders")
+    expect(row(page, "warned")).to_have_attribute("data-status", "Unshipped")
+
+
+def test_all_orders_report_has_pending_orders_too(site, operator):
+    page = operator
+    page.goto(site["base"] + "/reports")
+    with page.expect_download() as dl:
+        page.get_by_role("link", name="All Orders report").click()
+    data = open(dl.value.path(), encoding="utf-8").read()
+    assert ORDERS["pending"] in data and ORDERS["warned"] in data
+
+
+def test_revoking_the_token_ends_the_session(site, browser):
+    token = make_token(site["db"], "viewer", "short-lived")
+    listed = cli("token", "list", "--json", db=site["db"])
+    token_id = [t for t in json.loads(listed.stdout) if t["name"] == "short-lived"][0]["token_id"]
+    ctx = browser.new_context()
+    ctx.set_default_timeout(SHORT)
+    page = ctx.new_page()
+    sign_in(page, site["base"], token)
+    expect(row(page, "warned")).to_be_visible()
+    assert cli("token", "revoke", token_id, db=site["db"]).returncode == 0
+    time.sleep(1.2)  # the page re-reads the revoked tokens at most every second
+    page.goto(site["base"] + "/orders")
+    expect(page.get_by_label("Token")).to_be_visible()
+    ctx.close()
 
 
 def test_sign_out(site, operator):
