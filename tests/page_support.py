@@ -125,15 +125,16 @@ def make_token(db: str, role: str, name: str) -> str:
 
 
 @contextmanager
-def served(db: str) -> Iterator[str]:
-    """``order-ledger serve`` on ``db`` (no ticker: the tests' times stay put); its URL."""
+def served(db: str, workdir: Path, env: dict[str, str] | None = None) -> Iterator[str]:
+    """``order-ledger serve`` on ``db`` (no ticker: the tests' times stay put), its views
+    and log in ``workdir``; its URL."""
     port = free_port()
-    log = open(Path(db).with_suffix(".serve.log"), "w")
+    log = open(workdir / "serve.log", "w")
     argv = [sys.executable, "-m", "order_ledger", "serve", "--db", db, "--port", str(port),
-            "--tick-interval", "0"]
+            "--tick-interval", "0", "--views", str(workdir / "page.views.db")]
     proc = subprocess.Popen(
         argv, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)})
+        env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})})
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 30

@@ -64,7 +64,8 @@ def line_chart(key: str, label: str, target: float, target_text: str,
     ty = y(target)
     out.append(f'<line class="target" x1="{LEFT}" y1="{ty:.1f}" x2="{WIDTH - RIGHT}" '
                f'y2="{ty:.1f}" stroke-dasharray="6 4"/>')
-    out.append(f'<text class="target-label" x="{WIDTH - RIGHT}" y="{ty - 4:.1f}" '
+    label_y = ty + 13 if target > 0.5 else ty - 4  # under a line near the top
+    out.append(f'<text class="target-label" x="{WIDTH - RIGHT}" y="{label_y:.1f}" '
                f'text-anchor="end">target {escape(target_text)}</text>')
     # the rate: one path per run of points with data
     runs: list[list[tuple[float, float]]] = []

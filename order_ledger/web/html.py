@@ -13,7 +13,6 @@ from urllib.parse import urlencode
 from ledger.rules import SELLER_CANCEL_REASONS
 
 STATUSES = ("Pending", "Unshipped", "PartiallyShipped", "Shipped", "Canceled")
-REDACTED = "(redacted)"
 
 
 def h(v: Any) -> str:

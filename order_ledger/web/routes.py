@@ -9,6 +9,7 @@ a rejected action shows the ledger's own message.
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import secrets
 import time
@@ -109,7 +110,8 @@ def web_route_handlers(config: WebConfig | None = None) -> list[Any]:
     """The page's handlers and static files, for ``create_app(extra_route_handlers=...)``."""
     from order_ledger.service.auth import redact as redact_for, redact_tsv
 
-    config = config or WebConfig()
+    config = config or WebConfig(
+        secure_cookie=os.environ.get("ORDER_LEDGER_SECURE_COOKIE", "") not in ("", "0"))
     state: dict[str, Any] = {}
 
     def signer(request: Request) -> Signer:
@@ -504,8 +506,9 @@ def web_route_handlers(config: WebConfig | None = None) -> list[Any]:
         if s is None:
             return Response("", status_code=401)
         try:
-            after = int(request.query_params.get("after") or request.headers.get(
-                "last-event-id") or -1)
+            # a reconnecting EventSource sends the last id it saw: it wins over ?after=
+            after = int(request.headers.get("last-event-id")
+                        or request.query_params.get("after") or -1)
         except ValueError:
             after = -1
 
