@@ -47,12 +47,16 @@ def day_boundaries(first: datetime, end: datetime, max_days: int | None = None) 
     with ``max_days``, only the last ``max_days`` of them (``end`` always kept)."""
     tz = end.tzinfo or timezone.utc
     b = _midnight_after(first.astimezone(tz))
+    if max_days is not None and b < end:
+        # the last max_days - 1 midnights before end: skip the earlier ones without a loop
+        last = end.replace(hour=0, minute=0, second=0, microsecond=0)
+        if last == end:
+            last -= DAY
+        b = max(b, last - DAY * max(max_days - 2, 0)) if max_days > 1 else end
     out = []
     while b < end:
         out.append(b)
         b += DAY
-    if max_days is not None and len(out) > max_days - 1:
-        out = out[len(out) - max(max_days - 1, 0):]
     out.append(end)
     return out
 

@@ -41,15 +41,21 @@ def site(request, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def page(site):
+def browser():
     with sync_playwright() as p:
-        browser = launch(p)
-        ctx = browser.new_context(viewport={"width": 1400, "height": 900})
-        ctx.set_default_timeout(10_000)
-        pg = ctx.new_page()
-        sign_in(pg, site["base"], site["token"])
-        yield pg
-        browser.close()
+        b = launch(p)  # one browser for the module; fails (never skips) when it cannot start
+        yield b
+        b.close()
+
+
+@pytest.fixture(scope="module")
+def page(site, browser):
+    ctx = browser.new_context(viewport={"width": 1400, "height": 900})
+    ctx.set_default_timeout(10_000)
+    pg = ctx.new_page()
+    sign_in(pg, site["base"], site["token"])
+    yield pg
+    ctx.close()
 
 
 def test_pages_of_orders(site, page):

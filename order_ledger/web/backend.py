@@ -56,7 +56,10 @@ class Backend:
         """``fn(ledger)`` on one of the service's reading ledgers, in a thread."""
         def run() -> Any:
             with self.svc.readers.ledger() as led:
-                return fn(led)
+                try:
+                    return fn(led)
+                except (OverflowError, ValueError) as exc:  # a time the library cannot use
+                    raise PageError(f"cannot read the ledger at that time: {exc}") from None
         return await anyio.to_thread.run_sync(run)
 
     async def _read(self, when: When, from_views: Callable[[Any], Any],
@@ -69,6 +72,8 @@ class Backend:
                                              when.known_at, names, with_time)
         except ServiceError as exc:
             raise PageError(_message(exc)) from None
+        except (OverflowError, ValueError) as exc:  # a time the library cannot use
+            raise PageError(f"cannot read the ledger at that time: {exc}") from None
 
     def _point(self, led: Any, when: When) -> asof.Point:
         try:

@@ -68,6 +68,8 @@ def parse_time(text: str | None, tz: str | None, label: str) -> datetime | None:
         t = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
     except ValueError:
         raise BadTime(f"{label}: {text!r} is not a date and time (e.g. 2026-03-20T12:00)") from None
+    if not 1900 <= t.year <= 9000:
+        raise BadTime(f"{label}: {text!r} is out of range (years 1900 to 9000)")
     if t.tzinfo is None:
         off = (tz or "+00:00").strip()
         if not _OFFSET.match(off):
@@ -368,9 +370,11 @@ def web_route_handlers(config: WebConfig | None = None) -> list[Any]:
         body, _ = await orders_body(ctx, failed={"order_id": order_id, "kind": kind,
                                                  "message": f"Rejected: {text}",
                                                  "values": values})
-        return ctx.render("Manage Orders", html.flash(
-            f"Order {order_id}: the ledger rejected the action; nothing was changed.", "error")
-            + body, "orders", "/orders", status=422)
+        summary = f"Order {order_id}: the ledger rejected the action; nothing was changed."
+        if f'id="{kind}-{order_id}-error"' not in body:  # no form of it on this page
+            summary += f" Rejected: {text}"
+        return ctx.render("Manage Orders", html.flash(summary, "error") + body, "orders",
+                          "/orders", status=422)
 
     def ship_command(order_id: str, values: dict[str, str]) -> dict:
         """``order-ledger ship`` as a command: items only when some quantity differs

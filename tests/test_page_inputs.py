@@ -1,0 +1,159 @@
+"""The page's routes against odd and hostile input, over HTTP (no browser): never a 500,
+never a traceback, a rejected or refused action writes nothing."""
+
+from __future__ import annotations
+
+import re
+from contextlib import closing
+
+import httpx
+import pytest
+
+from page_support import ORDERS, build_ledger, make_token, served, utc_now
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    work = tmp_path_factory.mktemp("page-inputs")
+    db = str(work / "page.db")
+    build_ledger(db, utc_now())
+    tokens = {r: make_token(db, r, f"{r}-1") for r in ("operator", "viewer")}
+    with served(db, work) as base:
+        yield {"base": base, "tokens": tokens, "db": db}
+
+
+def signed_in(base: str, token: str) -> tuple[httpx.Client, str]:
+    """A client with a session, and the session's CSRF token (read off the page)."""
+    c = httpx.Client(base_url=base, timeout=20)
+    first = c.get("/")
+    pre = re.search(r'name="_csrf" value="([^"]+)"', first.text).group(1)
+    r = c.post("/sign-in", data={"_csrf": pre, "token": token})
+    assert r.status_code == 303 and r.headers["location"] == "/orders"
+    page = c.get("/orders")
+    csrf = re.search(r'name="_csrf" value="([^"]+)"', page.text).group(1)
+    return c, csrf
+
+
+def no_traceback(r: httpx.Response) -> None:
+    assert r.status_code < 500, (r.status_code, r.text[:500])
+    assert "Traceback" not in r.text
+
+
+def test_without_a_session_every_page_sends_to_sign_in(site):
+    with httpx.Client(base_url=site["base"]) as c:
+        for path in ("/orders", "/metrics", "/inventory", "/reports", "/reports/orders",
+                     f"/orders/{ORDERS['warned']}"):
+            r = c.get(path)
+            assert r.status_code == 303 and r.headers["location"] == "/", path
+        assert c.get("/live").status_code == 401
+        assert c.get("/orders/fragment").status_code == 401
+        c.cookies.set("order_ledger_session", "eyJyIjoib3BlcmF0b3IifQ.forged")
+        assert c.get("/orders").status_code == 303
+        r = c.post(f"/orders/{ORDERS['warned']}/cancel", data={"reason": "NoInventory"})
+        assert r.status_code == 303 and r.headers["location"] == "/"
+
+
+def test_sign_in_refuses_odd_tokens_and_a_missing_form_token(site):
+    with httpx.Client(base_url=site["base"]) as c:
+        first = c.get("/")
+        pre = re.search(r'name="_csrf" value="([^"]+)"', first.text).group(1)
+        for token in ("", "x" * 10_000, "\x00\n", "Bearer abc", "ö" * 300):
+            r = c.post("/sign-in", data={"_csrf": pre, "token": token})
+            no_traceback(r)
+            assert r.status_code == 401 and "order_ledger_session" not in r.cookies
+            pre = re.search(r'name="_csrf" value="([^"]+)"', r.text).group(1)  # a new form
+        r = c.post("/sign-in", data={"token": site["tokens"]["operator"]})  # no form token
+        assert r.status_code == 403 and "order_ledger_session" not in r.cookies
+
+
+ODD = ["", "x", "9999-99-99T99:99", "0001-01-01T00:00", "9999-12-31T23:59",
+       "2026-03-01T10:00:00+01:00", "2026-03-01T10:00Z", "<script>alert(1)</script>", "'; --",
+       "2026-02-30T10:00", "\u202e2026", "1" * 500]
+
+
+@pytest.mark.parametrize("path", ["/orders", "/metrics", "/inventory", "/reports",
+                                  "/reports/unshipped", "/orders/fragment",
+                                  f"/orders/{ORDERS['warned']}"])
+def test_odd_time_travel_and_list_parameters_never_fail(site, path):
+    c, _ = signed_in(site["base"], site["tokens"]["viewer"])
+    with closing(c):
+        for value in ODD:
+            for params in ({"as_of": value}, {"known_at": value}, {"as_of": value, "tz": value},
+                           {"as_of": "2026-03-01T10:00", "tz": value}, {"status": value},
+                           {"q": value}, {"page": value}):
+                r = c.get(path, params=params)
+                no_traceback(r)
+                assert "<script>alert(1)</script>" not in r.text  # always escaped
+
+
+def test_odd_paths_never_fail(site):
+    c, _ = signed_in(site["base"], site["tokens"]["viewer"])
+    with closing(c):
+        for path in ("/orders/%3Cscript%3E", "/orders/" + "9" * 300, "/orders/203-0000000-0000000",
+                     "/reports/../../etc/passwd", "/reports/%00", "/static/../routes.py",
+                     "/static/nothing.css"):
+            r = c.get(path)
+            no_traceback(r)
+            assert "<script>" not in r.text
+        assert c.get("/orders/203-0000000-0000000").status_code == 404
+        assert c.get("/reports/nothing").status_code == 404
+
+
+FORMS = [
+    ("ship", {}),
+    ("ship", {"carrier": "PostNord", "ship_date": "tomorrow"}),
+    ("ship", {"carrier": "", "ship_date": ""}),
+    ("ship", {"carrier": "Other", "ship_date": "2026-01-01"}),
+    ("ship", {"carrier": "PostNord", "ship_date": "2026-01-01", "qty:00000000000001": "abc",
+              "max:00000000000001": "2"}),
+    ("ship", {"carrier": "PostNord", "ship_date": "2026-01-01", "qty:00000000000001": "99",
+              "max:00000000000001": "2"}),
+    ("ship", {"carrier": "PostNord", "ship_date": "2026-01-01", "qty:00000000000001": "0",
+              "max:00000000000001": "2"}),
+    ("ship", {"carrier": "x" * 5000, "ship_date": "2001-01-01", "qty:" + "9" * 40: "1"}),
+    ("cancel", {}),
+    ("cancel", {"reason": "NotAReason"}),
+    ("cancel", {"reason": "NoInventory", "memo": "m" * 20_000}),
+    ("cancel", {"reason": "<b>x</b>", "back": "https://evil.example/"}),
+]
+
+
+def test_rejected_and_odd_actions_write_nothing_and_say_why(site):
+    from ledger.application import Ledger
+
+    def ledger_head() -> int:
+        with Ledger(site["db"], mode="read") as led:
+            return led.head()
+
+    c, csrf = signed_in(site["base"], site["tokens"]["operator"])
+    with closing(c):
+        before = ledger_head()
+        for kind, form in FORMS:
+            for order in (ORDERS["pending"], ORDERS["canceled"], "not-an-order"):
+                r = c.post(f"/orders/{order}/{kind}", data={"_csrf": csrf, **form})
+                no_traceback(r)
+                assert r.status_code == 422, (kind, form, order, r.status_code)
+                assert "Rejected:" in r.text and "nothing was changed" in r.text
+                assert "<b>x</b>" not in r.text
+        assert ledger_head() == before
+
+
+def test_a_viewer_cannot_act_even_with_its_own_form_token(site):
+    from ledger.application import Ledger
+
+    c, csrf = signed_in(site["base"], site["tokens"]["viewer"])
+    with closing(c), Ledger(site["db"], mode="read") as led:
+        before = led.head()
+        r = c.post(f"/orders/{ORDERS['warned']}/cancel",
+                   data={"_csrf": csrf, "reason": "NoInventory"})
+        assert r.status_code == 403 and "cannot change orders" in r.text
+        assert led.head() == before
+
+
+def test_an_action_returns_only_to_this_site(site):
+    c, csrf = signed_in(site["base"], site["tokens"]["operator"])
+    with closing(c):
+        r = c.post(f"/orders/{ORDERS['warned']}/cancel",
+                   data={"_csrf": csrf, "reason": "NoInventory", "back": "//evil.example/x"})
+        assert r.status_code == 303
+        assert r.headers["location"].startswith("/orders?")
