@@ -137,7 +137,13 @@ async def health(request: Request) -> s.Health:
         v = version("order-ledger")
     except PackageNotFoundError:  # pragma: no cover
         v = "unknown"
-    return s.Health(status="ok", head=head, ledger=svc.describe_db(), version=v)
+    import os
+
+    w = svc.writer
+    return s.Health(status="ok", head=head, ledger=svc.describe_db(), version=v,
+                    requests=w.requests if w else 0, commits=w.commits if w else 0,
+                    pid=os.getpid(),
+                    ticker_leader=bool(svc.ticker is not None and svc.ticker.lock.held))
 
 
 # --- commands ------------------------------------------------------------------------

@@ -51,6 +51,13 @@ class TokenCheck:
         self.lookup = lookup
         self._cache: dict[str, tuple[float, Principal | None]] = {}
 
+    def cached(self, token: str) -> tuple[bool, Principal | None]:
+        """(known, principal) from the cache alone: no store read, safe in the event loop."""
+        hit = self._cache.get(hash_token(token))
+        if hit is not None and time.monotonic() - hit[0] < CACHE_SECONDS:
+            return True, hit[1]
+        return False, None
+
     def verify(self, token: str) -> Principal | None:
         key = hash_token(token)
         now = time.monotonic()
@@ -84,7 +91,9 @@ async def bearer_guard(connection: ASGIConnection, handler: BaseRouteHandler) ->
                                 "`order-ledger token create --role viewer`)",
                            headers={"WWW-Authenticate": 'Bearer realm="order-ledger"'})
     check: TokenCheck = connection.app.state.tokens
-    principal = await anyio.to_thread.run_sync(check.verify, token)
+    known, principal = check.cached(token)
+    if not known:
+        principal = await anyio.to_thread.run_sync(check.verify, token)
     if principal is None:
         raise ServiceError(401, "unauthorized", "the bearer token is unknown or revoked",
                            hint="ask an operator for a token (`order-ledger token create`)",

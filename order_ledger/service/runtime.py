@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import os
 import queue
 import threading
 from contextlib import contextmanager
@@ -64,6 +65,7 @@ class GroupWriter:
     def __init__(self, ledger: Ledger, max_lines: int = 5000) -> None:
         self.ledger = ledger
         self.max_lines = max_lines
+        self._turns = _turns_file(ledger)
         self.queue: queue.Queue[_Job | None] = queue.Queue()
         self.thread = threading.Thread(target=self._run, name="ledger-writer", daemon=True)
         self.commits = 0
@@ -87,38 +89,56 @@ class GroupWriter:
     def close(self) -> None:
         self.queue.put(None)
         self.thread.join(timeout=30)
+        if self._turns is not None:
+            os.close(self._turns)
+            self._turns = None
+
+    @contextmanager
+    def _turn(self) -> Iterator[None]:
+        """Service processes on one SQLite ledger take turns on a lock file with a
+        blocking ``flock`` (the kernel wakes the next at once) before the ledger's own
+        writer lock, which polls; so the ledger's lock is nearly always free for them."""
+        if self._turns is None:
+            yield
+            return
+        import fcntl
+
+        fcntl.flock(self._turns, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(self._turns, fcntl.LOCK_UN)
 
     def _run(self) -> None:
         while True:
             job = self.queue.get()
             if job is None:
                 return
-            if callable(job.lines):
-                self._call(job)
-                continue
-            group = [job]
-            size = len(job.lines)
-            stop = False
-            pending_call: _Job | None = None
-            while size < self.max_lines:
-                try:
-                    nxt = self.queue.get_nowait()
-                except queue.Empty:
-                    break
-                if nxt is None:
-                    stop = True
-                    break
-                if callable(nxt.lines):
-                    pending_call = nxt
-                    break
-                if nxt.advance_clock != job.advance_clock:
-                    self._batch([nxt])  # rare: apply it on its own, after
+            # wait for our turn first: requests that arrive meanwhile join this batch
+            with self._turn():
+                if callable(job.lines):
+                    self._call(job)
                     continue
-                group.append(nxt)
-                size += len(nxt.lines)
-            self._batch(group)
-            if pending_call is not None:
-                self._call(pending_call)
+                group = [job]
+                size = len(job.lines)
+                stop = False
+                pending_call: _Job | None = None
+                while size < self.max_lines:
+                    try:
+                        nxt = self.queue.get_nowait()
+                    except queue.Empty:
+                        break
+                    if nxt is None:
+                        stop = True
+                        break
+                    if callable(nxt.lines):
+                        pending_call = nxt
+                        break
+                    group.append(nxt)
+                    size += len(nxt.lines)
+                self._batch(group)
+                if pending_call is not None:
+                    self._call(pending_call)
             if stop:
                 return
 
@@ -126,7 +146,8 @@ class GroupWriter:
         if not job.future.set_running_or_notify_cancel():
             return
         try:
-            job.future.set_result(job.lines(self.ledger))  # type: ignore[operator]
+            result = job.lines(self.ledger)  # type: ignore[operator]
+            job.future.set_result(result)
         except BaseException as exc:  # noqa: BLE001 - handed to the request
             job.future.set_exception(exc)
 
@@ -140,8 +161,9 @@ class GroupWriter:
         results: dict[int, list[Outcome]] = {id(j): [] for j in group}
         try:
             if lines:
-                for out in self.ledger.apply_lines(lines, batch_size=max(1, len(lines)),
-                                                   advance_clock=group[0].advance_clock):
+                outs = list(self.ledger.apply_lines(lines, batch_size=max(1, len(lines)),
+                                                    advance_clock=group[0].advance_clock))
+                for out in outs:
                     job, n = owners[(out.line or 1) - 1]
                     out.line = n
                     results[id(job)].append(out)
@@ -155,6 +177,19 @@ class GroupWriter:
         for job in group:
             if job.future.set_running_or_notify_cancel():
                 job.future.set_result(results[id(job)])
+
+
+def _turns_file(ledger: Ledger) -> int | None:
+    """The descriptor of ``<ledger>-service.lock`` (SQLite files only), else None."""
+    from ledger.store import sqlite_file
+
+    path = sqlite_file(ledger.db)
+    if path is None:
+        return None
+    try:
+        return os.open(os.path.abspath(path) + "-service.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError:
+        return None
 
 
 class ReaderPool:

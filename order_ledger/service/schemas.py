@@ -25,6 +25,12 @@ class Health(msgspec.Struct):
     head: int
     ledger: str
     version: str
+    #: this process: command requests answered, and the group commits they shared
+    requests: int
+    commits: int
+    #: this process: pid, and whether it leads the ticker
+    pid: int
+    ticker_leader: bool
 
 
 class Violation(msgspec.Struct, omit_defaults=True):
