@@ -341,6 +341,26 @@ def test_revoking_the_token_ends_the_session(site, browser):
     ctx.close()
 
 
+UNLABELLED = """() => [...document.querySelectorAll(
+    'input:not([type=hidden]), select, textarea')].filter(
+    el => el.labels.length === 0 && !el.getAttribute('aria-label')).map(el => el.outerHTML)"""
+HEADERLESS = """() => [...document.querySelectorAll('table')].filter(
+    t => t.querySelectorAll('thead th[scope=col]').length === 0 || !t.caption).length"""
+
+
+@pytest.mark.parametrize("path", ["/orders", "/metrics", "/inventory", "/reports",
+                                  f"/orders/{ORDERS['warned']}",
+                                  "/orders?as_of=2026-01-01T10:00&tz=%2B01:00"])
+def test_every_control_has_a_label_and_every_table_headers(site, operator, path):
+    page = operator
+    page.goto(site["base"] + path)
+    for toggle in page.locator("button.toggle:not([disabled])").all()[:2]:
+        toggle.click()  # the action forms too
+    assert page.evaluate(UNLABELLED) == []
+    assert page.evaluate(HEADERLESS) == 0
+    assert page.locator("h1").count() == 1 and page.locator("main#main").count() == 1
+
+
 def test_sign_out(site, operator):
     page = operator
     page.goto(site["base"] + "/orders")

@@ -157,3 +157,21 @@ def test_an_action_returns_only_to_this_site(site):
                    data={"_csrf": csrf, "reason": "NoInventory", "back": "//evil.example/x"})
         assert r.status_code == 303
         assert r.headers["location"].startswith("/orders?")
+
+
+def test_a_new_empty_ledger_serves_every_page(tmp_path):
+    from ledger.application import Ledger
+
+    db = str(tmp_path / "empty.db")
+    Ledger(db).close()
+    token = make_token(db, "operator", "first")
+    with served(db, tmp_path) as base:
+        c, _ = signed_in(base, token)
+        with closing(c):
+            for path in ("/orders", "/metrics", "/inventory", "/reports", "/reports/orders",
+                         "/reports/unshipped", "/reports/all-orders",
+                         "/orders?as_of=2026-01-01T10:00"):
+                r = c.get(path)
+                assert r.status_code == 200, (path, r.text[:300])
+            assert "No orders match." in c.get("/orders").text
+            assert c.get("/metrics").text.count("<svg") == 4

@@ -475,7 +475,8 @@ def web_route_handlers(config: WebConfig | None = None) -> list[Any]:
         if not isinstance(s, Session):
             return s
         ctx = await make_ctx(request, s)
-        return ctx.render("Reports", html.reports_page(REPORTS, ctx.tq, not principal(s).sees_personal_data),
+        redacted = not principal(s).sees_personal_data
+        return ctx.render("Reports", html.reports_page(REPORTS, ctx.tq, redacted),
                           "reports", "/reports")
 
     @get("/reports/{kind:str}", include_in_schema=False)
