@@ -175,3 +175,19 @@ def test_a_new_empty_ledger_serves_every_page(tmp_path):
                 assert r.status_code == 200, (path, r.text[:300])
             assert "No orders match." in c.get("/orders").text
             assert c.get("/metrics").text.count("<svg") == 4
+
+
+def test_files_where_form_fields_belong_are_refused_without_failing(site):
+    c, csrf = signed_in(site["base"], site["tokens"]["operator"])
+    with closing(c):
+        r = c.post(f"/orders/{ORDERS['warned']}/cancel",
+                   files={"_csrf": ("x.txt", csrf.encode()), "reason": ("r.txt", b"NoInventory")})
+        no_traceback(r)
+        assert r.status_code == 403  # a file is not the form token
+        r = c.post(f"/orders/{ORDERS['pending']}/cancel", data={"_csrf": csrf},
+                   files={"reason": ("r.txt", b"NoInventory")})
+        no_traceback(r)
+        assert r.status_code == 422  # no reason given: the ledger says what is missing
+        r = c.post("/sign-in", files={"token": ("t.txt", b"x"), "_csrf": ("c.txt", b"y")})
+        no_traceback(r)
+        assert r.status_code == 403

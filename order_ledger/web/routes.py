@@ -234,7 +234,8 @@ def web_route_handlers(config: WebConfig | None = None) -> list[Any]:
         form = await request.form()
         if not same(form.get("_csrf"), request.cookies.get(PRE_COOKIE)):
             return sign_in_page("The form expired; sign in again.", 403)
-        token = (form.get("token") or "").strip()
+        token = form.get("token")
+        token = token.strip() if isinstance(token, str) else ""
         verify = request.app.state.tokens.verify
         who = await asyncio.to_thread(verify, token) if token else None
         if who is None:
@@ -337,7 +338,8 @@ def web_route_handlers(config: WebConfig | None = None) -> list[Any]:
         if not can_act(s):
             return page(html.layout("Not allowed", html.flash(
                 f"Your role ({s.role}) cannot change orders; an operator can.", "error")), 403)
-        values = {k: str(v) for k, v in form.items() if k not in ("_csrf", "back")}
+        values = {k: v for k, v in form.items()  # text fields only (a file is ignored)
+                  if k not in ("_csrf", "back") and isinstance(v, str)}
         if kind == "ship":
             command = ship_command(order_id, values)
         else:
@@ -350,7 +352,8 @@ def web_route_handlers(config: WebConfig | None = None) -> list[Any]:
         # no "at": the command happens when the ledger records it, as the CLI's verbs
         command = {"at": None, **{k: v for k, v in command.items() if v is not None}}
         out = await B(request).submit(command)
-        back = _safe_back(str(form.get("back") or ""))
+        back_field = form.get("back")
+        back = _safe_back(back_field if isinstance(back_field, str) else "")
         if out.get("status") != "rejected":
             sep = "&" if "?" in back else "?"
             return Redirect(f"{back}{sep}{urlencode({'done': kind, 'order': order_id})}",

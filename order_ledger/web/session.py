@@ -114,8 +114,8 @@ class Signer:
         return s
 
 
-def same(a: str | None, b: str | None) -> bool:
-    """Constant-time equality of two CSRF values (None never matches)."""
-    if not a or not b:
+def same(a: object, b: object) -> bool:
+    """Constant-time equality of two CSRF values (None, empty or not text never matches)."""
+    if not isinstance(a, str) or not isinstance(b, str) or not a or not b:
         return False
     return hmac.compare_digest(a.encode(), b.encode())
