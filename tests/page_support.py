@@ -125,13 +125,15 @@ def make_token(db: str, role: str, name: str) -> str:
 
 
 @contextmanager
-def served(db: str, workdir: Path, env: dict[str, str] | None = None) -> Iterator[str]:
+def served(db: str, workdir: Path, env: dict[str, str] | None = None,
+           workers: int = 1) -> Iterator[str]:
     """``order-ledger serve`` on ``db`` (no ticker: the tests' times stay put), its views
     and log in ``workdir``; its URL."""
     port = free_port()
     log = open(workdir / "serve.log", "w")
     argv = [sys.executable, "-m", "order_ledger", "serve", "--db", db, "--port", str(port),
-            "--tick-interval", "0", "--views", str(workdir / "page.views.db")]
+            "--tick-interval", "0", "--views", str(workdir / "page.views.db"),
+            "--workers", str(workers)]
     proc = subprocess.Popen(
         argv, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
         env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})})

@@ -4,6 +4,7 @@ never a traceback, a rejected or refused action writes nothing."""
 from __future__ import annotations
 
 import re
+import time
 from contextlib import closing
 
 import httpx
@@ -191,3 +192,33 @@ def test_files_where_form_fields_belong_are_refused_without_failing(site):
         r = c.post("/sign-in", files={"token": ("t.txt", b"x"), "_csrf": ("c.txt", b"y")})
         no_traceback(r)
         assert r.status_code == 403
+
+
+def test_a_session_holds_across_workers(tmp_path):
+    """Two worker processes share the session key (the file beside the ledger): a session
+    made by one is good on the other, and an action goes through either."""
+    from ledger.application import Ledger
+
+    db = str(tmp_path / "two.db")
+    build_ledger(db, utc_now())
+    token = make_token(db, "operator", "two")
+    with served(db, tmp_path, workers=2) as base:
+        c, csrf = signed_in(base, token)
+        with closing(c):
+            pids = set()
+            close = {"Connection": "close"}  # a new connection each time: either worker
+            pids: set[int] = set()
+            deadline = time.monotonic() + 20
+            while len(pids) < 2 and time.monotonic() < deadline:  # both workers up
+                pids.add(c.get("/health", headers=close).json()["pid"])
+            assert len(pids) == 2
+            for _ in range(30):
+                r = c.get("/orders", headers=close)
+                assert r.status_code == 200 and "Sign out" in r.text
+            r = c.post(f"/orders/{ORDERS['to_cancel']}/cancel",
+                       data={"_csrf": csrf, "reason": "NoInventory"})
+            assert r.status_code == 303
+    with Ledger(db, mode="read") as led:
+        from replay.history import order_history
+
+        assert order_history(led, ORDERS["to_cancel"])[-1].state["status"] == "Canceled"
