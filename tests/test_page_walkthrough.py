@@ -97,3 +97,19 @@ def test_what_the_seller_saw_of_order_22_on_the_afternoon_it_was_due(site, page)
     page.goto(site["base"] + f"/orders/{ORDER_22}")
     expect(page.locator("dl.facts")).to_contain_text("Canceled")
     expect(page.locator("ol.timeline")).to_contain_text("LedgerCanceled")
+
+
+def test_metrics_as_of_a_past_day_match_the_cli(site, page):
+    as_of = "2026-03-20T12:00:00+01:00"
+    page.goto(site["base"] + "/metrics?as_of=2026-03-20T12:00&tz=%2B01:00")
+    expect(page.get_by_role("status", name="Past view")).to_be_visible()
+    m = json.loads(cli("metrics", "--json", "--as-of", as_of, db=site["db"]).stdout)
+    table = page.get_by_role("table", name="Seller performance against the targets")
+    for name, x in (("Cancellation rate", m["cancellation_rate"]),
+                    ("30 days by latest", m["late_shipment_rate"]["30d"])):
+        expect(table.get_by_role("row", name=re.compile(name))).to_contain_text(
+            f"{x['numerator']} / {x['denominator']}")
+    chart = page.locator("svg.chart[data-metric=cancellation_rate]")
+    # 2026-03-02 .. 2026-03-20 12:00: 18 midnights and the as-of time itself
+    assert chart.get_attribute("data-points") == "19"
+    expect(page.locator("text=Windows end at")).to_contain_text("2026-03-20 12:00 +01:00")
