@@ -38,6 +38,57 @@ WRITE_ERRORS = error_responses(400, 401, 403, 413, 415, 503)
 MAX_LIMIT = 1000
 
 
+def _body_operation(content: dict[str, Any], description: str) -> type:
+    """An OpenAPI operation documenting a body the route reads itself (so that a bad line
+    is that line's rejection, not a 400 for the whole body)."""
+    from dataclasses import dataclass
+
+    from litestar.openapi.spec import OpenAPIMediaType, Operation, RequestBody
+
+    @dataclass
+    class WithBody(Operation):
+        def __post_init__(self) -> None:
+            self.request_body = RequestBody(
+                content={k: OpenAPIMediaType(schema=v) for k, v in content.items()},
+                description=description, required=True)
+
+    return WithBody
+
+
+def _command_schemas() -> dict[str, Any]:
+    from litestar.openapi.spec import Schema
+    from litestar.openapi.spec.enums import OpenAPIType
+
+    from ledger.commands import COMMAND_TYPES
+
+    types = sorted(cls.__struct_config__.tag for cls in COMMAND_TYPES)  # type: ignore[misc]
+    command = Schema(type=OpenAPIType.OBJECT, required=["type"],
+                     properties={"type": Schema(type=OpenAPIType.STRING, enum=types),
+                                 "command_id": Schema(type=OpenAPIType.STRING),
+                                 "at": Schema(type=OpenAPIType.STRING, format=None,
+                                              description="ISO-8601 with offset; left out: "
+                                                          "when the ledger records it")},
+                     description="One command, as a line of a command file "
+                                 "(docs/command-file.md)")
+    return {"application/json": Schema(type=OpenAPIType.ARRAY, items=command),
+            "application/x-ndjson": Schema(type=OpenAPIType.STRING,
+                                           description="JSON Lines: one command per line")}
+
+
+def _string_schema(description: str) -> Any:
+    from litestar.openapi.spec import Schema
+    from litestar.openapi.spec.enums import OpenAPIType
+
+    return Schema(type=OpenAPIType.STRING, description=description)
+
+
+def _object_schema(description: str) -> Any:
+    from litestar.openapi.spec import Schema
+    from litestar.openapi.spec.enums import OpenAPIType
+
+    return Schema(type=OpenAPIType.OBJECT, description=description)
+
+
 def service(request: Request) -> Any:
     return request.app.state.service
 
@@ -216,6 +267,7 @@ def parse_command_body(body: bytes, content_type: str) -> list[tuple[int, bytes]
           "`at` may be left out: the command happens when the ledger records it. Concurrent "
           "requests share durable transactions; each is answered once its lines committed."),
       tags=["commands"], opt={"need": "write"}, status_code=200,
+      operation_class=_body_operation(_command_schemas(), "Commands: a JSON array or JSON Lines"),
       responses={422: ResponseSpec(data_container=list[s.Outcome],
                                description="Some line was rejected"), **WRITE_ERRORS},
       )
@@ -248,6 +300,10 @@ async def on_writer(request: Request, fn: Callable[[Any], Any]) -> Any:
                    "any was; a file rejected as a whole (encoding, header) is 400 "
                    "`file-rejected` and nothing is applied."),
       tags=["commands"], opt={"need": "write"}, status_code=200,
+      operation_class=_body_operation(
+          {"text/tab-separated-values": _string_schema("The feed file: a header row, then "
+                                                       "tab-separated lines")},
+          "The feed file"),
       responses={422: ResponseSpec(data_container=s.FeedReport, description="Some line rejected"),
                  **error_responses(400, 401, 403, 404, 413, 503)})
 async def post_feed(request: Request, name: str,
@@ -285,6 +341,9 @@ async def post_feed(request: Request, name: str,
                    "was imported, already imported or skipped, 422 otherwise; an unusable "
                    "file is 400 `file-rejected`."),
       tags=["commands"], opt={"need": "write"}, status_code=200,
+      operation_class=_body_operation(
+          {"application/json": _object_schema("A getOrders response (payload.Orders)")},
+          "The getOrders response"),
       responses={422: ResponseSpec(data_container=s.ImportReport, description="Some order failed"),
                  **error_responses(400, 401, 403, 413, 503)})
 async def post_sp_api(request: Request,
