@@ -222,3 +222,11 @@ def test_a_session_holds_across_workers(tmp_path):
         from replay.history import order_history
 
         assert order_history(led, ORDERS["to_cancel"])[-1].state["status"] == "Canceled"
+
+
+def test_the_page_stays_out_of_the_api_schema(site):
+    """The OpenAPI document (and so schemathesis) covers the API only."""
+    paths = httpx.get(site["base"] + "/schema/openapi.json", timeout=20).json()["paths"]
+    assert any(p.startswith("/api/") for p in paths)
+    page_paths = ("/", "/orders", "/sign-in", "/live", "/metrics", "/reports", "/static")
+    assert not [p for p in paths if p in page_paths or p.startswith(("/orders", "/static"))]
