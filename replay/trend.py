@@ -3,7 +3,9 @@
 Each daily point is what ``order-ledger metrics --as-of B`` gives at that day's
 boundary B (midnight in the offset of the evaluation time): the metrics of the
 commands applied by B (late facts included, as as-of includes them), with the
-windows ending at B. The last point is the evaluation time itself.
+windows ending at B. The last point is the evaluation time itself, with every
+event of the point asked for: for the head, what ``order-ledger metrics`` gives
+(a command acted at the wall clock after the ledger's last tick counts there).
 
 It is computed in one pass: the events of the point asked for are ordered by
 the business time of the command that wrote them (stable, so an order's own
@@ -95,9 +97,11 @@ def metrics_over_time(ledger: Ledger, point: Point | None = None, *,
     handlers = proj.handlers()
     points = []
     i = 0
-    for b in boundaries:
-        limit = to_us(b)
-        while i < len(rows) and rows[i][0] <= limit:
+    for n, b in enumerate(boundaries):
+        # the last point holds every event of the point asked for, as ``metrics`` (and
+        # ``--as-of`` / ``--known-at``) read it: commands acted after the ledger's clock too
+        limit = to_us(b) if n < len(boundaries) - 1 else None
+        while i < len(rows) and (limit is None or rows[i][0] <= limit):
             e = rows[i][2]
             h = handlers.get(type(e))
             if h is not None:

@@ -88,6 +88,30 @@ def test_a_late_fact_counts_from_its_own_day_and_known_at_leaves_it_out(db_url):
         assert all(p["cancellation_rate"]["numerator"] == 0 for p in known_then["points"])
 
 
+def test_the_last_point_is_what_metrics_gives_now(db_url, tmp_path):
+    """A cancel acted after the ledger's last tick (the clock) counts in `metrics` and so
+    in the chart's last point, not in the days before."""
+    from projections import BlockingViews
+
+    with Ledger(db_url) as led:
+        lines = [json.dumps(c) for c in (*released(oid(1)), *released(oid(2), when_minutes=60),
+                                          cmd("tick", at(days=2)))]
+        assert all(o.ok for o in led.apply_lines(lines, advance_clock=True))
+        out = led.execute(cmd("cancel", at(days=2, hours=3), order_id=oid(1), by="seller",
+                              reason="NoInventory"))
+        assert out.status == "applied", out.error
+    with Ledger(db_url, mode="read") as led:
+        clock = led.now()
+        trend = metrics_over_time(led)
+        now = BlockingViews(led, str(tmp_path / "v.db")).metrics(clock)
+    last = trend["points"][-1]
+    assert last["at"] == clock.isoformat()
+    assert (last["cancellation_rate"]["numerator"], last["cancellation_rate"]["denominator"]) \
+        == (now["cancellation_rate"]["numerator"], now["cancellation_rate"]["denominator"]) \
+        == (1, 2)
+    assert all(p["cancellation_rate"]["numerator"] == 0 for p in trend["points"][:-1])
+
+
 def test_an_empty_ledger_has_no_points(sqlite_url):
     Ledger(sqlite_url).close()
     with Ledger(sqlite_url, mode="read") as led:

@@ -10,6 +10,7 @@ lives here.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Callable
@@ -22,6 +23,9 @@ from replay.history import explain, order_history
 from replay.trend import metrics_over_time
 
 PAGE_SIZE = 25
+#: the daily metrics last computed (see Backend.metrics), oldest first
+_TRENDS: dict[tuple, dict] = {}
+_TRENDS_LOCK = threading.Lock()
 
 
 class PageError(Exception):
@@ -130,8 +134,19 @@ class Backend:
         at = None if when.past else await self.evaluation_time()
         current = await self._read(when, lambda v: v.metrics(at),
                                    lambda snap, t: snap.metrics(t), ["metrics"], with_time=True)
-        trend = await self._blocking(lambda led: metrics_over_time(
-            led, self._point(led, when) if when.past else None))
+        def daily(led: Any) -> dict:
+            # one pass over every event: kept per (ledger, head, time asked) in this process
+            key = (self.svc.config.db, led.head(), led.now(), when.as_of, when.known_at)
+            with _TRENDS_LOCK:
+                hit = _TRENDS.get(key)
+            if hit is None:
+                hit = metrics_over_time(led, self._point(led, when) if when.past else None)
+                with _TRENDS_LOCK:
+                    _TRENDS[key] = hit
+                    while len(_TRENDS) > 8:
+                        _TRENDS.pop(next(iter(_TRENDS)))
+            return hit
+        trend = await self._blocking(daily)
         return current, trend
 
     async def report(self, when: When, kind: str) -> str:

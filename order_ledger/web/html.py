@@ -353,15 +353,12 @@ def order_page(data: dict, tq: str) -> str:
     for s in data["steps"]:
         fields = "".join(f"<li>{h(k)}: {h(_value(v))}</li>" for k, v in s["fields"].items()
                          if v not in (None, "", [], {}))
-        rec = ("" if s["recorded_at"] == s["at"] else
-               f' <span class="recorded">recorded {time_tag(s["recorded_at"])}</span>')
         steps.append(
             f'<li class="step"><p><span class="pos">#{h(s["position"])}</span> '
             f'<strong>{h(s["type"])}</strong> by <span class="actor">{h(s["actor"])}</span></p>'
             f'<p>business time {time_tag(s["at"])}; recorded {time_tag(s["recorded_at"])}</p>'
             f'<p>status after: {h(s["state"]["status"])}</p>'
             + (f'<ul class="fields">{fields}</ul>' if fields else "") + "</li>")
-        del rec
     return f"""<p><a href="/orders{h(tq)}">&larr; Manage Orders</a></p>
 <section aria-labelledby="state-h"><h2 id="state-h">State</h2>{warn}<dl class="facts">{dl}</dl>
 <table class="items"><caption>Items</caption><thead><tr><th scope="col">Item</th><th scope="col">SKU</th>
