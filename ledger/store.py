@@ -60,6 +60,16 @@ class Batch:
     conflicts: list[tuple] = field(default_factory=list)
 
 
+#: bearer tokens of the HTTP service (``ledger.tokens``): only each token's SHA-256
+TOKENS_SQLITE = (
+    "CREATE TABLE IF NOT EXISTS ledger_tokens ("
+    " token_id TEXT PRIMARY KEY, hash TEXT NOT NULL UNIQUE, role TEXT NOT NULL,"
+    " name TEXT NOT NULL, created_us INTEGER NOT NULL, revoked_us INTEGER)")
+TOKENS_PG = (
+    "CREATE TABLE IF NOT EXISTS {schema}.ledger_tokens ("
+    " token_id text PRIMARY KEY, hash text NOT NULL UNIQUE, role text NOT NULL,"
+    " name text NOT NULL, created_us bigint NOT NULL, revoked_us bigint)")
+
 EXTRA_TABLES_SQLITE = [
     "CREATE TABLE IF NOT EXISTS ledger_commands ("
     " command_id TEXT PRIMARY KEY, type TEXT NOT NULL, at_us INTEGER NOT NULL)",
@@ -75,6 +85,7 @@ EXTRA_TABLES_SQLITE = [
     " id INTEGER PRIMARY KEY, recorded_us INTEGER NOT NULL, command_id TEXT NOT NULL,"
     " type TEXT NOT NULL, order_id TEXT NOT NULL, at_us INTEGER NOT NULL,"
     " deadline_us INTEGER NOT NULL, deadline TEXT NOT NULL, command TEXT NOT NULL)",
+    TOKENS_SQLITE,
 ]
 
 
@@ -238,6 +249,22 @@ class LedgerRecorderMixin:
             if "no such table" in text or "does not exist" in text:
                 return []
             raise
+
+    def _write(self, sql: str, params: Sequence[Any] = ()) -> int:
+        """One statement in its own committed transaction (small tables beside the
+        events, e.g. the service's tokens); the number of rows it changed."""
+        with self.datastore.transaction(commit=True) as c:  # type: ignore[attr-defined]
+            c.execute(sql, params)
+            raw = getattr(c, "sqlite_cursor", c)
+            return int(getattr(raw, "rowcount", 0) or 0)
+
+    def ensure_tokens_table(self) -> None:
+        """Create ``ledger_tokens`` if this ledger predates it (writers only)."""
+        if self.P == "?":
+            self._write(TOKENS_SQLITE)
+        else:
+            schema = self.prefix.rstrip(".")
+            self._write(TOKENS_PG.format(schema=schema))
 
     def read_clock(self) -> datetime | None:
         rows = self._rows(f"SELECT at FROM {self.prefix}ledger_clock WHERE id = 1")
@@ -408,6 +435,7 @@ EXTRA_TABLES_PG = [
     " id bigserial PRIMARY KEY, recorded_us bigint NOT NULL, command_id text NOT NULL,"
     " type text NOT NULL, order_id text NOT NULL, at_us bigint NOT NULL,"
     " deadline_us bigint NOT NULL, deadline text NOT NULL, command text NOT NULL)",
+    TOKENS_PG,
 ]
 
 

@@ -16,8 +16,6 @@ import msgspec
 
 from ledger.errors import LedgerError
 
-from ledger.events import recorded_at
-
 from .common import (
     WHEN,
     console,
@@ -157,20 +155,14 @@ def show(order_id: str, db: str | None, as_json: bool, as_of: datetime | None = 
     in_past = past(as_of, at_position)
     ledger = open_reader(db)
     try:
-        from replay.asof import steps_as_of
-        from replay.history import order_history
+        from replay.asof import show_order
 
+        point = None
         if in_past:
             from .replay_commands import _point
 
-            steps = steps_as_of(ledger, order_id, _point(ledger, as_of, at_position))
-        else:
-            steps = order_history(ledger, order_id)
-        view = dict(steps[-1].state) if steps else None
-        if view is not None:  # both times of the order's latest event
-            last = steps[-1].payload
-            view["updated_at"] = last.at.isoformat()
-            view["recorded_at"] = recorded_at(last).isoformat()
+            point = _point(ledger, as_of, at_position)
+        view = show_order(ledger, order_id, point)
     finally:
         ledger.close()
     if view is None:
@@ -508,7 +500,8 @@ def _register_optional() -> None:
     import importlib
 
     for name in ("order_ledger.read_commands", "order_ledger.replay_commands",
-                 "order_ledger.feed_commands", "order_ledger.ops_commands"):
+                 "order_ledger.feed_commands", "order_ledger.ops_commands",
+                 "order_ledger.service_commands"):
         try:
             module = importlib.import_module(name)
         except ModuleNotFoundError as exc:

@@ -257,3 +257,18 @@ def order_view(ledger: Ledger, order_id: str, point: Point | int) -> dict[str, A
     """``order-ledger show`` of the order as it was at ``point`` (None: not placed yet)."""
     steps = steps_as_of(ledger, order_id, point)
     return steps[-1].state if steps else None
+
+
+def show_order(ledger: Ledger, order_id: str, point: Point | None = None) -> dict[str, Any] | None:
+    """``order-ledger show --json``: the order now (``point`` None) or as of ``point``,
+    with the business time (``updated_at``) and the recording time (``recorded_at``)
+    of its latest event; None when the ledger holds no such order (by then)."""
+    steps = steps_as_of(ledger, order_id, point) if point is not None \
+        else order_history(ledger, order_id)
+    if not steps:
+        return None
+    view = dict(steps[-1].state)
+    last = steps[-1].payload
+    view["updated_at"] = last.at.isoformat()
+    view["recorded_at"] = ev.recorded_at(last).isoformat()
+    return view

@@ -49,6 +49,10 @@ class AuditQuery:
     offset: int = 0  # skip this many of the newest matches (page back with limit)
     #: only events at or before this position (what was recorded by ``--known-at``)
     upto: int | None = None
+    #: only events after this position (paging forward: the last position of a page)
+    after: int | None = None
+    #: the oldest N matches (after ``after``), in position order; not with ``limit``
+    first: int | None = None
 
     def __post_init__(self) -> None:
         unknown = [t for t in self.types if t not in ev.EVENT_TYPES]
@@ -62,6 +66,9 @@ class AuditQuery:
             raise AuditError("--limit is 1 or more")
         if self.offset < 0:
             raise AuditError("--offset is 0 or more")
+        if self.first is not None and (self.first < 1 or self.limit is not None
+                                       or self.offset):
+            raise AuditError("first is 1 or more, and not with limit or offset")
 
     def sql(self, table: str = "audit") -> tuple[str, list[Any]]:
         """The SELECT and its parameters."""
@@ -85,6 +92,9 @@ class AuditQuery:
         if self.upto is not None:
             where.append("position <= ?")
             args.append(self.upto)
+        if self.after is not None:
+            where.append("position > ?")
+            args.append(self.after)
         if self.reason is not None:
             # exact, or one of an adjustment's several reasons (stored as ",A,B,": one
             # range of the reason index, see projections.model._audit_reason)
@@ -100,6 +110,9 @@ class AuditQuery:
             # position order by the caller
             sql += " ORDER BY position DESC LIMIT ? OFFSET ?"
             args.extend([-1 if self.limit is None else self.limit, self.offset])
+        elif self.first is not None:
+            sql += " ORDER BY position LIMIT ?"
+            args.append(self.first)
         else:
             sql += " ORDER BY position"
         return sql, args

@@ -105,9 +105,13 @@ ACTIONS: dict[str, str] = {
 }
 
 
-def explain(ledger: Ledger, order_id: str) -> dict[str, Any] | None:
-    """Why the order is in its status, and what happens next."""
-    steps = order_history(ledger, order_id)
+def explain(ledger: Ledger, order_id: str,
+            steps: list[Step] | None = None) -> dict[str, Any] | None:
+    """Why the order is in its status, and what happens next; ``steps``: the order's
+    history to explain (default: all of it; e.g. ``replay.asof.steps_as_of`` for a past
+    view)."""
+    if steps is None:
+        steps = order_history(ledger, order_id)
     if not steps:
         return None
     state = steps[-1].state

@@ -1,0 +1,271 @@
+"""Load test of ``order-ledger serve`` on loopback, against the CLI's ``apply``.
+
+16 clients (default) each post one command per request -- a ``place`` with
+``at`` = now, every order distinct -- while readers poll ``GET /api/orders``
+and one client follows ``GET /api/events``. Bounded: ``--commands`` in all and
+``--max-seconds``. Reports requests/s, p50/p99 latency, the group commits the
+requests shared, events lost on the stream (must be 0), and the ratio to
+``order-ledger apply`` of the same commands (one file, one process) in the
+same run, on a fresh ledger each.
+
+    python -m bench.service_load --commands 2000 --workers 4
+    python -m bench.service_load --db postgresql://postgres@127.0.0.1:5432/test --workers 2
+
+Prints one JSON object (``--json``) or a short table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+
+
+def command(n: int, run: str) -> dict[str, Any]:
+    order_id = f"203-{n % 10_000_000:07d}-{(n * 7919) % 10_000_000:07d}"
+    return {"type": "place", "command_id": f"load-{run}-{n}", "order_id": order_id,
+            "at": datetime.now(timezone.utc).isoformat(), "currency": "SEK",
+            "ship_service_level": "Standard",
+            "items": [{"order_item_id": f"{n:014d}", "sku": "LOAD-1", "title": "Load mug",
+                       "quantity": 1, "item_price": "100.00"}],
+            "buyer": {"name": "Load Tester", "email": "load@example.se", "language": "sv-SE"},
+            "ship_to": {"name": "Load Tester", "address_1": "Gatan 1", "city": "Lund",
+                        "postal_code": "22222", "country": "SE"}}
+
+
+def fresh_location(base: str | None, workdir: Path, name: str) -> tuple[str, str | None]:
+    if base and base.startswith("postgres"):
+        schema = f"load_{name}_{uuid.uuid4().hex[:8]}"
+        sep = "&" if "?" in base else "?"
+        return f"{base}{sep}schema={schema}", schema
+    return str(workdir / f"{name}.db"), None
+
+
+def drop(schema: str | None, base: str | None) -> None:
+    if schema and base:
+        import psycopg
+
+        with psycopg.connect(base.split("?")[0], autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+def cli_apply(db: str, commands: list[dict]) -> float:
+    """Seconds for ``order-ledger apply`` of the commands (one file, one process)."""
+    with tempfile.NamedTemporaryFile("w", suffix=".jsonl", delete=False) as f:
+        for c in commands:
+            f.write(json.dumps(c) + "\n")
+        path = f.name
+    try:
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        start = time.perf_counter()
+        out = subprocess.run([sys.executable, "-m", "order_ledger", "apply", path, "--db", db,
+                              "-q"], env=env, capture_output=True, text=True)
+        took = time.perf_counter() - start
+        if out.returncode != 0:
+            raise RuntimeError(f"apply failed: {out.stdout}{out.stderr}")
+        return took
+    finally:
+        os.unlink(path)
+
+
+class RawClient:
+    """One keep-alive HTTP/1.1 connection with as little client work as possible, so the
+    load generator (on the same machine) leaves the CPU to the server."""
+
+    def __init__(self, host: str, port: int, token: str) -> None:
+        self.host, self.port = host, port
+        self.auth = f"Authorization: Bearer {token}\r\n".encode()
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def post(self, path: str, body: bytes) -> tuple[int, bytes]:
+        if self.writer is None:
+            self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+        assert self.reader is not None
+        self.writer.write(
+            f"POST {path} HTTP/1.1\r\nHost: {self.host}\r\n".encode() + self.auth
+            + b"Content-Type: application/json\r\nContent-Length: "
+            + str(len(body)).encode() + b"\r\n\r\n" + body)
+        head = await self.reader.readuntil(b"\r\n\r\n")
+        status = int(head[9:12])
+        length = 0
+        for line in head.split(b"\r\n"):
+            if line[:15].lower() == b"content-length:":
+                length = int(line[15:])
+        return status, await self.reader.readexactly(length)
+
+    async def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+async def run_load(url: str, token: str, commands: list[dict], clients: int, readers: int,
+                   max_seconds: float) -> dict[str, Any]:
+    import httpx
+
+    queue: asyncio.Queue = asyncio.Queue()
+    for c in commands:
+        queue.put_nowait(c)
+    latencies: list[float] = []
+    failures: list[str] = []
+    acked: list[str] = []
+    stop = asyncio.Event()
+    headers = {"Authorization": f"Bearer {token}"}
+    deadline = time.monotonic() + max_seconds
+    reads = 0
+    seen: set[int] = set()
+    start_head = 0
+
+    limits = httpx.Limits(max_connections=clients + readers + 2)
+    async with httpx.AsyncClient(base_url=url, headers=headers, timeout=60,
+                                 limits=limits) as http:
+        start_head = (await http.get("/health")).json()["head"]
+
+        from urllib.parse import urlparse
+
+        u = urlparse(url)
+
+        async def poster() -> None:
+            raw = RawClient(u.hostname or "127.0.0.1", u.port or 80, token)
+            try:
+                while not queue.empty() and time.monotonic() < deadline:
+                    c = queue.get_nowait()
+                    body = json.dumps([c]).encode()
+                    t0 = time.perf_counter()
+                    status, text = await raw.post("/api/commands", body)
+                    latencies.append(time.perf_counter() - t0)
+                    if status != 200 or json.loads(text)[0]["status"] != "applied":
+                        failures.append(text[:200].decode(errors="replace"))
+                    else:
+                        acked.append(c["command_id"])
+            finally:
+                await raw.close()
+
+        async def reader() -> None:
+            nonlocal reads
+            while not stop.is_set():
+                r = await http.get("/api/orders", params={"limit": 10})
+                if r.status_code == 200:
+                    reads += 1
+                await asyncio.sleep(0.05)
+
+        async def follower() -> None:
+            async with http.stream("GET", "/api/events", params={"after": start_head}) as r:
+                async for line in r.aiter_lines():
+                    if line.startswith("id: "):
+                        seen.add(int(line[4:]))
+                    if stop.is_set() and final_head and max(seen, default=0) >= final_head:
+                        return
+
+        final_head = 0
+        follow = asyncio.create_task(follower())
+        read_tasks = [asyncio.create_task(reader()) for _ in range(readers)]
+        await asyncio.sleep(0.3)
+        t0 = time.perf_counter()
+        await asyncio.gather(*(poster() for _ in range(clients)))
+        elapsed = time.perf_counter() - t0
+        stop.set()
+        final_head = (await http.get("/health")).json()["head"]
+        try:
+            await asyncio.wait_for(follow, timeout=30)
+        except asyncio.TimeoutError:
+            follow.cancel()
+        for t in read_tasks:
+            t.cancel()
+        await asyncio.gather(*read_tasks, return_exceptions=True)
+    expected = set(range(start_head + 1, final_head + 1))
+    lat = sorted(latencies)
+    return {"requests": len(latencies), "acked": len(acked), "failures": len(failures),
+            "failure_sample": failures[:3], "seconds": elapsed,
+            "throughput": len(acked) / elapsed if elapsed else 0.0,
+            "p50_ms": 1000 * statistics.median(lat) if lat else None,
+            "p99_ms": 1000 * lat[min(len(lat) - 1, int(len(lat) * 0.99))] if lat else None,
+            "reads": reads, "events": len(expected),
+            "events_lost": len(expected - seen)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    from service_harness import Server
+
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--db", default=None, help="a postgresql:// URL (default: SQLite files)")
+    ap.add_argument("--commands", type=int, default=2000)
+    ap.add_argument("--clients", type=int, default=16)
+    ap.add_argument("--readers", type=int, default=2)
+    ap.add_argument("--workers", type=int, default=4)
+    ap.add_argument("--max-seconds", type=float, default=120.0)
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args(argv)
+
+    run = uuid.uuid4().hex[:6]
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        cli_db, cli_schema = fresh_location(args.db, work, "cli")
+        svc_db, svc_schema = fresh_location(args.db, work, "svc")
+        try:
+            cli_cmds = [command(n, run + "c") for n in range(1, args.commands + 1)]
+            cli_seconds = cli_apply(cli_db, cli_cmds)
+            # the service's ledger exists (with its tokens) before the clock starts
+            server = Server(svc_db, workers=args.workers,
+                            extra=("--tick-interval", "0")).start(timeout=60)
+            try:
+                svc_cmds = [command(n, run + "s") for n in range(1, args.commands + 1)]
+                result = asyncio.run(run_load(server.url, server.tokens["operator"], svc_cmds,
+                                              args.clients, args.readers, args.max_seconds))
+                commits = _group_commits(server, args.workers)
+            finally:
+                server.stop()
+        finally:
+            drop(cli_schema, args.db)
+            drop(svc_schema, args.db)
+    cli_rate = args.commands / cli_seconds
+    result.update({"backend": "postgresql" if args.db else "sqlite", "workers": args.workers,
+                   "clients": args.clients, "commands": args.commands,
+                   "cli_seconds": cli_seconds, "cli_throughput": cli_rate,
+                   "ratio": result["throughput"] / cli_rate, **commits})
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(f"{result['backend']}, {args.workers} workers, {args.clients} clients, "
+              f"{args.commands} commands (one per request)")
+        print(f"  service: {result['throughput']:,.0f} commands/s, p50 "
+              f"{result['p50_ms']:.1f} ms, p99 {result['p99_ms']:.1f} ms, "
+              f"{result['failures']} failed, {result['reads']} reads, "
+              f"events lost {result['events_lost']} of {result['events']}")
+        print(f"  group commits seen: {result['commits_seen']} for "
+              f"{result['requests_seen']} requests")
+        print(f"  cli apply: {cli_rate:,.0f} commands/s ({cli_seconds:.2f} s with start-up)")
+        print(f"  ratio service/cli: {result['ratio']:.2f}")
+    ok = result["events_lost"] == 0 and result["failures"] == 0
+    return 0 if ok else 1
+
+
+def _group_commits(server: Any, workers: int) -> dict[str, int]:
+    """Requests and commits summed over the worker processes /health reached."""
+    import httpx
+
+    by_pid: dict[int, dict] = {}
+    with httpx.Client(base_url=server.url, timeout=5) as c:
+        for _ in range(workers * 8):
+            h = c.get("/health", headers={"Connection": "close"}).json()
+            by_pid[h["pid"]] = h
+    return {"requests_seen": sum(h["requests"] for h in by_pid.values()),
+            "commits_seen": sum(h["commits"] for h in by_pid.values()),
+            "processes_seen": len(by_pid)}
+
+
+if __name__ == "__main__":
+    sys.exit(main())

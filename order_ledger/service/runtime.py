@@ -1,0 +1,230 @@
+"""What one service process holds: the group-commit writer, a pool of readers, the views.
+
+:class:`GroupWriter` owns the process's one writing :class:`~ledger.application.Ledger`
+in one thread. Requests put their command lines on its queue; the thread takes
+every request waiting, applies all their lines with one
+:meth:`~ledger.application.Ledger.apply_lines` call -- one batch under the
+ledger's writer lock, one durable transaction -- and only then answers each
+request with its own lines' outcomes. While a batch commits, the next requests
+gather, so concurrent posts share commits as a database's group commit does.
+Across processes the ledger's writer lock serialises the batches.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import os
+import queue
+import threading
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Any, Callable, Iterator
+
+from ledger.application import Ledger, Outcome
+from ledger.clock import SystemClock
+
+
+@dataclass
+class ServiceConfig:
+    """Settings of one service process (``order-ledger serve`` fills them)."""
+
+    db: str
+    views: str | None = None
+    #: the ticker ticks at the system clock minus this
+    allowed_lateness: timedelta = timedelta(minutes=5)
+    #: seconds between ticks; 0 turns the ticker off
+    tick_interval: float = 60.0
+    #: the wall clock (tests inject a fixed one); rules never read it, the ticker does
+    clock: Callable[[], datetime] = field(default_factory=lambda: SystemClock().now)
+    #: readers per process (history, show, as-of reads, token checks)
+    readers: int = 4
+    #: most command lines in one group commit
+    max_batch_lines: int = 5000
+    #: an SSE client more than this many events behind is ended with "overflow"
+    sse_max_lag: int = 10_000
+    #: seconds between polls of the ledger's head for the event stream
+    sse_poll: float = 0.2
+    #: longest body accepted, in bytes
+    max_body: int = 32 * 1024 * 1024
+
+
+class _Job:
+    __slots__ = ("lines", "future", "advance_clock")
+
+    def __init__(self, lines: list[tuple[int, bytes]], advance_clock: bool) -> None:
+        self.lines = lines
+        self.advance_clock = advance_clock
+        self.future: concurrent.futures.Future = concurrent.futures.Future()
+
+
+class GroupWriter:
+    """One writer thread per process; see the module's docstring."""
+
+    def __init__(self, ledger: Ledger, max_lines: int = 5000) -> None:
+        self.ledger = ledger
+        self.max_lines = max_lines
+        self._turns = _turns_file(ledger)
+        self.queue: queue.Queue[_Job | None] = queue.Queue()
+        self.thread = threading.Thread(target=self._run, name="ledger-writer", daemon=True)
+        self.commits = 0
+        self.requests = 0
+        self.thread.start()
+
+    async def submit(self, lines: list[tuple[int, bytes]], *,
+                     advance_clock: bool = False) -> list[Outcome]:
+        """Apply ``(line number, line)`` pairs; their outcomes once committed."""
+        job = _Job(lines, advance_clock)
+        self.queue.put(job)
+        return await asyncio.wrap_future(job.future)
+
+    def run_sync(self, fn: Callable[[Ledger], Any]) -> "concurrent.futures.Future[Any]":
+        """Run ``fn(ledger)`` on the writer thread between batches (feeds, imports, ticks)."""
+        job = _Job([], False)
+        job.lines = fn  # type: ignore[assignment]
+        self.queue.put(job)
+        return job.future
+
+    def close(self) -> None:
+        self.queue.put(None)
+        self.thread.join(timeout=30)
+        if self._turns is not None:
+            os.close(self._turns)
+            self._turns = None
+
+    @contextmanager
+    def _turn(self) -> Iterator[None]:
+        """Service processes on one SQLite ledger take turns on a lock file with a
+        blocking ``flock`` (the kernel wakes the next at once) before the ledger's own
+        writer lock, which polls; so the ledger's lock is nearly always free for them."""
+        if self._turns is None:
+            yield
+            return
+        import fcntl
+
+        fcntl.flock(self._turns, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(self._turns, fcntl.LOCK_UN)
+
+    def _run(self) -> None:
+        while True:
+            job = self.queue.get()
+            if job is None:
+                return
+            # wait for our turn first: requests that arrive meanwhile join this batch
+            with self._turn():
+                if callable(job.lines):
+                    self._call(job)
+                    continue
+                group = [job]
+                size = len(job.lines)
+                stop = False
+                pending_call: _Job | None = None
+                while size < self.max_lines:
+                    try:
+                        nxt = self.queue.get_nowait()
+                    except queue.Empty:
+                        break
+                    if nxt is None:
+                        stop = True
+                        break
+                    if callable(nxt.lines):
+                        pending_call = nxt
+                        break
+                    group.append(nxt)
+                    size += len(nxt.lines)
+                self._batch(group)
+                if pending_call is not None:
+                    self._call(pending_call)
+            if stop:
+                return
+
+    def _call(self, job: _Job) -> None:
+        if not job.future.set_running_or_notify_cancel():
+            return
+        try:
+            result = job.lines(self.ledger)  # type: ignore[operator]
+            job.future.set_result(result)
+        except BaseException as exc:  # noqa: BLE001 - handed to the request
+            job.future.set_exception(exc)
+
+    def _batch(self, group: list[_Job]) -> None:
+        lines: list[bytes] = []
+        owners: list[tuple[_Job, int]] = []
+        for job in group:
+            for n, line in job.lines:
+                lines.append(line)
+                owners.append((job, n))
+        results: dict[int, list[Outcome]] = {id(j): [] for j in group}
+        try:
+            if lines:
+                outs = list(self.ledger.apply_lines(lines, batch_size=max(1, len(lines)),
+                                                    advance_clock=group[0].advance_clock))
+                for out in outs:
+                    job, n = owners[(out.line or 1) - 1]
+                    out.line = n
+                    results[id(job)].append(out)
+                self.commits += 1
+            self.requests += len(group)
+        except BaseException as exc:  # noqa: BLE001 - every request of the batch gets it
+            for job in group:
+                if job.future.set_running_or_notify_cancel():
+                    job.future.set_exception(exc)
+            return
+        for job in group:
+            if job.future.set_running_or_notify_cancel():
+                job.future.set_result(results[id(job)])
+
+
+def _turns_file(ledger: Ledger) -> int | None:
+    """The descriptor of ``<ledger>-service.lock`` (SQLite files only), else None."""
+    from ledger.store import sqlite_file
+
+    path = sqlite_file(ledger.db)
+    if path is None:
+        return None
+    try:
+        return os.open(os.path.abspath(path) + "-service.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError:
+        return None
+
+
+class ReaderPool:
+    """Ledgers opened for reading, one per concurrent blocking read."""
+
+    def __init__(self, db: str, size: int) -> None:
+        self.db = db
+        self.size = size
+        self._free: queue.LifoQueue[Ledger] = queue.LifoQueue()
+        self._made = 0
+        self._lock = threading.Lock()
+        self._sem = threading.BoundedSemaphore(size)
+
+    @contextmanager
+    def ledger(self) -> Iterator[Ledger]:
+        self._sem.acquire()
+        try:
+            try:
+                led = self._free.get_nowait()
+            except queue.Empty:
+                led = Ledger(self.db, clock=SystemClock(), mode="read")
+            try:
+                yield led
+            finally:
+                self._free.put(led)
+        finally:
+            self._sem.release()
+
+    def close(self) -> None:
+        while True:
+            try:
+                self._free.get_nowait().close()
+            except queue.Empty:
+                return
+
+
+def utc_now() -> datetime:
+    return datetime.now(timezone.utc)
