@@ -60,7 +60,7 @@ if str(ROOT) not in sys.path:
 
 import msgspec  # noqa: E402
 
-from ledger.application import Ledger  # noqa: E402
+from ledger.application import Ledger, ledger_exists  # noqa: E402
 from ledger.check import check_ledger, read_commands  # noqa: E402
 from ledger.domain import ORDER_PREFIX, SKU_PREFIX, Inventory, Order  # noqa: E402
 from ledger.store import LedgerSQLiteRecorder, is_postgres  # noqa: E402
@@ -411,7 +411,9 @@ def harness(kills: int, *, orders: int = 60, seed: int = 1, batch_size: int = 25
                     else:
                         t = rng.uniform(0.05, full_time * 1.1)
                 follower = None
-                exists = is_postgres(led_db) or os.path.exists(led_db)  # follow needs a ledger
+                # follow needs a ledger: on PostgreSQL a first run killed early may not
+                # have created the schema yet
+                exists = ledger_exists(led_db)
                 if views and exists and rng.random() < 0.5:  # the views follow the writer
                     follower = start_views("follow", led_db, views_file, env)
                     follow_timer = kill_later(follower, rng.uniform(0.3, full_time))
