@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 WINDOW_DAYS = 30
 
@@ -42,7 +42,7 @@ class Violation:
     start: int | None = None
     end: int | None = None
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         return {"rule": self.rule, "message": self.message, "found": self.found,
                 "start": self.start, "end": self.end}
 
@@ -55,7 +55,7 @@ class _Image:
     tag_start: int
     src: str
     src_start: int
-    attrs: dict
+    attrs: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -251,7 +251,8 @@ _MD_IMAGE = re.compile(r"!\[[^\[\]\n]{0,2000}\]\(\s*([^()\s]{0,2000})[^()\n]{0,2
 def _images(body: str) -> tuple[_Image, ...]:
     found: list[_Image] = []
     for tag in _IMG_TAG.finditer(body):
-        attrs, src, src_start = {}, "", tag.start()
+        attrs: dict[str, str] = {}
+        src, src_start = "", tag.start()
         for a in _TAG_ATTR.finditer(tag.group()):
             group = next(g for g in (2, 3, 4) if a.group(g) is not None)
             attrs.setdefault(a.group(1).lower(), a.group(group))
@@ -586,13 +587,15 @@ RULES: dict[str, str] = {rule: description for rule, description, _ in _CHECKS}
 
 
 def _attachment(a: object) -> tuple[str, str]:
-    get = a.get if isinstance(a, dict) else (lambda k: getattr(a, k, None))
-    name, kind = get("name"), get("kind")
+    if isinstance(a, dict):
+        name, kind = a.get("name"), a.get("kind")
+    else:
+        name, kind = getattr(a, "name", None), getattr(a, "kind", None)
     return ("" if name is None else str(name), "" if kind is None else str(kind).strip().lower())
 
 
 def check_message(*, order_id: str, purpose: str, language: str, body: str,
-                  attachments: Iterable = (),
+                  attachments: Iterable[object] = (),
                   phone_reason: str | None = None,
                   buyer_language: str,
                   completed_at: datetime | None,

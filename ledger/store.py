@@ -57,7 +57,7 @@ class Batch:
     #: recording times: (index of the last event of a run in this batch, recorded_us)
     recorded: list[tuple[int, int]] = field(default_factory=list)
     #: late facts that contradict a deadline already applied (kept although rejected)
-    conflicts: list[tuple] = field(default_factory=list)
+    conflicts: list[tuple[Any, ...]] = field(default_factory=list)
 
 
 EXTRA_TABLES_SQLITE = [
@@ -161,6 +161,10 @@ class LedgerRecorderMixin:
         rows = self._rows_if_table(f"SELECT MAX(recorded_us) FROM {self.prefix}ledger_commits")
         return from_us(rows[0][0]) if rows and rows[0][0] is not None else None
 
+    def build_chain(self) -> int:
+        """The one-off migration: chain every stored event; how many were hashed."""
+        raise NotImplementedError  # pragma: no cover - each backend has its own
+
     def position_recorded_by(self, until: datetime) -> int | None:
         """The last position recorded at or before ``until``; None when the ledger holds
         no recording times (it was written before they existed)."""
@@ -168,9 +172,9 @@ class LedgerRecorderMixin:
                           f"THEN position END) FROM {self.prefix}ledger_commits", (to_us(until),))
         if not rows or not rows[0][0]:
             return None
-        return rows[0][1] or 0
+        return int(rows[0][1] or 0)
 
-    def conflicts(self, order_id: str | None = None) -> list[tuple]:
+    def conflicts(self, order_id: str | None = None) -> list[tuple[Any, ...]]:
         """Late facts rejected because a deadline had already been applied, oldest first:
         (recorded_us, command_id, type, order_id, at_us, deadline_us, deadline, command)."""
         where = f" WHERE order_id = {self.P}" if order_id else ""
@@ -181,7 +185,7 @@ class LedgerRecorderMixin:
 
     def _build_chain(self, cursor: Any) -> int:
         """Hash every stored event into an empty chain, in a write transaction."""
-        def tup(row: Any) -> tuple:
+        def tup(row: Any) -> tuple[Any, ...]:
             return tuple(row.values()) if isinstance(row, dict) else tuple(row)
 
         cursor.execute(f"SELECT COUNT(*) FROM {self.prefix}ledger_chain")
@@ -225,10 +229,10 @@ class LedgerRecorderMixin:
 
     # --- reads ----------------------------------------------------------------
 
-    def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
+    def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         raise NotImplementedError
 
-    def _rows_if_table(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
+    def _rows_if_table(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         """:meth:`_rows` over a table a newer version added: none when a ledger from an
         older version is opened for reading (readers create no tables)."""
         try:
@@ -267,34 +271,34 @@ class LedgerRecorderMixin:
         return found
 
     def due_deadlines(self, until: datetime) -> list[tuple[str, int, str]]:
-        return [tuple(r) for r in self._rows(  # type: ignore[misc]
+        return [tuple(r) for r in self._rows(
             f"SELECT order_id, due_us, kind FROM {self.prefix}ledger_deadlines WHERE due_us <= {self.P} "
             "ORDER BY due_us, order_id", (to_us(until),))]
 
     def next_deadline(self) -> tuple[str, int, str] | None:
         rows = self._rows(
             f"SELECT order_id, due_us, kind FROM {self.prefix}ledger_deadlines ORDER BY due_us, order_id LIMIT 1")
-        return tuple(rows[0]) if rows else None  # type: ignore[return-value]
+        return tuple(rows[0]) if rows else None
 
     def count_deadlines(self) -> int:
-        return self._rows(f"SELECT COUNT(*) FROM {self.prefix}ledger_deadlines")[0][0]
+        return int(self._rows(f"SELECT COUNT(*) FROM {self.prefix}ledger_deadlines")[0][0])
 
     def head(self) -> int:
         return self.max_notification_id() or 0  # type: ignore[attr-defined]
 
     position_column = "rowid"
 
-    def select_with_positions(self, agg_id: str) -> list[tuple]:
+    def select_with_positions(self, agg_id: str) -> list[tuple[Any, ...]]:
         """One aggregate's events with their global positions: (position, version, topic, state)."""
         table = self.prefix + self.events_table_name  # type: ignore[attr-defined]
         return self._rows(
             f"SELECT {self.position_column}, originator_version, topic, state FROM {table} "
             f"WHERE originator_id = {self.P} ORDER BY originator_version", (agg_id,))
 
-    def select_events_many(self, ids: Sequence[str]) -> list[tuple]:
+    def select_events_many(self, ids: Sequence[str]) -> list[tuple[Any, ...]]:
         """Stored events of many aggregates at once: (id, version, topic, state)."""
         table = self.prefix + self.events_table_name  # type: ignore[attr-defined]
-        out: list[tuple] = []
+        out: list[tuple[Any, ...]] = []
         for i in range(0, len(ids), 500):
             chunk = list(ids[i:i + 500])
             marks = ", ".join([self.P] * len(chunk))
@@ -377,7 +381,7 @@ class LedgerSQLiteRecorder(LedgerRecorderMixin, SQLiteApplicationRecorder):
             c.execute(f"SELECT MAX(rowid) FROM {self.events_table_name}")
             last = c.fetchone()[0] or 0
             prev = self._chain_next(c, last)
-            rows = [(s.originator_id, s.originator_version, s.topic, s.state)
+            rows = [(str(s.originator_id), s.originator_version, s.topic, s.state)
                     for s in stored_events]
             c.executemany(self.insert_events_statement, rows)
             ids = list(range(last + 1, last + 1 + len(stored_events)))
@@ -386,7 +390,7 @@ class LedgerSQLiteRecorder(LedgerRecorderMixin, SQLiteApplicationRecorder):
         self._write_batch(c, kwargs.get("batch"))
         return ids
 
-    def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
+    def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         with self.datastore.transaction(commit=False) as c:
             c.execute(sql, params)
             return [tuple(r) for r in c.fetchall()]
@@ -428,7 +432,7 @@ class LedgerPostgresRecorder(LedgerRecorderMixin, PostgresApplicationRecorder):
                     Identifier(datastore.schema)))
 
         for stmt in EXTRA_TABLES_PG:
-            self.sql_create_statements.append(SQL(stmt.format(schema=f'"{datastore.schema}"')))
+            self.sql_create_statements.append(SQL(stmt.format(schema=f'"{datastore.schema}"')))  # type: ignore[arg-type]  # a plain SQL runs as well as a Composed
 
     def _insert_events(self, curs: Any, stored_events: Sequence[StoredEvent], **kwargs: Any) -> None:
         # Runs inside the insert's transaction, before the events are inserted:
@@ -440,8 +444,8 @@ class LedgerPostgresRecorder(LedgerRecorderMixin, PostgresApplicationRecorder):
         if stored_events:
             conn = curs.connection
             with conn.cursor() as reader:
-                self._lock_table(reader)  # type: ignore[attr-defined]
-                table = self.prefix + self.events_table_name  # type: ignore[attr-defined]
+                self._lock_table(reader)
+                table = self.prefix + self.events_table_name
                 reader.execute(f"SELECT MAX(notification_id) AS m FROM {table}")
                 last = reader.fetchone()["m"] or 0
                 conn.ledger_chain_prev = self._chain_next(reader, last)
@@ -450,19 +454,19 @@ class LedgerPostgresRecorder(LedgerRecorderMixin, PostgresApplicationRecorder):
     def build_chain(self) -> int:
         """The one-off migration: chain every stored event; how many were hashed."""
         with self.datastore.transaction(commit=True) as curs:
-            self._lock_table(curs)  # type: ignore[attr-defined]
+            self._lock_table(curs)
             return self._build_chain(curs)
 
     def _fetch_ids_after_insert_events(self, curs: Any, stored_events: Sequence[StoredEvent],
                                        **kwargs: Any) -> Sequence[int] | None:
-        ids = list(super()._fetch_ids_after_insert_events(  # type: ignore[misc]
+        ids = list(super()._fetch_ids_after_insert_events(
             curs, stored_events, **kwargs) or [])
         # The library catches what is raised here and commits before re-raising
         # it, so a failure must abort the transaction in the server itself.
         try:
             prev = curs.connection.__dict__.pop("ledger_chain_prev")
             self._write_chain(curs, prev, [
-                (pos, s.originator_id, s.originator_version, s.topic, s.state)
+                (pos, str(s.originator_id), s.originator_version, s.topic, s.state)
                 for pos, s in zip(ids, stored_events)])
             self._write_commits(curs, ids, kwargs.get("batch"))
         except BaseException:
@@ -471,7 +475,7 @@ class LedgerPostgresRecorder(LedgerRecorderMixin, PostgresApplicationRecorder):
             raise
         return ids
 
-    def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
+    def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         with self.datastore.transaction(commit=False) as curs:
             curs.execute(sql, params)
             return [tuple(r.values()) for r in curs.fetchall()]

@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 import sys
 from datetime import datetime
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Literal
 
 import click
 
@@ -222,7 +222,7 @@ def as_of_options(fn: Any) -> Any:
 
 
 def _point(ledger: Any, as_of: datetime | None, at_position: int | None,
-           known: datetime | None | bool = True) -> Any:
+           known: datetime | None | Literal[True] = True) -> Any:
     """The point asked for; ``known``: a known-at time, None, or True for the
     command's own ``--known-at``."""
     from replay.asof import AsOfError, resolve

@@ -7,7 +7,7 @@ functions, so what a reader gets cannot differ between them.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import msgspec
 
@@ -136,7 +136,7 @@ def order_row(d: OrderDoc) -> dict[str, Any]:
     }
 
 
-def manage_orders_key(d: OrderDoc) -> tuple:
+def manage_orders_key(d: OrderDoc) -> tuple[Any, ...]:
     """Manage Orders lists the newest purchase first, ties by order id."""
     return (-d.purchase_us, d.order_id)
 
@@ -154,7 +154,7 @@ def inventory_row(sku: str, available: int, reserved: int) -> dict[str, Any]:
 _dec = msgspec.json.Decoder()
 
 
-def notification_row(row: tuple) -> dict[str, Any]:
+def notification_row(row: tuple[Any, ...]) -> dict[str, Any]:
     position, seq, at, to, kind, order_id, content = row
     return {"position": position, "seq": seq, "at": at, "to": to, "kind": kind,
             "order_id": order_id, "content": _dec.decode(content)}
@@ -194,7 +194,7 @@ def clean(v: Any) -> str:
     return str(v).translate(_BREAKS)
 
 
-def report_key(d: OrderDoc) -> tuple:
+def report_key(d: OrderDoc) -> tuple[Any, ...]:
     """Report rows: by purchase instant, then order id (then item order)."""
     return (d.purchase_us, d.order_id)
 
@@ -272,7 +272,7 @@ CANCELLATION_DAYS = 7
 LATE_SHIPMENT_DAYS = (10, 30)
 VALID_TRACKING_DAYS = 30
 
-TARGETS = {
+TARGETS: dict[str, tuple[float, str, Callable[[int, int], bool]]] = {
     # name: (target, text, breached(numerator, denominator)) -- integer arithmetic
     "cancellation_rate": (0.025, "< 2.5%", lambda n, d: n * 1000 >= d * 25),
     "late_shipment_rate": (0.04, "< 4%", lambda n, d: n * 100 >= d * 4),

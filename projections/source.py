@@ -64,8 +64,8 @@ class EventSource:
     def head(self) -> int:
         """The newest position (0 for an empty ledger)."""
         if self._conn is not None:
-            return self._conn.execute(f"SELECT MAX(rowid) FROM {self._table}").fetchone()[0] or 0
-        return self.ledger.head()
+            return int(self._conn.execute(f"SELECT MAX(rowid) FROM {self._table}").fetchone()[0] or 0)
+        return int(self.ledger.head())
 
     @property
     def direct(self) -> bool:

@@ -178,7 +178,7 @@ def export_bundle(ledger: Ledger, out: IO[bytes], *, orders: Iterable[str] = (),
                 position=position, aggregate_id=agg_id, version=version,
                 topic=topic, event=raw), payload.command_id))
     commands = ledger.recorder.command_rows({cid for _, _, cid in lines})
-    hashes = dict(ledger.recorder.chain_rows(1, head)) if lines else {}  # type: ignore[attr-defined]
+    hashes = dict(ledger.recorder.chain_rows(1, head)) if lines else {}
     for position, line, cid in lines:
         if cid in commands:
             line.command_type, line.command_at_us = commands[cid]
@@ -260,8 +260,8 @@ def read_bundle(data: bytes) -> tuple[Header, list[tuple[Line, ev.Event]]]:
     out = []
     for n, raw in enumerate(body, 2):
         try:
-            line = msgspec.json.decode(raw, type=Line)
-            out.append((line, decode_payload(line.topic, bytes(line.event))))
+            decoded = msgspec.json.decode(raw, type=Line)
+            out.append((decoded, decode_payload(decoded.topic, bytes(decoded.event))))
         except Exception as exc:
             raise BundleError(f"line {n}: cannot decode the event ({exc})") from None
     return header, out

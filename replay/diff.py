@@ -340,10 +340,11 @@ async def views_vs_rebuild(ledger: Ledger, views: str | None = None,
     fresh = Side("a fresh replay of the same events (what a rebuild would give)", when)
     for section in SECTIONS:
         s = snaps[SOURCE[section]]
-        fresh.sections[section] = {
+        read: dict[str, Callable[[], Any]] = {
             "orders": s.orders, "inventory": s.inventory, "notifications": s.notifications,
             "metrics": lambda: s.metrics(when), "orders_report": lambda: s.report_orders(when),
-            "unshipped_report": lambda: s.report_unshipped(when)}[section]()
+            "unshipped_report": lambda: s.report_unshipped(when)}
+        fresh.sections[section] = read[section]()
     stored.point = {"checkpoints": {n: cps.get(n, 0) for n in PROJECTIONS}, "at": when.isoformat()}
     fresh.point = {"positions": target, "at": when.isoformat()}
     result = compare(stored, fresh)

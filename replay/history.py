@@ -61,7 +61,7 @@ def order_history(ledger: Ledger, order_id: str, upto: int | None = None) -> lis
             break
         payload = decode(topic, bytes(state))
         order = Recorded(key, version, payload.at, payload).mutate(order)
-        steps.append(Step(position, version, payload, order.view()))  # type: ignore[union-attr]
+        steps.append(Step(position, version, payload, order.view()))
     return steps
 
 
