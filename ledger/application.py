@@ -169,6 +169,10 @@ class Ledger:
         self._store_readable = False
 
     def close(self) -> None:
+        """Release the writer lock and the store's connections; closing again does nothing."""
+        if self.__dict__.get("_closed"):
+            return
+        self._closed = True
         self._writer_lock.close()
         self.app.close()
 

@@ -92,3 +92,8 @@ class CipherKeyMismatch(StoreError):
     ENCRYPTED = "this ledger is encrypted: set ORDER_LEDGER_CIPHER_KEY"
     OTHER_KEY = ("this ledger is encrypted with another key: set ORDER_LEDGER_CIPHER_KEY to "
                  "the key its events were written with")
+
+
+class MessageDraftError(LedgerError):
+    """A message given to check is malformed (not an object, an unknown or missing
+    field, a time without a UTC offset): nothing was checked."""

@@ -321,6 +321,10 @@ class Views:
         return {r[0] for r in await db.execute_fetchall(
             "SELECT name FROM sqlite_master WHERE type = 'table'")}
 
+    async def is_built(self, name: str) -> bool:
+        """Whether every table of view ``name`` exists in the views file."""
+        return await self._tables_exist(name)
+
     async def _tables_exist(self, name: str, tables: set[str] | None = None) -> bool:
         if tables is None:
             tables = await self._tables()
