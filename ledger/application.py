@@ -20,7 +20,7 @@ import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Iterable, Iterator, TypeVar
+from typing import Any, Callable, Iterable, Iterator, TypeVar
 
 import msgspec
 import msgspec.structs
@@ -32,8 +32,18 @@ from . import events as ev
 from .chain import Digest
 from .clock import Clock, SystemClock
 from .codec import PayloadMapper
-from .domain import Inventory, LedgerAggregate, Order, order_key, sku_key, sku_quantities
+from .domain import (
+    Inventory,
+    LedgerAggregate,
+    Order,
+    Recorded,
+    order_key,
+    sku_key,
+    sku_quantities,
+)
 from .errors import CommandRejected, ConcurrencyConflict, LedgerBusy, LedgerReadOnly, StoreError
+from .backend import Backend
+from .eventlog import EventLog, RecorderLog
 from .store import Batch, LedgerRecorderMixin, env_for, from_us, resolve_db, to_us
 
 MAX_RETRIES = 5
@@ -337,6 +347,63 @@ class Ledger:
     def head(self) -> int:
         """The global position of the newest event (0 when empty)."""
         return self.recorder.head()
+
+    @property
+    def backend(self) -> Backend:
+        """Where this ledger lives and what follows from it (:class:`ledger.backend.Backend`)."""
+        return Backend(self.db)
+
+    def event_log(self, *, fast: bool = True) -> EventLog:
+        """The log of events for a reader (:mod:`ledger.eventlog`); ``fast``: a SQLite
+        ledger file is read directly when it can be. The caller closes it."""
+        log = self.backend.fast_log(self.recorder) if fast else None
+        return log if log is not None else RecorderLog(self.recorder)
+
+    def decoder(self) -> Callable[[str, bytes], ev.Event]:
+        """Decode a stored ``(topic, state)``: cipher, compression and upcasters apply."""
+        return self.mapper.decode_state
+
+    def plain_decoders(self) -> dict[str, msgspec.json.Decoder[ev.Event]] | None:
+        """Topic -> decoder of current, plain payloads, for bulk readers (None when
+        payloads are compressed or encrypted); see ``PayloadMapper.plain_decoders``."""
+        return self.mapper.plain_decoders()
+
+    def events_of(self, key: str, upto: int | None = None) -> list[tuple[int, int, ev.Event]]:
+        """One aggregate's events in order: ``(position, version, payload)``, up to
+        position ``upto``."""
+        decode = self.mapper.decode_state
+        out = []
+        for position, version, topic, state in self.recorder.select_with_positions(key):
+            if upto is not None and position > upto:
+                break
+            out.append((int(position), int(version), decode(topic, bytes(state))))
+        return out
+
+    def events_at(self, positions: Iterable[int]) -> dict[int, tuple[str, ev.Event]]:
+        """The events at the given global positions: ``{position: (aggregate id, payload)}``."""
+        decode = self.mapper.decode_state
+        return {pos: (agg, decode(topic, bytes(state)))
+                for pos, agg, topic, state in self.recorder.select_at_positions(positions)}
+
+    def command_times(self, command_ids: Iterable[str]) -> dict[str, tuple[str, int]]:
+        """Accepted commands by id: ``(type, business time in microseconds)``."""
+        return self.recorder.command_rows(command_ids)
+
+    @property
+    def encrypted(self) -> bool:
+        """Whether stored payloads are encrypted (``ORDER_LEDGER_CIPHER_KEY``)."""
+        return self.mapper.cipher is not None
+
+    def chain_rows(self, start: int, stop: int) -> list[tuple[int, bytes]]:
+        """The hash chain's ``(position, hash)`` rows with ``start <= position <= stop``."""
+        return self.recorder.chain_rows(start, stop)
+
+    def import_events(self, events: Iterable[Recorded], batch: Batch) -> None:
+        """Store events decided elsewhere (an imported bundle's) as they are, with their
+        batch rows, in one transaction."""
+        to_stored = self.mapper.to_stored_event
+        self.recorder.insert_events(  # type: ignore[attr-defined]
+            [to_stored(e) for e in events], batch=batch)
 
     def read_events(self, after: int = 0, limit: int = 10_000,
                     upto: int | None = None) -> list[tuple[int, str, ev.Event]]:

@@ -295,6 +295,20 @@ class LedgerRecorderMixin:
             f"SELECT {self.position_column}, originator_version, topic, state FROM {table} "
             f"WHERE originator_id = {self.P} ORDER BY originator_version", (agg_id,))
 
+    def select_at_positions(self, positions: Iterable[int]) -> list[tuple[int, str, str, Any]]:
+        """The stored events at the given global positions: (position, id, topic, state)."""
+        table = self.prefix + self.events_table_name  # type: ignore[attr-defined]
+        col = self.position_column
+        wanted = sorted(set(positions))
+        out: list[tuple[int, str, str, Any]] = []
+        for i in range(0, len(wanted), 500):
+            chunk = wanted[i:i + 500]
+            marks = ", ".join([self.P] * len(chunk))
+            out.extend((int(pos), agg, topic, state) for pos, agg, topic, state in self._rows(
+                f"SELECT {col}, originator_id, topic, state FROM {table} "
+                f"WHERE {col} IN ({marks})", chunk))
+        return out
+
     def select_events_many(self, ids: Sequence[str]) -> list[tuple[Any, ...]]:
         """Stored events of many aggregates at once: (id, version, topic, state)."""
         table = self.prefix + self.events_table_name  # type: ignore[attr-defined]

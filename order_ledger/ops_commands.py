@@ -19,7 +19,7 @@ from typing import Any
 import click
 
 from ledger.errors import StoreError
-from ledger.store import is_postgres, resolve_db
+from ledger.backend import Backend
 
 from .common import (console, db_option, err_console, json_option, open_ledger, open_reader,
                      print_json)
@@ -223,15 +223,15 @@ def backup_cmd(file: str, db: str | None, as_json: bool, force: bool) -> None:
     """
     from ledger.backup import PG_GUIDANCE, backup
 
-    location = resolve_db(db)
-    if is_postgres(location):
+    backend = Backend.of(db)
+    if not backend.copies_files:
         err_console.print(
             "Error: `order-ledger backup` copies SQLite ledgers; this ledger is on PostgreSQL.",
             markup=False)
         err_console.print(PG_GUIDANCE, markup=False)
         sys.exit(2)
     try:
-        result = backup(location, file, overwrite=force)  # "no ledger at …" when missing
+        result = backup(backend.location, file, overwrite=force)  # "no ledger at …" when missing
     except StoreError as exc:
         raise click.UsageError(str(exc)) from None
     _print_copy("backed up", result, as_json)
@@ -250,12 +250,12 @@ def restore_cmd(backup_file: str, db: str | None, as_json: bool, force: bool) ->
     """
     from ledger.backup import restore
 
-    location = resolve_db(db)
-    if is_postgres(location):
+    backend = Backend.of(db)
+    if not backend.copies_files:
         raise click.UsageError("restore copies SQLite ledgers; restore PostgreSQL with "
                                "pg_restore (see `order-ledger backup --help`)")
     try:
-        result = restore(backup_file, location, overwrite=force)
+        result = restore(backup_file, backend.location, overwrite=force)
     except StoreError as exc:
         raise click.UsageError(str(exc)) from None
     _print_copy("restored", result, as_json)

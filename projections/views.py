@@ -32,13 +32,12 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, AsyncIterator, Awaitable, Callable, Iterable, TypeVar, cast
-from urllib.parse import parse_qs, urlparse
 
 import aiosqlite
 
 from ledger.domain import ORDER_PREFIX
 from ledger.events import OrderPlaced
-from ledger.store import is_postgres
+from ledger.backend import Backend
 
 from . import read
 from .model import (
@@ -52,7 +51,7 @@ from .model import (
     row_to_metric,
     METRIC_COLUMNS,
 )
-from .source import EventSource, sqlite_file
+from .source import EventSource
 
 try:  # pragma: no cover - fcntl exists on every POSIX system
     import fcntl
@@ -92,17 +91,7 @@ def views_path(db: str, views: str | None = None) -> str:
     env = os.environ.get("ORDER_LEDGER_VIEWS")
     if env:
         return env
-    if is_postgres(db):
-        u = urlparse(db)
-        name = (u.path or "/").lstrip("/") or "postgres"
-        schema = parse_qs(u.query).get("schema", ["public"])[0]
-        safe = "".join(c if c.isalnum() or c in "._-" else "_" for c in f"{name}-{schema}")
-        return f"order-ledger-{safe}.views.db"
-    path = sqlite_file(db)
-    if path is None:
-        return ":memory:"
-    root, ext = os.path.splitext(path)
-    return root + ".views.db" if ext == ".db" else path + ".views.db"
+    return Backend(db).default_views_path()
 
 
 def unwritable_because(path: str) -> str | None:
