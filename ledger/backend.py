@@ -48,6 +48,12 @@ class Backend:
         return sqlite_file(self.location)
 
     @property
+    def dense_positions(self) -> bool:
+        """Whether global positions have no gaps: SQLite rowids do; a PostgreSQL
+        sequence skips the numbers of rolled-back inserts."""
+        return not self.is_postgres
+
+    @property
     def copies_files(self) -> bool:
         """Whether ``backup`` and ``restore`` can copy the ledger (SQLite files only;
         PostgreSQL has pg_dump and pg_restore)."""

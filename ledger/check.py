@@ -50,7 +50,7 @@ from .domain import (
     Recorded,
 )
 from .errors import CipherKeyMismatch
-from .store import LedgerSQLiteRecorder, from_us, to_us
+from .store import from_us, to_us
 
 if TYPE_CHECKING:
     from .application import Ledger
@@ -205,7 +205,7 @@ def check_ledger(ledger: "Ledger", *, limit: int = 1000,
     rec = ledger.recorder
     chained = rec.chain_head() is not None
     verifier = ChainVerifier(watch=digest.position if digest else None)
-    sqlite = isinstance(rec, LedgerSQLiteRecorder)
+    dense = ledger.backend.dense_positions
     decode = ledger.mapper.decode_state
 
     last_at: dict[str, datetime] = {}
@@ -229,7 +229,7 @@ def check_ledger(ledger: "Ledger", *, limit: int = 1000,
             pos, agg_id = n.id, str(n.originator_id)
             where = f"position {pos} ({agg_id} v{n.originator_version})"
             if pos != prev_pos + 1:
-                if sqlite:
+                if dense:
                     col.add("position-gap", f"positions jump from {prev_pos} to {pos}", where)
                 else:
                     gaps += 1
