@@ -72,3 +72,35 @@ def test_command_modules_import_only_the_shared_module(module):
     """No import cycles between the command modules: what they share (options, opening
     the ledger, the views runner, the import group) is in order_ledger/common.py."""
     assert _relative_imports(PACKAGE / f"{module}.py") <= {"common"}
+
+
+@pytest.mark.parametrize("args, code", [
+    (["show", "203-0000000-0000000"], 1),                     # sys.exit inside the command
+    (["tick", "--now", "2026-03-01T10:00:00Z"], 0),
+    (["history", "203-0000000-0000000"], 1),
+    (["tick"], 2),  # the wall clock is years past the ledger's: refused after opening
+])
+def test_the_ledger_a_command_opens_is_closed_when_it_ends(tmp_path, monkeypatch, args, code):
+    """Every ledger a command opens is a resource of its click context: closed however
+    the command ends (exit 0, 1 or a usage error after opening)."""
+    from ledger.application import Ledger
+
+    db = str(tmp_path / "l.db")
+    assert CliRunner().invoke(main, ["tick", "--now", "2020-01-01T00:00:00Z",
+                                     "--db", db]).exit_code == 0
+    opened, closed = [], []
+    real_init, real_close = Ledger.__init__, Ledger.close
+
+    def init(self, *a, **kw):
+        real_init(self, *a, **kw)
+        opened.append(self)
+
+    def close(self):
+        closed.append(self)
+        real_close(self)
+
+    monkeypatch.setattr(Ledger, "__init__", init)
+    monkeypatch.setattr(Ledger, "close", close)
+    result = CliRunner().invoke(main, [*args, "--db", db])
+    assert result.exit_code == code, result.output
+    assert opened and all(led in closed for led in opened)
