@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlparse
 
-from .store import LedgerSQLiteRecorder, is_postgres, resolve_db, sqlite_file
+from .store import is_postgres, resolve_db, sqlite_file
 
 if TYPE_CHECKING:
     from .eventlog import EventLog
@@ -87,7 +87,7 @@ class Backend:
         """The direct reader of a SQLite ledger file (:class:`ledger.sqlite.SQLiteFileLog`)
         opened by ``recorder``; None when there is none (PostgreSQL, in memory, a
         file that cannot be opened so)."""
-        from .sqlite import SQLiteFileLog
+        from .sqlite import LedgerSQLiteRecorder, SQLiteFileLog
 
         path = self.sqlite_file
         if not isinstance(recorder, LedgerSQLiteRecorder) or not path or not os.path.exists(path):
