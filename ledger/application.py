@@ -20,7 +20,7 @@ import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator, TypeVar
 
 import msgspec
 import msgspec.structs
@@ -32,7 +32,15 @@ from . import events as ev
 from .chain import Digest
 from .clock import Clock, SystemClock
 from .codec import PayloadMapper
-from .domain import Inventory, LedgerAggregate, Order, order_key, sku_key, sku_quantities
+from .domain import (
+    Inventory,
+    LedgerAggregate,
+    Order,
+    Recorded,
+    order_key,
+    sku_key,
+    sku_quantities,
+)
 from .errors import (
     CommandRejected,
     ConcurrencyConflict,
@@ -41,6 +49,8 @@ from .errors import (
     StoreError,
     StoreUnavailable,
 )
+from .backend import Backend
+from .eventlog import EventLog, RecorderLog
 from .store import (
     Batch,
     LedgerRecorderMixin,
@@ -77,6 +87,7 @@ CLOCK_JUMP_LIMIT = timedelta(days=1)
 #: how far past the recording clock a command's business time may be
 FUTURE_LIMIT = timedelta(minutes=5)
 _DEADLINE_EVENTS = (ev.HoldExpired, ev.LedgerCanceled, ev.ShipByWarningIssued)
+_Agg = TypeVar("_Agg", bound=LedgerAggregate)
 
 
 class LedgerApp(Application[str]):
@@ -84,7 +95,7 @@ class LedgerApp(Application[str]):
 
     name = "OrderLedger"
 
-    def construct_mapper(self) -> PayloadMapper:  # type: ignore[override]
+    def construct_mapper(self) -> PayloadMapper:
         return PayloadMapper(compressor=self.factory.compressor(), cipher=self.factory.cipher())
 
 
@@ -129,13 +140,13 @@ class Outcome:
     order_id: str | None = None
     at: str | None = None
     events: list[str] = field(default_factory=list)
-    error: dict | None = None
+    error: dict[str, Any] | None = None
 
     @property
     def ok(self) -> bool:
         return self.status != "rejected"
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         out = {k: v for k, v in self.__dict__.items() if v is not None}
         return out
 
@@ -161,7 +172,7 @@ class DeadlinePreview:
         """How far ``until`` is ahead of the ledger's latest business time."""
         return None if self.ledger_time is None else self.until - self.ledger_time
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         return {"until": self.until.isoformat(),
                 "ledger_time": self.ledger_time.isoformat() if self.ledger_time else None,
                 "deadlines": self.deadlines, "orders_canceled": self.orders_canceled,
@@ -210,6 +221,10 @@ class Ledger:
         self._waited = 0
 
     def close(self) -> None:
+        """Release the writer lock and the store's connections; closing again does nothing."""
+        if self.__dict__.get("_closed"):
+            return
+        self._closed = True
         self._writer_lock.close()
         self.app.close()
 
@@ -241,7 +256,7 @@ class Ledger:
 
     def load(self, key: str) -> LedgerAggregate | None:
         try:
-            return self.app.repository.get(key)  # type: ignore[return-value]
+            return self.app.repository.get(key)
         except AggregateNotFoundError:
             return None
 
@@ -267,7 +282,7 @@ class Ledger:
         """The latest business time the ledger has reached."""
         return self.recorder.read_clock()
 
-    def conflicts(self, order_id: str | None = None) -> list[dict]:
+    def conflicts(self, order_id: str | None = None) -> list[dict[str, Any]]:
         """Late facts rejected ``deadline-passed``, oldest first: where the ledger and
         the marketplace (or another source) disagree."""
         out = []
@@ -289,7 +304,7 @@ class Ledger:
         """The last position recorded at or before ``known_at``: the prefix of the log
         the ledger knew then. A ledger written before recording times existed reads
         its events as recorded at their business time."""
-        pos = self.recorder.position_recorded_by(known_at)  # type: ignore[attr-defined]
+        pos = self.recorder.position_recorded_by(known_at)
         if pos is not None:
             return pos
         last = 0
@@ -309,9 +324,9 @@ class Ledger:
 
         Returns how many events were hashed (0 when the chain already exists)."""
         with self._writer_lock:
-            done = self.recorder.build_chain()  # type: ignore[attr-defined]
+            done = self.recorder.build_chain()
         self._cache.clear()
-        return done
+        return int(done)
 
     def pending_deadlines(self, until: datetime, order_id: str | None = None) -> DeadlinePreview:
         """The deadlines a command at ``until`` would fire before it runs; writes nothing.
@@ -375,6 +390,63 @@ class Ledger:
         """The global position of the newest event (0 when empty)."""
         return self.recorder.head()
 
+    @property
+    def backend(self) -> Backend:
+        """Where this ledger lives and what follows from it (:class:`ledger.backend.Backend`)."""
+        return Backend(self.db)
+
+    def event_log(self, *, fast: bool = True) -> EventLog:
+        """The log of events for a reader (:mod:`ledger.eventlog`); ``fast``: a SQLite
+        ledger file is read directly when it can be. The caller closes it."""
+        log = self.backend.fast_log(self.recorder) if fast else None
+        return log if log is not None else RecorderLog(self.recorder)
+
+    def decoder(self) -> Callable[[str, bytes], ev.Event]:
+        """Decode a stored ``(topic, state)``: cipher, compression and upcasters apply."""
+        return self.mapper.decode_state
+
+    def plain_decoders(self) -> dict[str, msgspec.json.Decoder[ev.Event]] | None:
+        """Topic -> decoder of current, plain payloads, for bulk readers (None when
+        payloads are compressed or encrypted); see ``PayloadMapper.plain_decoders``."""
+        return self.mapper.plain_decoders()
+
+    def events_of(self, key: str, upto: int | None = None) -> list[tuple[int, int, ev.Event]]:
+        """One aggregate's events in order: ``(position, version, payload)``, up to
+        position ``upto``."""
+        decode = self.mapper.decode_state
+        out = []
+        for position, version, topic, state in self.recorder.select_with_positions(key):
+            if upto is not None and position > upto:
+                break
+            out.append((int(position), int(version), decode(topic, bytes(state))))
+        return out
+
+    def events_at(self, positions: Iterable[int]) -> dict[int, tuple[str, ev.Event]]:
+        """The events at the given global positions: ``{position: (aggregate id, payload)}``."""
+        decode = self.mapper.decode_state
+        return {pos: (agg, decode(topic, bytes(state)))
+                for pos, agg, topic, state in self.recorder.select_at_positions(positions)}
+
+    def command_times(self, command_ids: Iterable[str]) -> dict[str, tuple[str, int]]:
+        """Accepted commands by id: ``(type, business time in microseconds)``."""
+        return self.recorder.command_rows(command_ids)
+
+    @property
+    def encrypted(self) -> bool:
+        """Whether stored payloads are encrypted (``ORDER_LEDGER_CIPHER_KEY``)."""
+        return self.mapper.cipher is not None
+
+    def chain_rows(self, start: int, stop: int) -> list[tuple[int, bytes]]:
+        """The hash chain's ``(position, hash)`` rows with ``start <= position <= stop``."""
+        return self.recorder.chain_rows(start, stop)
+
+    def import_events(self, events: Iterable[Recorded], batch: Batch) -> None:
+        """Store events decided elsewhere (an imported bundle's) as they are, with their
+        batch rows, in one transaction."""
+        to_stored = self.mapper.to_stored_event
+        self.recorder.insert_events(  # type: ignore[attr-defined]
+            [to_stored(e) for e in events], batch=batch)
+
     def read_events(self, after: int = 0, limit: int = 10_000,
                     upto: int | None = None) -> list[tuple[int, str, ev.Event]]:
         """Events in global order: ``(position, aggregate id, payload)`` after ``after``."""
@@ -395,7 +467,7 @@ class Ledger:
 
     # --- writing ----------------------------------------------------------------
 
-    def execute(self, command: c.Command | dict | str | bytes, *,
+    def execute(self, command: c.Command | dict[str, Any] | str | bytes, *,
                 advance_clock: bool | None = None) -> Outcome:
         """Apply one command in its own durable transaction."""
         if isinstance(command, dict):
@@ -674,13 +746,13 @@ class UnitOfWork:
         self.future_us = to_us(self.recorded + FUTURE_LIMIT)
         self.known: set[str] = set()
         self.accepted: list[tuple[str, str, int]] = []
-        self.conflicts: list[tuple] = []
+        self.conflicts: list[tuple[Any, ...]] = []
         #: orders changed by this batch in the default mode, with the last line's
         #: command id and outcome (see :meth:`finish`)
         self.late: dict[str, tuple[str, Outcome]] = {}
         self.heap: list[tuple[int, str, str]] = []
         self.horizon: datetime | None = None  # deadlines due by then are in the heap
-        self._line: dict[str, tuple | None] = {}
+        self._line: dict[str, tuple[Any, ...] | None] = {}
         self.extend(commands)
 
     def stamp(self, cmd: c.Command) -> c.Command:
@@ -701,9 +773,8 @@ class UnitOfWork:
             self.known |= self.ledger.recorder.known_commands(ids)
         # Stored deadlines of other orders fire only when the world's time moves:
         # at a tick, or at every line when the clock advances with the lines.
-        movers = [cmd.at for cmd in commands  # type: ignore[misc]
-                  if self.advance or isinstance(cmd, c.Tick)]
-        movers = [t for t in movers if to_us(t) <= self.future_us]  # type: ignore[arg-type]
+        movers = [cmd.at for cmd in commands if cmd.at is not None
+                  and (self.advance or isinstance(cmd, c.Tick)) and to_us(cmd.at) <= self.future_us]
         if movers:
             latest = max(movers)
             if self.horizon is None or latest > self.horizon:
@@ -748,26 +819,26 @@ class UnitOfWork:
         self.aggs[key] = agg
         return agg
 
-    def touch(self, agg: LedgerAggregate) -> LedgerAggregate:
+    def touch(self, agg: _Agg) -> _Agg:
         """Checkpoint an aggregate before this line changes it."""
         if agg.id not in self._line:
             self._line[agg.id] = agg.checkpoint()
             agg._sink = self.sink  # type: ignore[attr-defined]
         return agg
 
-    def create(self, agg: LedgerAggregate) -> LedgerAggregate:
+    def create(self, agg: _Agg) -> _Agg:
         self._line[agg.id] = None
         agg._sink = self.sink  # type: ignore[attr-defined]
         self.aggs[agg.id] = agg
         return agg
 
     def order(self, order_id: str) -> Order:
-        order = self.get(order_key(order_id))
+        order: Order | None = self.get(order_key(order_id))
         if order is None:
             raise CommandRejected(
                 "unknown-order", f"no order {order_id} in the ledger", field="order_id",
                 hint="check the order id, or place the order first")
-        return self.touch(order)  # type: ignore[return-value]
+        return self.touch(order)
 
     # lines -------------------------------------------------------------------
 
@@ -810,7 +881,7 @@ class UnitOfWork:
                     self._advance(at, cid, at_us)
             else:
                 self._before(cmd, at, at_us, cid)
-            self._dispatch(cmd, c.actor_of(cmd), cid)
+            self._dispatch(cmd, at, c.actor_of(cmd), cid)
         except CommandRejected as exc:
             self._rollback(mark)
             return self._reject(out, exc)
@@ -955,7 +1026,7 @@ class UnitOfWork:
         heap = self.heap
         while heap and heap[0][0] <= limit:
             due_us, order_id, kind = heapq.heappop(heap)
-            order = self.get(order_key(order_id))
+            order: Order | None = self.get(order_key(order_id))
             if order is None:
                 continue
             nd_us = order.next_deadline_us()
@@ -974,32 +1045,32 @@ class UnitOfWork:
         for sku, qty in sku_quantities(lines, order).items():
             inv = self.get(sku_key(sku))
             if inv is not None and inv.allocated_to(order.order_id, order.purchased):
-                self.touch(inv).give_back(order.order_id, qty, at, actor, cid)  # type: ignore[attr-defined]
+                self.touch(inv).give_back(order.order_id, qty, at, actor, cid)
 
-    def _dispatch(self, cmd: c.Command, actor: str, cid: str) -> None:
+    def _dispatch(self, cmd: c.Command, at: datetime, actor: str, cid: str) -> None:
         if isinstance(cmd, c.Tick):
             return
         if isinstance(cmd, c.SetInventory):
             key = sku_key(cmd.sku)
             inv = self.get(key)
-            inv = self.touch(inv) if inv is not None else self.create(Inventory.blank(key, cmd.at))
-            inv.record(ev.InventorySet(at=cmd.at, actor=actor, command_id=cid, sku=cmd.sku,
+            inv = self.touch(inv) if inv is not None else self.create(Inventory.blank(key, at))
+            inv.record(ev.InventorySet(at=at, actor=actor, command_id=cid, sku=cmd.sku,
                                        quantity=cmd.quantity))
             return
         if isinstance(cmd, c.Place):
-            self._place(cmd, actor, cid)
+            self._place(cmd, at, actor, cid)
             return
         order = self.order(cmd.order_id)  # type: ignore[attr-defined]
         if isinstance(cmd, c.Cancel):
-            self._give_back(order, order.cancel(cmd, actor, cid), cmd.at, actor, cid)
+            self._give_back(order, order.cancel(cmd, actor, cid), at, actor, cid)
         elif isinstance(cmd, c.RequestCancel):
             order.request_cancel(cmd, actor, cid)
         elif isinstance(cmd, c.VerifyPayment):
-            self._give_back(order, order.verify_payment(cmd, actor, cid), cmd.at, actor, cid)
+            self._give_back(order, order.verify_payment(cmd, actor, cid), at, actor, cid)
         elif isinstance(cmd, c.Ship):
             order.ship(cmd, actor, cid)
         elif isinstance(cmd, c.Adjust):
-            self._give_back(order, order.adjust(cmd, actor, cid), cmd.at, actor, cid)
+            self._give_back(order, order.adjust(cmd, actor, cid), at, actor, cid)
         elif isinstance(cmd, c.SendMessage):
             order.send_message(cmd, actor, cid)
         elif isinstance(cmd, c.ReceiveMessage):
@@ -1015,7 +1086,7 @@ class UnitOfWork:
         else:  # pragma: no cover - the union is closed
             raise CommandRejected("unknown-type", f"cannot handle {type(cmd).__name__}")
 
-    def _place(self, cmd: c.Place, actor: str, cid: str) -> None:
+    def _place(self, cmd: c.Place, at: datetime, actor: str, cid: str) -> None:
         key = order_key(cmd.order_id)
         if self.get(key) is not None:
             raise CommandRejected(
@@ -1035,12 +1106,12 @@ class UnitOfWork:
                     f"SKU {sku!r} has {inv.available} available, the order needs {qty}",
                     field="items", hint="set a higher quantity with set-inventory first")
             tracked.append((inv, qty))
-        order = Order.blank(key, cmd.at)
+        order = Order.blank(key, at)
         order.place(cmd, actor, cid)  # validates before recording
         self.create(order)
         self.sink.append(order.pending_events[-1])
         for inv, qty in tracked:
-            self.touch(inv).allocate(cmd.order_id, qty, cmd.at, actor, cid)
+            self.touch(inv).allocate(cmd.order_id, qty, at, actor, cid)
 
     # commit ------------------------------------------------------------------
 

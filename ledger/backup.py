@@ -24,7 +24,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from .errors import LedgerError, StoreError
-from .store import is_postgres, lock_timeout, sqlite_reader_uri
+from .backend import Backend
+from .store import lock_timeout, sqlite_reader_uri
 
 EVENTS_TABLE = "stored_events"
 
@@ -61,7 +62,7 @@ class CopyResult:
 
 def sqlite_path(db: str) -> str:
     """The file of a SQLite ledger location (``sqlite:///`` prefix allowed)."""
-    if is_postgres(db):
+    if not Backend(db).copies_files:
         raise BackupUnsupported(
             "online backup here is for SQLite ledgers; back up PostgreSQL with pg_dump")
     return db[len("sqlite:///"):] if db.startswith("sqlite:///") else db

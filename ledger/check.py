@@ -50,7 +50,7 @@ from .domain import (
     Recorded,
 )
 from .errors import CipherKeyMismatch
-from .store import LedgerSQLiteRecorder, from_us, to_us
+from .store import from_us, to_us
 
 if TYPE_CHECKING:
     from .application import Ledger
@@ -70,7 +70,7 @@ class Problem:
     message: str
     where: str | None = None  # aggregate id, position or table
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         out = {"code": self.code, "message": self.message}
         if self.where is not None:
             out["where"] = self.where
@@ -103,7 +103,7 @@ class CheckReport:
     def ok(self) -> bool:
         return not self.problems and not self.omitted
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         return {
             "ok": self.ok,
             "counts": self.counts,
@@ -203,9 +203,9 @@ def check_ledger(ledger: "Ledger", *, limit: int = 1000,
     col = _Collector(report, limit)
     state = CheckState()
     rec = ledger.recorder
-    chained = rec.chain_head() is not None  # type: ignore[attr-defined]
+    chained = rec.chain_head() is not None
     verifier = ChainVerifier(watch=digest.position if digest else None)
-    sqlite = isinstance(rec, LedgerSQLiteRecorder)
+    dense = ledger.backend.dense_positions
     decode = ledger.mapper.decode_state
 
     last_at: dict[str, datetime] = {}
@@ -223,13 +223,13 @@ def check_ledger(ledger: "Ledger", *, limit: int = 1000,
         if chained and rows:
             for f in verifier.step(
                     [(n.id, str(n.originator_id), n.originator_version, n.topic, n.state)
-                     for n in rows], rec.chain_rows(after + 1, rows[-1].id)):  # type: ignore[attr-defined]
+                     for n in rows], rec.chain_rows(after + 1, rows[-1].id)):
                 col.add(f.code, f.message, f"position {f.position}")
         for n in rows:
             pos, agg_id = n.id, str(n.originator_id)
             where = f"position {pos} ({agg_id} v{n.originator_version})"
             if pos != prev_pos + 1:
-                if sqlite:
+                if dense:
                     col.add("position-gap", f"positions jump from {prev_pos} to {pos}", where)
                 else:
                     gaps += 1
@@ -342,7 +342,7 @@ def _check_chain(ledger: "Ledger", col: _Collector, report: CheckReport,
     rec = ledger.recorder
     if chained:
         while True:
-            trailing = rec.chain_after(head, READ_BATCH)  # type: ignore[attr-defined]
+            trailing = rec.chain_after(head, READ_BATCH)
             for f in verifier.finish(trailing):
                 col.add(f.code, f.message, f"position {f.position}")
             if len(trailing) < READ_BATCH:
@@ -407,15 +407,15 @@ def _replay_one(col: _Collector, state: CheckState, last_at: dict[str, datetime]
         for text in order_problems(agg):
             col.add("order-invariant", text, where)
     else:
-        text = _inventory_step(before, payload)
-        if text:
-            col.add("inventory-invariant", text, where)
+        step = _inventory_step(before, payload)
+        if step:
+            col.add("inventory-invariant", step, where)
 
 
 def read_commands(ledger: "Ledger") -> list[tuple[str, str, int]]:
     """Every accepted command: ``(command_id, type, at_us)``."""
     rec = ledger.recorder
-    return [tuple(r) for r in rec._rows(  # type: ignore[misc]
+    return [tuple(r) for r in rec._rows(
         f"SELECT command_id, type, at_us FROM {rec.prefix}ledger_commands")]
 
 

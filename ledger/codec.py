@@ -22,7 +22,7 @@ from .errors import CipherKeyMismatch, StoreError
 UPCASTERS: dict[tuple[str, int], Callable[[dict[str, Any]], dict[str, Any]]] = {}
 
 _encoder = msgspec.json.Encoder(decimal_format="string")
-_decoders: dict[str, msgspec.json.Decoder] = {
+_decoders: dict[str, msgspec.json.Decoder[ev.Event]] = {
     ev.topic_of(cls): msgspec.json.Decoder(cls) for cls in ev.ALL_EVENTS
 }
 _untyped = msgspec.json.Decoder()
@@ -42,7 +42,8 @@ def decode_payload(topic: str, data: bytes) -> ev.Event:
     """Decode a stored payload by its topic, upcasting old versions."""
     decoder = _decoders.get(topic)
     if decoder is not None:
-        return decoder.decode(data)
+        event: ev.Event = decoder.decode(data)
+        return event
     name, _, version = topic.partition(":v")
     cls = ev.EVENT_TYPES.get(name)
     if cls is None or not version.isdigit():
@@ -115,7 +116,7 @@ class PayloadMapper(Mapper[str]):
             append(StoredEvent(e.originator_id, e.originator_version, topic, state))
         return out
 
-    def plain_decoders(self) -> dict[str, msgspec.json.Decoder] | None:
+    def plain_decoders(self) -> dict[str, msgspec.json.Decoder[ev.Event]] | None:
         """Topic -> decoder of the current event versions, for bulk readers; None when
         payloads are compressed or encrypted. A row whose topic is missing (an older
         version) or that does not decode must go through :meth:`decode_state`."""

@@ -354,7 +354,7 @@ def _kind(value: object) -> str:
             type(None): "null"}.get(type(value), "number")
 
 
-def _locate(obj: dict, cls: type, prefix: str, *, top: bool = False) -> CommandRejected | None:
+def _locate(obj: dict[str, object], cls: type, prefix: str, *, top: bool = False) -> CommandRejected | None:
     """The first field of ``obj`` that does not fit Struct ``cls``, as a rejection."""
     fields = msgspec.structs.fields(cls)
     names = {f.encode_name for f in fields}
@@ -394,7 +394,7 @@ def _locate(obj: dict, cls: type, prefix: str, *, top: bool = False) -> CommandR
     return None
 
 
-def _args(tp: object) -> tuple:
+def _args(tp: object) -> tuple[object, ...]:
     """The types inside ``T | None``, ``list[T]`` and ``Annotated[T, ...]``."""
     if getattr(tp, "__metadata__", None) is not None:  # Annotated
         return (tp.__origin__,)  # type: ignore[attr-defined]

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections import defaultdict
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any, Callable, ClassVar, Iterable
+from typing import Any, Callable, ClassVar, Iterable, TypeVar
 
 from eventsourcing.domain import BaseAggregate, CanMutateAggregate
 
@@ -103,15 +103,18 @@ class LedgerAggregate(BaseAggregate[str]):
         return (self._version, len(self._pending_events))
 
 
-def handles(*types: type) -> Callable:
-    def deco(fn: Callable) -> Callable:
+_Handler = TypeVar("_Handler", bound=Callable[..., None])
+
+
+def handles(*types: type) -> Callable[[_Handler], _Handler]:
+    def deco(fn: _Handler) -> _Handler:
         fn._handles = types  # type: ignore[attr-defined]
         return fn
     return deco
 
 
-def _collect_handlers(cls: type) -> None:
-    table: dict[type, Callable] = {}
+def _collect_handlers(cls: type[LedgerAggregate]) -> None:
+    table: dict[type, Callable[[Any, Any], None]] = {}
     for name in dir(cls):
         fn = getattr(cls, name)
         for t in getattr(fn, "_handles", ()):
@@ -153,7 +156,7 @@ class Inventory(LedgerAggregate):
         self.available = e.quantity
         if self.tracked_since is None:
             self.tracked_since = e.at
-        if self.__dict__.get("set_at") is None or e.at > self.set_at:
+        if self.__dict__.get("set_at") is None or e.at > self.set_at:  # type: ignore[operator]
             self.set_at = e.at  # the latest quantity set, by business time
 
     @handles(ev.InventoryAllocated, ev.InventoryReturned)
@@ -219,7 +222,7 @@ class Order(LedgerAggregate):
     def init_state(self) -> None:
         self.order_id: str = self.id[len(ORDER_PREFIX):]
         self.placed: ev.OrderPlaced | None = None
-        self.status: str = PENDING
+        self.status: ev.Status = PENDING
         self.items: dict[str, Item] = {}
         self.hold_expired = False
         self.pending_outcome: str | None = None  # recorded during the hold
@@ -286,7 +289,7 @@ class Order(LedgerAggregate):
         return {k: it.remaining for k, it in self.items.items() if it.remaining > 0}
 
     def _status_after(self, shipped: dict[str, int] | None = None,
-                      canceled: dict[str, int] | None = None) -> str:
+                      canceled: dict[str, int] | None = None) -> ev.Status:
         shipped = shipped or {}
         canceled = canceled or {}
         left = any_shipped = 0
@@ -375,7 +378,7 @@ class Order(LedgerAggregate):
         for q in canceled:
             self.items[q.order_item_id].canceled += q.quantity
 
-    def _set_status(self, status: str, at: datetime) -> None:
+    def _set_status(self, status: ev.Status, at: datetime) -> None:
         self.status = status
         if status in (SHIPPED, CANCELED):
             self.completed_at = at
@@ -535,7 +538,7 @@ class Order(LedgerAggregate):
 
     def apply_deadline(self, kind: str, due: datetime, cid: str) -> list[ev.ItemQuantity]:
         """Let a due rule fire. Returns the quantities it canceled."""
-        common = dict(at=due, actor="ledger", command_id=cid, order_id=self.order_id)
+        common: dict[str, Any] = dict(at=due, actor="ledger", command_id=cid, order_id=self.order_id)
         if kind == HOLD:
             outcome = self.pending_outcome
             if outcome == "verified":
@@ -581,9 +584,9 @@ class Order(LedgerAggregate):
                 "bad-language", f"buyer language {cmd.buyer.language!r} is not a BCP-47 tag",
                 field="buyer.language", hint="write e.g. sv-SE, en-GB or zh-CN")
         _check_address(cmd.ship_to, "ship_to")
-        ship_by = cmd.latest_ship_date or cmd.at + rules.DEFAULT_SHIP_BY
-        deliver_by = cmd.latest_delivery_date or cmd.at + rules.DEFAULT_DELIVER_BY
-        if ship_by < cmd.at:
+        ship_by: datetime = cmd.latest_ship_date or cmd.at + rules.DEFAULT_SHIP_BY  # type: ignore[operator, assignment]
+        deliver_by: datetime = cmd.latest_delivery_date or cmd.at + rules.DEFAULT_DELIVER_BY  # type: ignore[operator, assignment]
+        if ship_by < cmd.at:  # type: ignore[operator]
             raise CommandRejected(
                 "bad-promise", "latest_ship_date is before the purchase time",
                 field="latest_ship_date", hint="omit it for the default of purchase + 2 days")
@@ -592,7 +595,7 @@ class Order(LedgerAggregate):
                 "bad-promise", "latest_delivery_date is before latest_ship_date",
                 field="latest_delivery_date", hint="omit it for the default of purchase + 7 days")
         self.record(ev.OrderPlaced(
-            at=cmd.at, actor=actor, command_id=cid, order_id=cmd.order_id,
+            at=cmd.at, actor=actor, command_id=cid, order_id=cmd.order_id,  # type: ignore[arg-type]
             items=[ev.OrderItem(
                 order_item_id=i.order_item_id, sku=i.sku, title=i.title, quantity=i.quantity,
                 item_price=i.item_price, item_tax=i.item_tax, shipping_price=i.shipping_price,
@@ -602,11 +605,11 @@ class Order(LedgerAggregate):
                 price_designation=i.price_designation) for i in cmd.items],
             currency=cmd.currency, ship_service_level=cmd.ship_service_level,
             latest_ship_date=ship_by, latest_delivery_date=deliver_by,
-            buyer=cmd.buyer, ship_to=cmd.ship_to, hold_until=cmd.at + rules.HOLD,
+            buyer=cmd.buyer, ship_to=cmd.ship_to, hold_until=cmd.at + rules.HOLD,  # type: ignore[operator, arg-type]
             restricted=sorted(set(cmd.restricted)), market=cmd.market))
 
     def cancel(self, cmd: c.Cancel, actor: str, cid: str) -> list[ev.ItemQuantity]:
-        common = dict(at=cmd.at, actor=actor, command_id=cid, order_id=self.order_id)
+        common: dict[str, Any] = dict(at=cmd.at, actor=actor, command_id=cid, order_id=self.order_id)
         if cmd.by == "buyer":
             if self.hold_expired or self.status != PENDING:
                 raise CommandRejected(
@@ -644,10 +647,10 @@ class Order(LedgerAggregate):
                 "already-requested", f"the buyer already asked to cancel order {self.order_id}",
                 hint="the seller answers with cancel (reason BuyerCanceled) or ships")
         self.record(ev.CancellationRequested(
-            at=cmd.at, actor=actor, command_id=cid, order_id=self.order_id, reason=cmd.reason))
+            at=cmd.at, actor=actor, command_id=cid, order_id=self.order_id, reason=cmd.reason))  # type: ignore[arg-type]
 
     def verify_payment(self, cmd: c.VerifyPayment, actor: str, cid: str) -> list[ev.ItemQuantity]:
-        common = dict(at=cmd.at, actor=actor, command_id=cid, order_id=self.order_id)
+        common: dict[str, Any] = dict(at=cmd.at, actor=actor, command_id=cid, order_id=self.order_id)
         if self.status != PENDING:
             raise CommandRejected(
                 "payment-settled",
@@ -666,10 +669,10 @@ class Order(LedgerAggregate):
         if cmd.outcome == "verified":
             ship_by, deliver_by = self.latest_ship_date, self.latest_delivery_date
             if not in_hold:
-                shift = cmd.at - self.placed.hold_until  # type: ignore[union-attr]
+                shift = cmd.at - self.placed.hold_until  # type: ignore[union-attr, operator]
                 if shift > timedelta(0):
-                    ship_by += shift  # type: ignore[operator]
-                    deliver_by += shift  # type: ignore[operator]
+                    ship_by += shift  # type: ignore[operator, assignment]
+                    deliver_by += shift  # type: ignore[operator, assignment]
             self.record(ev.PaymentVerified(
                 **common, effective=not in_hold, status=PENDING if in_hold else UNSHIPPED,
                 latest_ship_date=ship_by, latest_delivery_date=deliver_by))  # type: ignore[arg-type]
@@ -687,7 +690,7 @@ class Order(LedgerAggregate):
                 "missing-carrier-name", "carrier_name is required when carrier_code is Other",
                 field="carrier_name", hint="name the carrier, e.g. \"Bring\"")
         ship_date = rules.parse_ship_date(cmd.ship_date)
-        rules.check_ship_date(ship_date, self.purchased, cmd.at)
+        rules.check_ship_date(ship_date, self.purchased, cmd.at)  # type: ignore[arg-type]
         if cmd.items is None:
             lines = self._all_remaining()
         else:
@@ -695,7 +698,7 @@ class Order(LedgerAggregate):
                 [(i.order_item_id, i.quantity) for i in cmd.items], "items", "quantity", "ship")
         shipped = {q.order_item_id: q.quantity for q in lines}
         self.record(ev.ShipmentConfirmed(
-            at=cmd.at, actor=actor, command_id=cid, order_id=self.order_id,
+            at=cmd.at, actor=actor, command_id=cid, order_id=self.order_id,  # type: ignore[arg-type]
             carrier_code=cmd.carrier_code, carrier_name=cmd.carrier_name,
             tracking_number=cmd.tracking_number or None, ship_date=cmd.ship_date.strip(),
             ship_method=cmd.ship_method, items=lines, status=self._status_after(shipped=shipped)))
@@ -780,7 +783,7 @@ class Order(LedgerAggregate):
         canceled = {q.order_item_id: q.quantity for q in lines}
         status = self._status_after(canceled=canceled) if self.status in OPEN else self.status
         self.record(ev.OrderAdjusted(
-            at=cmd.at, actor=actor, command_id=cid, order_id=self.order_id,
+            at=cmd.at, actor=actor, command_id=cid, order_id=self.order_id,  # type: ignore[arg-type]
             items=[ev.ItemAdjustment(
                 order_item_id=a.order_item_id, reason=a.reason,
                 quantity_cancelled=a.quantity_cancelled, item_price_adj=a.item_price_adj,
@@ -803,7 +806,7 @@ class Order(LedgerAggregate):
             order_id=self.order_id, purpose=cmd.purpose, language=cmd.language, body=cmd.body,
             attachments=cmd.attachments, phone_reason=cmd.phone_reason,
             buyer_language=self.placed.buyer.language,  # type: ignore[union-attr]
-            completed_at=self.completed_at, now=cmd.at,
+            completed_at=self.completed_at, now=cmd.at,  # type: ignore[arg-type]
             review_already_requested=self.review_requested)
         if violations:
             raise CommandRejected(
@@ -813,13 +816,13 @@ class Order(LedgerAggregate):
                 field="body", hint="fix every listed violation and send again",
                 violations=[v.as_dict() for v in violations])
         self.record(ev.MessageSent(
-            at=cmd.at, actor=actor, command_id=cid, order_id=self.order_id, message_id=cid,
+            at=cmd.at, actor=actor, command_id=cid, order_id=self.order_id, message_id=cid,  # type: ignore[arg-type]
             purpose=cmd.purpose, language=cmd.language, body=cmd.body,
             attachments=list(cmd.attachments), phone_reason=cmd.phone_reason))
 
     def receive_message(self, cmd: c.ReceiveMessage, actor: str, cid: str) -> None:
         self.record(ev.MessageReceived(
-            at=cmd.at, actor=actor, command_id=cid, order_id=self.order_id, message_id=cid,
+            at=cmd.at, actor=actor, command_id=cid, order_id=self.order_id, message_id=cid,  # type: ignore[arg-type]
             sender=cmd.sender, body=cmd.body, requests_address_change=cmd.requests_address_change))
 
     def acknowledge(self, cmd: c.Acknowledge, actor: str, cid: str) -> None:
@@ -828,7 +831,7 @@ class Order(LedgerAggregate):
                 "order-canceled", f"order {self.order_id} is Canceled: nothing to acknowledge",
                 hint="acknowledge only orders that are not canceled")
         self.record(ev.OrderAcknowledged(
-            at=cmd.at, actor=actor, command_id=cid, order_id=self.order_id,
+            at=cmd.at, actor=actor, command_id=cid, order_id=self.order_id,  # type: ignore[arg-type]
             merchant_order_id=cmd.merchant_order_id))
 
     def release_restricted(self, cmd: c.ReleaseRestricted, actor: str, cid: str) -> None:
@@ -851,7 +854,7 @@ class Order(LedgerAggregate):
                 "bad-language", f"buyer language {cmd.buyer.language!r} is not a BCP-47 tag",
                 field="buyer.language", hint="write e.g. sv-SE, en-GB or zh-CN")
         self.record(ev.RestrictedDataReleased(
-            at=cmd.at, actor=actor, command_id=cid, order_id=self.order_id,
+            at=cmd.at, actor=actor, command_id=cid, order_id=self.order_id,  # type: ignore[arg-type]
             ship_to=cmd.ship_to, buyer=cmd.buyer,
             restricted=[p for p in self.restricted if p not in given]))
 
@@ -872,7 +875,7 @@ class Order(LedgerAggregate):
                 f"{number!r} with carrier {self.carrier!r}", field="tracking_number",
                 hint="send a correction only with another carrier or tracking number")
         self.record(ev.TrackingCorrected(
-            at=cmd.at, actor=actor, command_id=cid, order_id=self.order_id,
+            at=cmd.at, actor=actor, command_id=cid, order_id=self.order_id,  # type: ignore[arg-type]
             carrier_code=cmd.carrier_code, carrier_name=cmd.carrier_name,
             tracking_number=number, ship_method=cmd.ship_method,
             replaces=self.tracking_number))
@@ -887,7 +890,7 @@ class Order(LedgerAggregate):
                      "and requests_address_change: true first")
         _check_address(cmd.ship_to, "ship_to")
         self.record(ev.ShippingAddressChanged(
-            at=cmd.at, actor=actor, command_id=cid, order_id=self.order_id,
+            at=cmd.at, actor=actor, command_id=cid, order_id=self.order_id,  # type: ignore[arg-type]
             ship_to=cmd.ship_to, message_id=self.address_requests[0]))
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class LedgerError(Exception):
     """Base of the ledger's own errors."""
@@ -22,7 +24,7 @@ class CommandRejected(LedgerError):
         *,
         field: str | None = None,
         hint: str | None = None,
-        violations: list[dict] | None = None,
+        violations: list[dict[str, Any]] | None = None,
     ) -> None:
         super().__init__(message)
         self.code = code
@@ -39,8 +41,8 @@ class CommandRejected(LedgerError):
             text = f"{text} (fix: {self.hint})"
         return text
 
-    def as_dict(self) -> dict:
-        out: dict = {"code": self.code, "message": self.message}
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"code": self.code, "message": self.message}
         if self.field:
             out["field"] = self.field
         if self.hint:
@@ -97,3 +99,8 @@ class CipherKeyMismatch(StoreError):
     ENCRYPTED = "this ledger is encrypted: set ORDER_LEDGER_CIPHER_KEY"
     OTHER_KEY = ("this ledger is encrypted with another key: set ORDER_LEDGER_CIPHER_KEY to "
                  "the key its events were written with")
+
+
+class MessageDraftError(LedgerError):
+    """A message given to check is malformed (not an object, an unknown or missing
+    field, a time without a UTC offset): nothing was checked."""

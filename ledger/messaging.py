@@ -17,7 +17,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
+
+if TYPE_CHECKING:
+    from .application import Ledger
 
 WINDOW_DAYS = 30
 
@@ -42,7 +45,7 @@ class Violation:
     start: int | None = None
     end: int | None = None
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         return {"rule": self.rule, "message": self.message, "found": self.found,
                 "start": self.start, "end": self.end}
 
@@ -55,7 +58,7 @@ class _Image:
     tag_start: int
     src: str
     src_start: int
-    attrs: dict
+    attrs: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -251,7 +254,8 @@ _MD_IMAGE = re.compile(r"!\[[^\[\]\n]{0,2000}\]\(\s*([^()\s]{0,2000})[^()\n]{0,2
 def _images(body: str) -> tuple[_Image, ...]:
     found: list[_Image] = []
     for tag in _IMG_TAG.finditer(body):
-        attrs, src, src_start = {}, "", tag.start()
+        attrs: dict[str, str] = {}
+        src, src_start = "", tag.start()
         for a in _TAG_ATTR.finditer(tag.group()):
             group = next(g for g in (2, 3, 4) if a.group(g) is not None)
             attrs.setdefault(a.group(1).lower(), a.group(group))
@@ -586,13 +590,15 @@ RULES: dict[str, str] = {rule: description for rule, description, _ in _CHECKS}
 
 
 def _attachment(a: object) -> tuple[str, str]:
-    get = a.get if isinstance(a, dict) else (lambda k: getattr(a, k, None))
-    name, kind = get("name"), get("kind")
+    if isinstance(a, dict):
+        name, kind = a.get("name"), a.get("kind")
+    else:
+        name, kind = getattr(a, "name", None), getattr(a, "kind", None)
     return ("" if name is None else str(name), "" if kind is None else str(kind).strip().lower())
 
 
 def check_message(*, order_id: str, purpose: str, language: str, body: str,
-                  attachments: Iterable = (),
+                  attachments: Iterable[object] = (),
                   phone_reason: str | None = None,
                   buyer_language: str,
                   completed_at: datetime | None,
@@ -610,3 +616,81 @@ def check_message(*, order_id: str, purpose: str, language: str, body: str,
                buyer_language=str(buyer_language or ""), completed_at=completed_at, now=now,
                review_already_requested=bool(review_already_requested), images=_images(body))
     return [v for _, _, check in _CHECKS for v in check(msg)]
+
+
+# --- checking drafts (``message check``, ``send-message --check-only``) ----------------
+
+#: the fields of a message draft; a send-message command line is accepted as it is
+DRAFT_FIELDS = frozenset({
+    "order_id", "purpose", "language", "body", "attachments", "phone_reason",
+    "buyer_language", "completed_at", "now", "review_already_requested",
+    "type", "at", "command_id", "actor"})
+
+
+def _draft_time(value: object, what: str, n: int) -> datetime | None:
+    from .errors import MessageDraftError
+
+    if value in (None, ""):
+        return None
+    try:
+        t = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        raise MessageDraftError(f"message {n}: {what} {value!r} is not an ISO-8601 time") from None
+    if t.tzinfo is None:
+        raise MessageDraftError(f"message {n}: {what} {value!r} has no UTC offset")
+    return t
+
+
+def check_draft(msg: object, n: int, *, now: datetime,
+                ledger: Ledger | None = None) -> dict[str, Any]:
+    """Check message draft ``n`` against the rules without sending it.
+
+    The buyer language, completion time and review state come from the order in
+    ``ledger`` when it holds it, else from the draft's own fields. The time
+    checked against is the draft's ``now`` (or ``at``), else ``now``. Returns
+    ``{line, order_id, allowed, violations, notes}``; a malformed draft raises
+    :class:`~ledger.errors.MessageDraftError`.
+    """
+    from .errors import MessageDraftError
+
+    if not isinstance(msg, dict):
+        raise MessageDraftError(f"message {n} is not a JSON object")
+    unknown = sorted(set(msg) - DRAFT_FIELDS)
+    if unknown:
+        raise MessageDraftError(
+            f"message {n}: unknown field(s) {', '.join(unknown)}; known: "
+            + ", ".join(sorted(DRAFT_FIELDS - {"type", "command_id", "actor"})))
+    for key in ("order_id", "purpose", "language", "body"):
+        if not isinstance(msg.get(key), str):
+            raise MessageDraftError(f"message {n}: {key} is missing (a string is needed)")
+    notes: list[str] = []
+    buyer_language = msg.get("buyer_language")
+    completed_at = _draft_time(msg.get("completed_at"), "completed_at", n)
+    review = bool(msg.get("review_already_requested", False))
+    when = (_draft_time(msg.get("now"), "now", n) or _draft_time(msg.get("at"), "at", n)
+            or now)
+    if ledger is not None:
+        order = ledger.order(msg["order_id"])
+        if order is None or order.placed is None:
+            notes.append(f"order {msg['order_id']} is not in the ledger: using the file's values")
+        else:
+            buyer_language = order.placed.buyer.language
+            completed_at = order.completed_at
+            review = order.review_requested
+            notes.append("buyer language, completion and review state taken from the ledger")
+            if order.status == "Pending":
+                notes.append("the order is Pending: the ledger refuses to send messages until "
+                             "payment is verified")
+    if not buyer_language:
+        buyer_language = msg["language"]
+        notes.append("buyer_language not given: the language rule was not checked")
+    attachments = msg.get("attachments") or []
+    if not isinstance(attachments, list):
+        raise MessageDraftError(f"message {n}: attachments must be a list of {{name, kind}}")
+    violations = check_message(
+        order_id=msg["order_id"], purpose=msg["purpose"], language=msg["language"],
+        body=msg["body"], attachments=attachments, phone_reason=msg.get("phone_reason"),
+        buyer_language=str(buyer_language), completed_at=completed_at, now=when,
+        review_already_requested=review)
+    return {"line": n, "order_id": msg["order_id"], "allowed": not violations,
+            "violations": [v.as_dict() for v in violations], "notes": notes}

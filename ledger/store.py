@@ -1,4 +1,9 @@
-"""Storage: the library's SQLite and PostgreSQL recorders, extended.
+"""Storage: what the ledger's SQLite and PostgreSQL recorders share.
+
+The recorders themselves, the library's extended, are per backend in
+:mod:`ledger.sqlite` and :mod:`ledger.postgres`; here are the SQL both run
+(:class:`LedgerRecorderMixin`), the batch they write, times as microseconds,
+and choosing and opening a backend (:func:`env_for`).
 
 Besides the events table, the ledger keeps three small tables that are
 written in the *same transaction* as the events of each batch:
@@ -22,13 +27,8 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 from urllib.parse import parse_qs, unquote, urlparse
 
-from eventsourcing.persistence import IntegrityError, OperationalError, StoredEvent
-from eventsourcing.postgres import PostgresApplicationRecorder
-from psycopg.sql import Identifier
-from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteCursor
-
 from . import chain
-from .errors import LedgerBusy, LedgerNotFound, LedgerReadOnly, StoreError
+from .errors import LedgerNotFound, LedgerReadOnly, StoreError
 
 DEFAULT_DB = "order-ledger.db"
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
@@ -57,7 +57,7 @@ class Batch:
     #: recording times: (index of the last event of a run in this batch, recorded_us)
     recorded: list[tuple[int, int]] = field(default_factory=list)
     #: late facts that contradict a deadline already applied (kept although rejected)
-    conflicts: list[tuple] = field(default_factory=list)
+    conflicts: list[tuple[Any, ...]] = field(default_factory=list)
 
 
 #: bearer tokens of the HTTP service (``ledger.tokens``): only each token's SHA-256
@@ -69,24 +69,6 @@ TOKENS_PG = (
     "CREATE TABLE IF NOT EXISTS {schema}.ledger_tokens ("
     " token_id text PRIMARY KEY, hash text NOT NULL UNIQUE, role text NOT NULL,"
     " name text NOT NULL, created_us bigint NOT NULL, revoked_us bigint)")
-
-EXTRA_TABLES_SQLITE = [
-    "CREATE TABLE IF NOT EXISTS ledger_commands ("
-    " command_id TEXT PRIMARY KEY, type TEXT NOT NULL, at_us INTEGER NOT NULL)",
-    "CREATE TABLE IF NOT EXISTS ledger_deadlines ("
-    " order_id TEXT PRIMARY KEY, due_us INTEGER NOT NULL, kind TEXT NOT NULL)",
-    "CREATE INDEX IF NOT EXISTS ledger_deadlines_due ON ledger_deadlines (due_us)",
-    "CREATE TABLE IF NOT EXISTS ledger_clock ("
-    " id INTEGER PRIMARY KEY CHECK (id = 1), at TEXT NOT NULL, at_us INTEGER NOT NULL)",
-    "CREATE TABLE IF NOT EXISTS ledger_chain (position INTEGER PRIMARY KEY, hash BLOB NOT NULL)",
-    "CREATE TABLE IF NOT EXISTS ledger_commits ("
-    " position INTEGER PRIMARY KEY, recorded_us INTEGER NOT NULL)",
-    "CREATE TABLE IF NOT EXISTS ledger_conflicts ("
-    " id INTEGER PRIMARY KEY, recorded_us INTEGER NOT NULL, command_id TEXT NOT NULL,"
-    " type TEXT NOT NULL, order_id TEXT NOT NULL, at_us INTEGER NOT NULL,"
-    " deadline_us INTEGER NOT NULL, deadline TEXT NOT NULL, command TEXT NOT NULL)",
-    TOKENS_SQLITE,
-]
 
 
 class LedgerRecorderMixin:
@@ -172,6 +154,10 @@ class LedgerRecorderMixin:
         rows = self._rows_if_table(f"SELECT MAX(recorded_us) FROM {self.prefix}ledger_commits")
         return from_us(rows[0][0]) if rows and rows[0][0] is not None else None
 
+    def build_chain(self) -> int:
+        """The one-off migration: chain every stored event; how many were hashed."""
+        raise NotImplementedError  # pragma: no cover - each backend has its own
+
     def position_recorded_by(self, until: datetime) -> int | None:
         """The last position recorded at or before ``until``; None when the ledger holds
         no recording times (it was written before they existed)."""
@@ -179,9 +165,9 @@ class LedgerRecorderMixin:
                           f"THEN position END) FROM {self.prefix}ledger_commits", (to_us(until),))
         if not rows or not rows[0][0]:
             return None
-        return rows[0][1] or 0
+        return int(rows[0][1] or 0)
 
-    def conflicts(self, order_id: str | None = None) -> list[tuple]:
+    def conflicts(self, order_id: str | None = None) -> list[tuple[Any, ...]]:
         """Late facts rejected because a deadline had already been applied, oldest first:
         (recorded_us, command_id, type, order_id, at_us, deadline_us, deadline, command)."""
         where = f" WHERE order_id = {self.P}" if order_id else ""
@@ -192,7 +178,7 @@ class LedgerRecorderMixin:
 
     def _build_chain(self, cursor: Any) -> int:
         """Hash every stored event into an empty chain, in a write transaction."""
-        def tup(row: Any) -> tuple:
+        def tup(row: Any) -> tuple[Any, ...]:
             return tuple(row.values()) if isinstance(row, dict) else tuple(row)
 
         cursor.execute(f"SELECT COUNT(*) FROM {self.prefix}ledger_chain")
@@ -236,10 +222,10 @@ class LedgerRecorderMixin:
 
     # --- reads ----------------------------------------------------------------
 
-    def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
+    def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         raise NotImplementedError
 
-    def _rows_if_table(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
+    def _rows_if_table(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         """:meth:`_rows` over a table a newer version added: none when a ledger from an
         older version is opened for reading (readers create no tables)."""
         try:
@@ -294,34 +280,48 @@ class LedgerRecorderMixin:
         return found
 
     def due_deadlines(self, until: datetime) -> list[tuple[str, int, str]]:
-        return [tuple(r) for r in self._rows(  # type: ignore[misc]
+        return [tuple(r) for r in self._rows(
             f"SELECT order_id, due_us, kind FROM {self.prefix}ledger_deadlines WHERE due_us <= {self.P} "
             "ORDER BY due_us, order_id", (to_us(until),))]
 
     def next_deadline(self) -> tuple[str, int, str] | None:
         rows = self._rows(
             f"SELECT order_id, due_us, kind FROM {self.prefix}ledger_deadlines ORDER BY due_us, order_id LIMIT 1")
-        return tuple(rows[0]) if rows else None  # type: ignore[return-value]
+        return tuple(rows[0]) if rows else None
 
     def count_deadlines(self) -> int:
-        return self._rows(f"SELECT COUNT(*) FROM {self.prefix}ledger_deadlines")[0][0]
+        return int(self._rows(f"SELECT COUNT(*) FROM {self.prefix}ledger_deadlines")[0][0])
 
     def head(self) -> int:
         return self.max_notification_id() or 0  # type: ignore[attr-defined]
 
     position_column = "rowid"
 
-    def select_with_positions(self, agg_id: str) -> list[tuple]:
+    def select_with_positions(self, agg_id: str) -> list[tuple[Any, ...]]:
         """One aggregate's events with their global positions: (position, version, topic, state)."""
         table = self.prefix + self.events_table_name  # type: ignore[attr-defined]
         return self._rows(
             f"SELECT {self.position_column}, originator_version, topic, state FROM {table} "
             f"WHERE originator_id = {self.P} ORDER BY originator_version", (agg_id,))
 
-    def select_events_many(self, ids: Sequence[str]) -> list[tuple]:
+    def select_at_positions(self, positions: Iterable[int]) -> list[tuple[int, str, str, Any]]:
+        """The stored events at the given global positions: (position, id, topic, state)."""
+        table = self.prefix + self.events_table_name  # type: ignore[attr-defined]
+        col = self.position_column
+        wanted = sorted(set(positions))
+        out: list[tuple[int, str, str, Any]] = []
+        for i in range(0, len(wanted), 500):
+            chunk = wanted[i:i + 500]
+            marks = ", ".join([self.P] * len(chunk))
+            out.extend((int(pos), agg, topic, state) for pos, agg, topic, state in self._rows(
+                f"SELECT {col}, originator_id, topic, state FROM {table} "
+                f"WHERE {col} IN ({marks})", chunk))
+        return out
+
+    def select_events_many(self, ids: Sequence[str]) -> list[tuple[Any, ...]]:
         """Stored events of many aggregates at once: (id, version, topic, state)."""
         table = self.prefix + self.events_table_name  # type: ignore[attr-defined]
-        out: list[tuple] = []
+        out: list[tuple[Any, ...]] = []
         for i in range(0, len(ids), 500):
             chunk = list(ids[i:i + 500])
             marks = ", ".join([self.P] * len(chunk))
@@ -336,187 +336,6 @@ class LedgerRecorderMixin:
         return [r[0] for r in self._rows(
             f"SELECT DISTINCT originator_id FROM {table} WHERE originator_id LIKE {self.P} "
             "ORDER BY originator_id", (prefix + "%",))]
-
-
-class LedgerSQLiteRecorder(LedgerRecorderMixin, SQLiteApplicationRecorder):
-    def __init__(self, datastore: Any, **kwargs: Any) -> None:
-        super().__init__(datastore, **kwargs)
-        pool = datastore.pool
-        if "mode=ro" in pool.db_name or "immutable=1" in pool.db_name:
-            # a reader leaves the file's journal mode alone: the library would switch a
-            # rollback-journal file (a backup copy) to WAL, a write a reader cannot make
-            pool.is_journal_mode_wal = True
-
-    def construct_create_table_statements(self) -> list[str]:
-        return super().construct_create_table_statements() + EXTRA_TABLES_SQLITE
-
-    def insert_events(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Sequence[int] | None:
-        # BEGIN IMMEDIATE takes the write lock up front, so two writers never
-        # deadlock upgrading a read lock, and rowids below are ours alone.
-        pool = self.datastore.pool
-        conn = pool.get_connection(is_writer=True)
-        try:
-            cursor = conn.cursor()
-            try:
-                cursor.execute("BEGIN IMMEDIATE")
-            except sqlite3.OperationalError as exc:
-                if "readonly" in str(exc).lower():
-                    raise LedgerReadOnly(pool.db_name, str(exc)) from None
-                raise LedgerBusy(
-                    f"the ledger file is locked by another writer ({exc}); try again") from None
-            try:
-                ids = self._insert_events(cursor, stored_events, **kwargs)
-                conn.commit()
-            except sqlite3.IntegrityError as exc:
-                conn.rollback()
-                raise IntegrityError(exc) from exc
-            except sqlite3.OperationalError as exc:
-                conn.rollback()
-                raise OperationalError(exc) from exc
-            except BaseException:
-                conn.rollback()
-                raise
-            return ids
-        finally:
-            pool.put_connection(conn)
-
-    def build_chain(self) -> int:
-        """The one-off migration: chain every stored event; how many were hashed."""
-        pool = self.datastore.pool
-        conn = pool.get_connection(is_writer=True)
-        try:
-            cursor = conn.cursor()
-            cursor.execute("BEGIN IMMEDIATE")
-            try:
-                done = self._build_chain(cursor)
-                conn.commit()
-                return done
-            except BaseException:
-                conn.rollback()
-                raise
-        finally:
-            pool.put_connection(conn)
-
-    def _insert_events(self, c: SQLiteCursor, stored_events: Sequence[StoredEvent],
-                       **kwargs: Any) -> Sequence[int] | None:
-        ids: list[int] = []
-        if stored_events:
-            c.execute(f"SELECT MAX(rowid) FROM {self.events_table_name}")
-            last = c.fetchone()[0] or 0
-            prev = self._chain_next(c, last)
-            rows = [(s.originator_id, s.originator_version, s.topic, s.state)
-                    for s in stored_events]
-            c.executemany(self.insert_events_statement, rows)
-            ids = list(range(last + 1, last + 1 + len(stored_events)))
-            self._write_chain(c, prev, [(pos, *row) for pos, row in zip(ids, rows)])
-            self._write_commits(c, ids, kwargs.get("batch"))
-        self._write_batch(c, kwargs.get("batch"))
-        return ids
-
-    def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
-        with self.datastore.transaction(commit=False) as c:
-            c.execute(sql, params)
-            return [tuple(r) for r in c.fetchall()]
-
-
-EXTRA_TABLES_PG = [
-    "CREATE TABLE IF NOT EXISTS {schema}.ledger_commands ("
-    " command_id text PRIMARY KEY, type text NOT NULL, at_us bigint NOT NULL)",
-    "CREATE TABLE IF NOT EXISTS {schema}.ledger_deadlines ("
-    " order_id text PRIMARY KEY, due_us bigint NOT NULL, kind text NOT NULL)",
-    "CREATE INDEX IF NOT EXISTS ledger_deadlines_due ON {schema}.ledger_deadlines (due_us)",
-    "CREATE TABLE IF NOT EXISTS {schema}.ledger_clock ("
-    " id integer PRIMARY KEY CHECK (id = 1), at text NOT NULL, at_us bigint NOT NULL)",
-    "CREATE TABLE IF NOT EXISTS {schema}.ledger_chain ("
-    " position bigint PRIMARY KEY, hash bytea NOT NULL)",
-    "CREATE TABLE IF NOT EXISTS {schema}.ledger_commits ("
-    " position bigint PRIMARY KEY, recorded_us bigint NOT NULL)",
-    "CREATE TABLE IF NOT EXISTS {schema}.ledger_conflicts ("
-    " id bigserial PRIMARY KEY, recorded_us bigint NOT NULL, command_id text NOT NULL,"
-    " type text NOT NULL, order_id text NOT NULL, at_us bigint NOT NULL,"
-    " deadline_us bigint NOT NULL, deadline text NOT NULL, command text NOT NULL)",
-    TOKENS_PG,
-]
-
-
-class LedgerPostgresRecorder(LedgerRecorderMixin, PostgresApplicationRecorder):
-    P = "%s"
-    position_column = "notification_id"
-    #: writers create the schema if missing; readers (:class:`LedgerPostgresReader`) never do
-    create_schema = True
-
-    def __init__(self, datastore: Any, **kwargs: Any) -> None:
-        super().__init__(datastore, **kwargs)
-        from psycopg.sql import SQL
-
-        self.prefix = f'"{datastore.schema}".'
-        if self.create_schema:
-            with datastore.transaction(commit=True) as curs:
-                curs.execute(SQL("CREATE SCHEMA IF NOT EXISTS {0}").format(
-                    Identifier(datastore.schema)))
-
-        for stmt in EXTRA_TABLES_PG:
-            self.sql_create_statements.append(SQL(stmt.format(schema=f'"{datastore.schema}"')))
-
-    def insert_events(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Sequence[int] | None:
-        # One attempt, without the library's retry decorator: when the connection is
-        # lost, the Ledger waits for the server, says so, and decides the batch again
-        # (a batch decided before an outage may no longer be right after it, and a
-        # silent retry would hide a long wait from the user).
-        insert = PostgresApplicationRecorder.insert_events.__wrapped__  # type: ignore[attr-defined]
-        return insert(self, stored_events, **kwargs)  # type: ignore[no-any-return]
-
-    def _insert_events(self, curs: Any, stored_events: Sequence[StoredEvent], **kwargs: Any) -> None:
-        # Runs inside the insert's transaction, before the events are inserted:
-        # an exception here rolls everything back. Take the library's table
-        # lock now (it takes it again, harmlessly), so the chain's head and the
-        # positions about to be issued are ours until we commit.
-        # The reads come first, on a cursor of their own: in the library's pipeline
-        # mode a cursor that ran executemany() may still hold those results.
-        if stored_events:
-            conn = curs.connection
-            with conn.cursor() as reader:
-                self._lock_table(reader)  # type: ignore[attr-defined]
-                table = self.prefix + self.events_table_name  # type: ignore[attr-defined]
-                reader.execute(f"SELECT MAX(notification_id) AS m FROM {table}")
-                last = reader.fetchone()["m"] or 0
-                conn.ledger_chain_prev = self._chain_next(reader, last)
-        self._write_batch(curs, kwargs.get("batch"))
-
-    def build_chain(self) -> int:
-        """The one-off migration: chain every stored event; how many were hashed."""
-        with self.datastore.transaction(commit=True) as curs:
-            self._lock_table(curs)  # type: ignore[attr-defined]
-            return self._build_chain(curs)
-
-    def _fetch_ids_after_insert_events(self, curs: Any, stored_events: Sequence[StoredEvent],
-                                       **kwargs: Any) -> Sequence[int] | None:
-        ids = list(super()._fetch_ids_after_insert_events(  # type: ignore[misc]
-            curs, stored_events, **kwargs) or [])
-        # The library catches what is raised here and commits before re-raising
-        # it, so a failure must abort the transaction in the server itself.
-        try:
-            prev = curs.connection.__dict__.pop("ledger_chain_prev")
-            self._write_chain(curs, prev, [
-                (pos, s.originator_id, s.originator_version, s.topic, s.state)
-                for pos, s in zip(ids, stored_events)])
-            self._write_commits(curs, ids, kwargs.get("batch"))
-        except BaseException:
-            curs.execute("DO $$ BEGIN RAISE EXCEPTION 'order-ledger: the hash chain was not "
-                         "written; the events are rolled back'; END $$")
-            raise
-        return ids
-
-    def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
-        with self.datastore.transaction(commit=False) as curs:
-            curs.execute(sql, params)
-            return [tuple(r.values()) for r in curs.fetchall()]
-
-
-class LedgerPostgresReader(LedgerPostgresRecorder):
-    """The recorder of a ledger opened for reading: no schema, table or function is created."""
-
-    create_schema = False
 
 
 # --- choosing a backend -------------------------------------------------------------
@@ -754,7 +573,7 @@ def env_for(db: str, mode: str = "write") -> dict[str, str]:
         s = pg_settings(db)
         env.update(
             PERSISTENCE_MODULE="eventsourcing.postgres",
-            APPLICATION_RECORDER_TOPIC="ledger.store:" + (
+            APPLICATION_RECORDER_TOPIC="ledger.postgres:" + (
                 "LedgerPostgresReader" if reading else "LedgerPostgresRecorder"),
             POSTGRES_DBNAME=s["dbname"],
             POSTGRES_HOST=s["host"],
@@ -782,7 +601,7 @@ def env_for(db: str, mode: str = "write") -> dict[str, str]:
             raise LedgerNotFound(db, "an in-memory ledger exists only in the process that made it")
         env.update(
             PERSISTENCE_MODULE="eventsourcing.sqlite",
-            APPLICATION_RECORDER_TOPIC="ledger.store:LedgerSQLiteRecorder",
+            APPLICATION_RECORDER_TOPIC="ledger.sqlite:LedgerSQLiteRecorder",
             SQLITE_DBNAME=name,
             SQLITE_LOCK_TIMEOUT=lock_timeout(),
         )

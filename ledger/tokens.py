@@ -134,7 +134,7 @@ def create_token(ledger_or_db: Any, role: str, name: str | None = None, *,
             ledger.close()
 
 
-def _info(row: tuple) -> TokenInfo:
+def _info(row: tuple[Any, ...]) -> TokenInfo:
     token_id, role, name, created_us, revoked_us = row
     return TokenInfo(token_id, role, name, from_us(created_us),
                      from_us(revoked_us) if revoked_us is not None else None)

@@ -32,6 +32,7 @@ from .common import (
     past,
     print_json,
     print_rows,
+    resolve_point,
     yes_option,
 )
 
@@ -108,24 +109,19 @@ def apply(file: Any, db: str | None, as_json: bool, batch_size: int, quiet: bool
     counts = {"applied": 0, "duplicate": 0, "rejected": 0}
     events = 0
     label = "checking" if check else "applying"
-    try:
-        with Bar(label, not as_json, unit="lines", needs_stdout_tty=True) as bar:
-            total = count_lines(file) if bar.enabled else None
-            for out in ledger.apply_lines(lines, batch_size=batch_size, dry_run=check,
-                                          advance_clock=advance_clock):
-                counts[out.status] += 1
-                events += len(out.events)
-                if as_json:
-                    print_json(out.as_dict())
-                elif out.status == "rejected" and not quiet:
-                    console.print(f"line {out.line}: rejected {describe_error(out.error or {})}",
-                                  markup=False)
-                if out.line is not None:
-                    bar(out.line, total)
-    except LedgerError as exc:
-        raise click.ClickException(str(exc)) from None
-    finally:
-        ledger.close()
+    with Bar(label, not as_json, unit="lines", needs_stdout_tty=True) as bar:
+        total = count_lines(file) if bar.enabled else None
+        for out in ledger.apply_lines(lines, batch_size=batch_size, dry_run=check,
+                                      advance_clock=advance_clock):
+            counts[out.status] += 1
+            events += len(out.events)
+            if as_json:
+                print_json(out.as_dict())
+            elif out.status == "rejected" and not quiet:
+                console.print(f"line {out.line}: rejected {describe_error(out.error or {})}",
+                              markup=False)
+            if out.line is not None:
+                bar(out.line, total)
     total_lines = sum(counts.values())
     if not as_json:
         written = "would be written (checked only, nothing written)" if check else "written"
@@ -154,17 +150,10 @@ def show(order_id: str, db: str | None, as_json: bool, as_of: datetime | None = 
     a past one)."""
     in_past = past(as_of, at_position)
     ledger = open_reader(db)
-    try:
-        from replay.asof import show_order
+    from replay.asof import show_order
 
-        point = None
-        if in_past:
-            from .replay_commands import _point
-
-            point = _point(ledger, as_of, at_position)
-        view = show_order(ledger, order_id, point)
-    finally:
-        ledger.close()
+    view = show_order(ledger, order_id,
+                      resolve_point(ledger, as_of, at_position) if in_past else None)
     if view is None:
         k = known_at()
         when = "" if not in_past else (
@@ -236,19 +225,14 @@ def run_one(ctype: str, fields: dict, *, db: str | None, now: datetime | None,
     # only a tick moves every order's clock; a command on an order fires its deadlines
     if ctype == "tick" or fields.get("order_id"):
         guard_wall_clock(ledger, now, yes, fields.get("order_id") if ctype != "tick" else None)
-    try:
-        # without --now the command happens when the ledger records it (under its lock)
-        cmd: dict = {"type": ctype, "at": now.isoformat() if now else None}
-        if command_id:
-            cmd["command_id"] = command_id
-        if actor:
-            cmd["actor"] = actor
-        cmd.update({k: v for k, v in fields.items() if v is not None})
-        out = ledger.execute(msgspec.json.encode(cmd))
-    except LedgerError as exc:
-        raise click.ClickException(str(exc)) from None
-    finally:
-        ledger.close()
+    # without --now the command happens when the ledger records it (under its lock)
+    cmd: dict = {"type": ctype, "at": now.isoformat() if now else None}
+    if command_id:
+        cmd["command_id"] = command_id
+    if actor:
+        cmd["actor"] = actor
+    cmd.update({k: v for k, v in fields.items() if v is not None})
+    out = ledger.execute(msgspec.json.encode(cmd))
     if as_json:
         print_json(out.as_dict())
     elif out.ok:
@@ -495,20 +479,12 @@ def change_address(order_id: str, name: str, address_1: str, address_2: str | No
     run_one("change-address", {"order_id": order_id, "ship_to": ship_to}, **kw)
 
 
-def _register_optional() -> None:
-    """Commands from the other packages' front modules, when present."""
-    import importlib
+# --- the other commands ---------------------------------------------------------------
 
-    for name in ("order_ledger.read_commands", "order_ledger.replay_commands",
-                 "order_ledger.feed_commands", "order_ledger.ops_commands",
-                 "order_ledger.service_commands"):
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name != name:
-                raise
-            continue
-        module.register(main)
+from . import feed_commands, ops_commands, read_commands, replay_commands  # noqa: E402
+from . import service_commands  # noqa: E402
+from .common import import_group  # noqa: E402
 
-
-_register_optional()
+for _module in (read_commands, replay_commands, feed_commands, ops_commands, service_commands):
+    _module.register(main)
+main.add_command(import_group)

@@ -6,7 +6,7 @@ import json
 import sys
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, Callable
+from typing import Any, Awaitable, Callable, Iterable, Literal
 
 import click
 from rich.console import Console
@@ -88,9 +88,7 @@ def guard_wall_clock(ledger: Ledger, now: datetime | None, yes: bool,
                 return
         except click.Abort:  # end of input or Ctrl-C at the question: a no
             pass
-        ledger.close()
         raise click.UsageError("nothing written; pass --now TIME to act at a business time")
-    ledger.close()
     raise click.UsageError(
         f"{what}; nothing written. Pass --now TIME to act at a business time, "
         "or --yes to act at the wall clock anyway")
@@ -114,17 +112,26 @@ def _opened(db: str | None, opener: Callable[[], Ledger]) -> Ledger:
         raise click.UsageError(f"cannot open the ledger {db!r}: {exc}") from None
 
 
+def closed_with_command(ledger: Ledger) -> Ledger:
+    """Close ``ledger`` when the running command ends, however it ends (its click
+    context's resources); outside a command the caller closes it."""
+    ctx = click.get_current_context(silent=True)
+    if ctx is not None:
+        ctx.with_resource(ledger)
+    return ledger
+
+
 def open_ledger(db: str | None, now: datetime | None = None, *, mode: str = "write") -> Ledger:
-    """Open the ledger for a command (errors: see :func:`_opened`)."""
+    """Open the ledger for a command, closed when the command ends (errors: see
+    :func:`_opened`)."""
     # the recording clock is always the system's: --now is a command's business time
-    ledger = _opened(db, lambda: Ledger(db, clock=SystemClock(), mode=mode))
+    ledger = closed_with_command(_opened(db, lambda: Ledger(db, clock=SystemClock(), mode=mode)))
     # a writer waiting out a PostgreSQL restart says so on stderr
     ledger.notice = lambda message: err_console.print(message, markup=False, highlight=False)
     if mode == "write":
         try:
             ledger.probe_store()  # e.g. a cipher key that does not fit: refused before any work
         except StoreError as exc:
-            ledger.close()
             raise click.UsageError(str(exc)) from None
     return ledger
 
@@ -185,7 +192,7 @@ def open_ledger_for_check(db: str | None, now: datetime | None = None) -> Ledger
     in memory (a check never creates a ledger); errors as :func:`open_ledger`."""
     from ledger.application import open_for_dry_run
 
-    return _opened(db, lambda: open_for_dry_run(db, clock=SystemClock()))
+    return closed_with_command(_opened(db, lambda: open_for_dry_run(db, clock=SystemClock())))
 
 
 # --- big outputs ------------------------------------------------------------------------
@@ -300,3 +307,119 @@ known_at_option = click.option(
     callback=_keep_known_at, is_eager=True,
     help="Only what the ledger had recorded by this time (its recording clock); with "
          "--as-of: what we knew then about that time (see docs/replay.md).")
+
+
+def as_of_options(fn: Any) -> Any:
+    """``--as-of TIME``, ``--at-position N`` and ``--known-at TIME``: read the past by
+    replaying a prefix."""
+    fn = known_at_option(fn)
+    fn = click.option(
+        "--at-position", "at_position", type=click.IntRange(min=0), default=None, metavar="N",
+        help="What the seller saw right after the event at this global position (replayed "
+             "in memory; the views are not touched).")(fn)
+    fn = click.option(
+        "--as-of", "as_of", type=WHEN, default=None, metavar="TIME",
+        help="What the seller saw at this business time: only the commands applied up to "
+             "it are replayed, in memory (see docs/replay.md). Report and metrics times "
+             "default to it.")(fn)
+    return fn
+
+
+def resolve_point(ledger: Any, as_of: datetime | None, at_position: int | None,
+                  known: datetime | None | Literal[True] = True) -> Any:
+    """The point asked for; ``known``: a known-at time, None, or True for the
+    command's own ``--known-at``."""
+    from replay.asof import AsOfError, resolve
+
+    try:
+        return resolve(ledger, as_of, at_position, known_at() if known is True else known)
+    except AsOfError as exc:
+        raise click.UsageError(str(exc)) from None
+
+
+def as_of_read(db: str | None, as_of: datetime | None, at_position: int | None,
+               read: Callable[[Any, datetime], Any],
+               names: Iterable[str] = ("orders", "inventory", "metrics", "notifications")) -> Any:
+    """``read(snapshot, evaluation time)`` on the projections as of the point asked for."""
+    from replay.asof import evaluation_time, snapshot
+
+    ledger = open_reader(db)
+    point = resolve_point(ledger, as_of, at_position)
+    return read(snapshot(ledger, point, names), evaluation_time(point))
+
+
+# --- the views ---------------------------------------------------------------------------
+
+views_option = click.option(
+    "--views", envvar="ORDER_LEDGER_VIEWS", default=None, metavar="PATH",
+    help="The views file (default: beside the ledger, X.db -> X.views.db; for a PostgreSQL "
+         "ledger ./order-ledger-<db>-<schema>.views.db). Also ORDER_LEDGER_VIEWS.")
+
+
+def _wait_note(path: str) -> Callable[[], None]:
+    def note() -> None:
+        err_console.print(f"waiting for another sync or rebuild of {path} to finish...",
+                          markup=False)
+    return note
+
+
+def run_views(db: str | None, views: str | None,
+              work: Callable[[Any, Any], Awaitable[Any]], *, catch_up: bool = True,
+              **options: Any) -> Any:
+    """Open the ledger and its views, run ``work(views, ledger)``; errors to exit codes
+    (the ledger's own through the command group). The ledger closes with the command.
+
+    ``catch_up``: bring the views to the ledger's head first, with a progress bar.
+    """
+    import asyncio
+
+    from projections import Views, ViewsError, ViewsLocationError, views_path
+
+    options.setdefault("jobs", None)  # automatic: a big first build uses both cores
+    ledger = open_reader(db)
+    try:
+        target = views_path(ledger.db, views)
+
+        async def main() -> Any:
+            async with Views(ledger, views, on_wait=_wait_note(target), **options) as v:
+                if v.in_memory_because:
+                    err_console.print(f"note: views computed in memory for this run: "
+                                      f"{v.in_memory_because} (give --views PATH to keep them)",
+                                      markup=False)
+                # catch up first, with a progress bar when that takes a while (on a TTY)
+                if catch_up:
+                    with Bar("updating the views", True) as bar:
+                        await v.sync(progress=bar)
+                return await work(v, ledger)
+
+        return asyncio.run(main())
+    except ViewsLocationError as exc:
+        raise click.UsageError(str(exc)) from None
+    except ViewsError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+# --- the import group ----------------------------------------------------------------------
+
+
+class DefaultCommandGroup(click.Group):
+    """A group whose first argument, when it names none of its commands, is handed
+    whole to its default command: ``import FILE`` runs ``import bundle FILE``."""
+
+    def __init__(self, *args: Any, default_command: str, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.default_command = default_command
+
+    def resolve_command(self, ctx: click.Context,
+                        args: list[str]) -> tuple[str | None, click.Command | None, list[str]]:
+        default = self.commands.get(self.default_command)
+        if args and default is not None and args[0] not in self.commands:
+            return default.name, default, args
+        return super().resolve_command(ctx, args)
+
+
+@click.group("import", cls=DefaultCommandGroup, default_command="bundle",
+             context_settings={"help_option_names": ["-h", "--help"]})
+def import_group() -> None:
+    """Import events: `import BUNDLE --db NEW` (an exported bundle, into a new ledger)
+    or `import sp-api FILE` (the marketplace's orders)."""

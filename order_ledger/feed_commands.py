@@ -1,6 +1,7 @@
 """``order-ledger feed``, ``order-ledger import sp-api`` and ``order-ledger message check``.
 
-Registered by :func:`order_ledger.cli._register_optional` through :func:`register`.
+Registered on the command group by :mod:`order_ledger.cli` through :func:`register`;
+``import sp-api`` is a command of the one ``import`` group (:mod:`order_ledger.common`).
 Exit status: 0 when every line / order / message passed, 1 when any was
 rejected (or a message has violations), 2 for usage errors — a missing file,
 an unknown feed type, a feed header lacking a required column, a JSON file that
@@ -19,12 +20,12 @@ import click
 
 from ledger import feeds, spapi
 from ledger.clock import SystemClock
-from ledger.errors import LedgerError
 
 from .common import (
     console,
     db_option,
     err_console,
+    import_group,
     json_option,
     now_option,
     open_ledger,
@@ -38,18 +39,9 @@ _FILE = click.Path(exists=True, dir_okay=False, readable=True, path_type=Path)
 
 
 def register(main: click.Group) -> None:
-    """Add ``feed``, ``import sp-api`` and ``message check`` to the main group.
-
-    A group of the same name registered earlier by another module (``import``
-    from ``order_ledger.replay_commands``) keeps its commands and gets ours added.
-    """
-    for group in (feed_group, import_group, message_group):
-        existing = main.commands.get(group.name or "")
-        if isinstance(existing, click.Group) and existing is not group:
-            for cmd in group.commands.values():
-                existing.add_command(cmd)
-        else:
-            main.add_command(group)
+    """Add ``feed`` and ``message check`` to the main group."""
+    for group in (feed_group, message_group):
+        main.add_command(group)
 
 
 check_option = click.option(
@@ -153,10 +145,6 @@ def run_feed(name: str, file: Path, *, db: str | None, as_json: bool,
     except feeds.FeedError as exc:  # pragma: no cover - checked above
         _usage_error(str(exc), as_json)
         return
-    except LedgerError as exc:
-        raise click.ClickException(str(exc)) from None
-    finally:
-        ledger.close()
     if as_json:
         print_json(report.as_dict())
     else:
@@ -197,11 +185,6 @@ def _print_feed_report(report: feeds.FeedReport, file: Path, check: bool = False
 
 
 # --- import ----------------------------------------------------------------------------
-
-
-@click.group("import")
-def import_group() -> None:
-    """Import orders from elsewhere into the ledger."""
 
 
 @import_group.command("sp-api")
@@ -268,10 +251,6 @@ def import_sp_api(files: tuple[Path, ...], items_file: Path | None, language: st
     except spapi.SpApiError as exc:
         _usage_error(str(exc), as_json)
         return
-    except LedgerError as exc:
-        raise click.ClickException(str(exc)) from None
-    finally:
-        ledger.close()
     if as_json:
         print_json(report.as_dict())
     else:
@@ -308,11 +287,6 @@ def _print_import_report(report: spapi.ImportReport, check: bool = False) -> Non
 
 # --- message check -----------------------------------------------------------------------
 
-_MESSAGE_KEYS = {"order_id", "purpose", "language", "body", "attachments", "phone_reason",
-                 "buyer_language", "completed_at", "now", "review_already_requested",
-                 # a send-message command line is accepted as it is
-                 "type", "at", "command_id", "actor"}
-
 
 @click.group("message")
 def message_group() -> None:
@@ -342,62 +316,16 @@ def _read_messages(data: bytes) -> list[tuple[int, Any]]:
     return [(1, doc)]
 
 
-def _time(value: Any, what: str, n: int) -> datetime | None:
-    if value in (None, ""):
-        return None
-    try:
-        t = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-    except ValueError:
-        raise click.UsageError(f"message {n}: {what} {value!r} is not an ISO-8601 time") from None
-    if t.tzinfo is None:
-        raise click.UsageError(f"message {n}: {what} {value!r} has no UTC offset")
-    return t
-
-
 def check_one(msg: Any, n: int, *, ledger: Any = None, now: datetime | None = None) -> dict:
-    """Check one message object; returns ``{line, order_id, allowed, violations, notes}``."""
-    from ledger.messaging import check_message
+    """:func:`ledger.messaging.check_draft` at ``now`` (default: the wall clock); a
+    malformed message is a usage error."""
+    from ledger.errors import MessageDraftError
+    from ledger.messaging import check_draft
 
-    if not isinstance(msg, dict):
-        raise click.UsageError(f"message {n} is not a JSON object")
-    unknown = sorted(set(msg) - _MESSAGE_KEYS)
-    if unknown:
-        raise click.UsageError(f"message {n}: unknown field(s) {', '.join(unknown)}; known: "
-                               + ", ".join(sorted(_MESSAGE_KEYS - {'type', 'command_id', 'actor'})))
-    for key in ("order_id", "purpose", "language", "body"):
-        if not isinstance(msg.get(key), str):
-            raise click.UsageError(f"message {n}: {key} is missing (a string is needed)")
-    notes: list[str] = []
-    buyer_language = msg.get("buyer_language")
-    completed_at = _time(msg.get("completed_at"), "completed_at", n)
-    review = bool(msg.get("review_already_requested", False))
-    when = (_time(msg.get("now"), "now", n) or _time(msg.get("at"), "at", n) or now
-            or SystemClock().now())
-    if ledger is not None:
-        order = ledger.order(msg["order_id"])
-        if order is None or order.placed is None:
-            notes.append(f"order {msg['order_id']} is not in the ledger: using the file's values")
-        else:
-            buyer_language = order.placed.buyer.language
-            completed_at = order.completed_at
-            review = order.review_requested
-            notes.append("buyer language, completion and review state taken from the ledger")
-            if order.status == "Pending":
-                notes.append("the order is Pending: the ledger refuses to send messages until "
-                             "payment is verified")
-    if not buyer_language:
-        buyer_language = msg["language"]
-        notes.append("buyer_language not given: the language rule was not checked")
-    attachments = msg.get("attachments") or []
-    if not isinstance(attachments, list):
-        raise click.UsageError(f"message {n}: attachments must be a list of {{name, kind}}")
-    violations = check_message(
-        order_id=msg["order_id"], purpose=msg["purpose"], language=msg["language"],
-        body=msg["body"], attachments=attachments, phone_reason=msg.get("phone_reason"),
-        buyer_language=buyer_language, completed_at=completed_at, now=when,
-        review_already_requested=review)
-    return {"line": n, "order_id": msg["order_id"], "allowed": not violations,
-            "violations": [v.as_dict() for v in violations], "notes": notes}
+    try:
+        return check_draft(msg, n, ledger=ledger, now=now or SystemClock().now())
+    except MessageDraftError as exc:
+        raise click.UsageError(str(exc)) from None
 
 
 def print_check(result: dict) -> None:
@@ -440,11 +368,7 @@ def message_check(file: Any, db: str | None, as_json: bool, now: datetime | None
     if not messages:
         raise click.UsageError("the file holds no message")
     ledger = open_reader(db) if db else None
-    try:
-        results = [check_one(m, n, ledger=ledger, now=now) for n, m in messages]
-    finally:
-        if ledger is not None:
-            ledger.close()
+    results = [check_one(m, n, ledger=ledger, now=now) for n, m in messages]
     blocked = sum(1 for r in results if not r["allowed"])
     if as_json:
         print_json({"checked": len(results), "allowed": len(results) - blocked,
@@ -463,12 +387,9 @@ def check_send_message(*, order_id: str, purpose: str, language: str, body: str,
                        db: str | None, now: datetime | None, as_json: bool) -> None:
     """``send-message --check-only``: check against the ledger's order, send nothing, exit."""
     ledger = open_reader(db, now)
-    try:
-        msg = {"order_id": order_id, "purpose": purpose, "language": language, "body": body,
-               "attachments": attachments or [], "phone_reason": phone_reason}
-        result = check_one(msg, 1, ledger=ledger, now=now or ledger.clock.now())
-    finally:
-        ledger.close()
+    msg = {"order_id": order_id, "purpose": purpose, "language": language, "body": body,
+           "attachments": attachments or [], "phone_reason": phone_reason}
+    result = check_one(msg, 1, ledger=ledger, now=now or ledger.clock.now())
     if as_json:
         print_json(result)
     else:

@@ -1,10 +1,9 @@
 """Operations: ``order-ledger check``, ``backup``, ``restore`` and ``keygen``.
 
-Registered by :func:`order_ledger.cli._register_optional` through
-:func:`register`, which also installs a last-resort handler so that a ledger
-error escaping any command (a busy ledger, an unreadable store, a wrong
-cipher key) ends with ``Error: ...`` and exit status 1 (2 for a store that
-cannot be read or opened) instead of a traceback.
+Registered on the command group by :mod:`order_ledger.cli` through
+:func:`register`. A ledger error escaping any command (a busy ledger, an
+unreadable store, a wrong cipher key) ends with ``Error: ...`` and exit status
+1 (2 for a store that cannot be read or opened) through the command group.
 
 Exit status: 0 fine; 1 the check found problems, or the ledger is busy;
 2 usage errors (no such ledger, a target directory that does not exist, a
@@ -20,7 +19,7 @@ from typing import Any
 import click
 
 from ledger.errors import StoreError
-from ledger.store import is_postgres, resolve_db
+from ledger.backend import Backend
 
 from .common import (console, db_option, err_console, json_option, open_ledger, open_reader,
                      print_json)
@@ -50,7 +49,8 @@ def projection_check(views: str | None, notes: list[str]) -> Any:
         from ledger.check import Problem
 
         try:
-            from projections import Views, project, views_path
+            from projections import Views, views_path
+            from projections.verify import mismatches, view_points
         except ImportError:  # pragma: no cover - the package is optional
             notes.append("projections are not installed: views not checked")
             return []
@@ -64,39 +64,21 @@ def projection_check(views: str | None, notes: list[str]) -> Any:
 
         async def run() -> None:
             async with Views(ledger, views, auto_sync=False) as v:
-                cps = await v.checkpoints()
-                built = {n: cp for n, cp in cps.items() if cp and await v._tables_exist(n)}
-                for name, cp in sorted(cps.items()):
-                    if cp > head:
+                points = await view_points(v, head)
+                for p in sorted(points.values(), key=lambda p: p.name):
+                    if p.ahead:
                         problems.append(Problem(
-                            "view-ahead", f"the {name} view's checkpoint {cp} is ahead of the "
-                            f"ledger's head {head}", path))
-                behind = sorted({n for n, cp in built.items() if cp < head})
+                            "view-ahead", f"the {p.name} view's checkpoint {p.checkpoint} is "
+                            f"ahead of the ledger's head {head}", path))
+                behind = sorted(p.name for p in points.values() if p.behind)
                 if behind:
                     notes.append(f"views behind the head ({', '.join(behind)}): compared at "
                                  "their checkpoints; `order-ledger sync` catches them up")
-                readers = {
-                    "orders": [("orders", lambda r: r.orders()),
-                               ("the Orders report", lambda r: r.report_orders(at)),
-                               ("the Unshipped Orders report",
-                                lambda r: r.report_unshipped(at) if at else "")],
-                    "inventory": [("inventory", lambda r: r.inventory())],
-                    "metrics": [("metrics", lambda r: r.metrics(at) if at else {})],
-                    "notifications": [("notifications", lambda r: r.notifications())],
-                }
-                for name, cp in sorted(built.items()):
-                    if cp > head:
-                        continue
-                    snap = project(ledger.iter_events(upto=cp), [name])
-                    for what, read in readers.get(name, []):
-                        stored = read(v)
-                        if asyncio.iscoroutine(stored):
-                            stored = await stored
-                        if stored != read(snap):
-                            problems.append(Problem(
-                                "view-differs", f"{what} in the {name} view differ from a "
-                                f"replay of the events up to its checkpoint {cp}; rebuild it "
-                                f"(`order-ledger rebuild {name}`)", path))
+                for m in await mismatches(v, ledger, points.values(), at):
+                    problems.append(Problem(
+                        "view-differs", f"{m.what} in the {m.view} view differ from a "
+                        f"replay of the events up to its checkpoint {m.checkpoint}; rebuild it "
+                        f"(`order-ledger rebuild {m.view}`)", path))
 
         asyncio.run(run())
         return problems
@@ -138,11 +120,8 @@ def check_cmd(db: str | None, views: str | None, as_json: bool, limit: int,
         raise click.BadParameter(str(exc), param_hint="--digest") from None
     ledger = open_reader(db)
     notes: list[str] = []
-    try:
-        report = check_ledger(ledger, limit=limit, extra=[projection_check(views, notes)],
-                              digest=wanted)
-    finally:
-        ledger.close()
+    report = check_ledger(ledger, limit=limit, extra=[projection_check(views, notes)],
+                          digest=wanted)
     report.notes.extend(notes)
     if as_json:
         print_json(report.as_dict())
@@ -181,11 +160,8 @@ def digest_cmd(db: str | None, as_json: bool) -> None:
     TOKEN` proves that the history up to POSITION is still exactly what it was.
     """
     ledger = open_reader(db)
-    try:
-        head = ledger.digest()
-        events = ledger.head()
-    finally:
-        ledger.close()
+    head = ledger.digest()
+    events = ledger.head()
     if head is None and events:
         raise click.UsageError("this ledger has no hash chain yet: run `order-ledger migrate` "
                                "once to add it")
@@ -209,11 +185,8 @@ def migrate_cmd(db: str | None, as_json: bool) -> None:
     """
     open_reader(db).close()  # a ledger to migrate must exist: never create one here
     ledger = open_ledger(db)
-    try:
-        hashed = ledger.migrate()
-        head = ledger.digest()
-    finally:
-        ledger.close()
+    hashed = ledger.migrate()
+    head = ledger.digest()
     if as_json:
         print_json({"chained": hashed, "digest": str(head) if head else None})
         return
@@ -250,15 +223,15 @@ def backup_cmd(file: str, db: str | None, as_json: bool, force: bool) -> None:
     """
     from ledger.backup import PG_GUIDANCE, backup
 
-    location = resolve_db(db)
-    if is_postgres(location):
+    backend = Backend.of(db)
+    if not backend.copies_files:
         err_console.print(
             "Error: `order-ledger backup` copies SQLite ledgers; this ledger is on PostgreSQL.",
             markup=False)
         err_console.print(PG_GUIDANCE, markup=False)
         sys.exit(2)
     try:
-        result = backup(location, file, overwrite=force)  # "no ledger at …" when missing
+        result = backup(backend.location, file, overwrite=force)  # "no ledger at …" when missing
     except StoreError as exc:
         raise click.UsageError(str(exc)) from None
     _print_copy("backed up", result, as_json)
@@ -277,12 +250,12 @@ def restore_cmd(backup_file: str, db: str | None, as_json: bool, force: bool) ->
     """
     from ledger.backup import restore
 
-    location = resolve_db(db)
-    if is_postgres(location):
+    backend = Backend.of(db)
+    if not backend.copies_files:
         raise click.UsageError("restore copies SQLite ledgers; restore PostgreSQL with "
                                "pg_restore (see `order-ledger backup --help`)")
     try:
-        result = restore(backup_file, location, overwrite=force)
+        result = restore(backup_file, backend.location, overwrite=force)
     except StoreError as exc:
         raise click.UsageError(str(exc)) from None
     _print_copy("restored", result, as_json)

@@ -14,33 +14,30 @@ import signal
 import sys
 import time
 from datetime import datetime, timezone
-from typing import Any, Awaitable, Callable
+from typing import Any, Callable
 
 import click
 
-from ledger.errors import LedgerError, StoreError
-from ledger.store import connection_lost, is_postgres, resolve_db
-from projections import NAMES, Views, ViewsError, ViewsLocationError, read, views_path
+from ledger.store import connection_lost
+from projections import NAMES, Views, read
 from projections.model import STATUSES
 
 from .common import (
     WHEN,
     Bar,
+    as_of_options,
+    as_of_read,
     console,
     db_option,
     err_console,
     json_option,
-    open_ledger,
-    open_reader,
+    past,
     print_json,
     print_rows,
+    run_views,
+    views_option,
 )
-from .replay_commands import as_of_options, as_of_read, past
 
-views_option = click.option(
-    "--views", envvar="ORDER_LEDGER_VIEWS", default=None, metavar="PATH",
-    help="The views file (default: beside the ledger, X.db -> X.views.db; for a PostgreSQL "
-         "ledger ./order-ledger-<db>-<schema>.views.db). Also ORDER_LEDGER_VIEWS.")
 quiet_option = click.option("--quiet", "-q", is_flag=True,
                             help="No progress bar and no summary line.")
 batch_option = click.option("--batch-size", default=10_000, show_default=True,
@@ -54,48 +51,6 @@ jobs_option = click.option(
 
 def _views_common(fn: Any) -> Any:
     return db_option(views_option(fn))
-
-
-def _wait_note(path: str) -> Callable[[], None]:
-    def note() -> None:
-        err_console.print(f"waiting for another sync or rebuild of {path} to finish...",
-                          markup=False)
-    return note
-
-
-def run_views(db: str | None, views: str | None,
-              work: Callable[[Views, Any], Awaitable[Any]], *, catch_up: bool = True,
-              **options: Any) -> Any:
-    """Open the ledger and its views, run ``work(views, ledger)``, close; errors to exit codes.
-
-    ``catch_up``: bring the views to the ledger's head first, with a progress bar.
-    """
-    options.setdefault("jobs", None)  # automatic: a big first build uses both cores
-    ledger = open_reader(db)
-    try:
-        target = views_path(ledger.db, views)
-
-        async def main() -> Any:
-            async with Views(ledger, views, on_wait=_wait_note(target), **options) as v:
-                if v.in_memory_because:
-                    err_console.print(f"note: views computed in memory for this run: "
-                                      f"{v.in_memory_because} (give --views PATH to keep them)",
-                                      markup=False)
-                # catch up first, with a progress bar when that takes a while (on a TTY)
-                if catch_up:
-                    with _Bar("updating the views", True) as bar:
-                        await v.sync(progress=bar)
-                return await work(v, ledger)
-
-        return asyncio.run(main())
-    except ViewsLocationError as exc:
-        raise click.UsageError(str(exc)) from None
-    except StoreError:
-        raise  # the store cannot be read (e.g. the cipher key): exit 2 from the command group
-    except (ViewsError, LedgerError) as exc:
-        raise click.ClickException(str(exc)) from None
-    finally:
-        ledger.close()
 
 
 def page_options(listing: str) -> Callable[[Any], Any]:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 import sys
 from datetime import datetime
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import click
 
@@ -19,7 +19,10 @@ from .common import (
     known_at,
     known_at_option,
     past,
+    resolve_point,
+    run_views,
     console,
+    import_group,
     db_option,
     err_console,
     json_option,
@@ -46,15 +49,12 @@ def history(order_id: str, db: str | None, as_json: bool, at_position: int | Non
     Each event shows its business time and, when it differs, when the ledger
     recorded it."""
     ledger = open_reader(db)
-    try:
-        if past(as_of, at_position):
-            from replay.asof import steps_as_of
+    if past(as_of, at_position):
+        from replay.asof import steps_as_of
 
-            steps = steps_as_of(ledger, order_id, _point(ledger, as_of, at_position))
-        else:
-            steps = order_history(ledger, order_id)
-    finally:
-        ledger.close()
+        steps = steps_as_of(ledger, order_id, resolve_point(ledger, as_of, at_position))
+    else:
+        steps = order_history(ledger, order_id)
     if not steps:
         err_console.print(f"no order {order_id} in the ledger", markup=False)
         sys.exit(1)
@@ -97,10 +97,7 @@ def _short(v: Any) -> str:
 def explain_cmd(order_id: str, db: str | None, as_json: bool) -> None:
     """Why an order is in its status, and what happens next."""
     ledger = open_reader(db)
-    try:
-        result = explain(ledger, order_id)
-    finally:
-        ledger.close()
+    result = explain(ledger, order_id)
     if result is None:
         err_console.print(f"no order {order_id} in the ledger", markup=False)
         sys.exit(1)
@@ -136,21 +133,18 @@ def export_cmd(db: str | None, orders: tuple, since: datetime | None, until: dat
                redact: bool, salt: str | None, out: str | None) -> None:
     """Write a checksummed event bundle (JSON Lines) to reproduce a problem elsewhere."""
     ledger = open_reader(db)
-    try:
-        if out:
-            import os
+    if out:
+        import os
 
-            parent = os.path.dirname(os.path.abspath(out))
-            if not os.path.isdir(parent):
-                raise click.UsageError(f"cannot write {out!r}: directory {parent!r} does not exist")
-            with open(out, "wb") as f:
-                n = export_bundle(ledger, f, orders=orders, since=since, until=until,
-                                  redact=redact, salt=salt.encode() if salt else None)
-        else:
-            n = export_bundle(ledger, sys.stdout.buffer, orders=orders, since=since, until=until,
+        parent = os.path.dirname(os.path.abspath(out))
+        if not os.path.isdir(parent):
+            raise click.UsageError(f"cannot write {out!r}: directory {parent!r} does not exist")
+        with open(out, "wb") as f:
+            n = export_bundle(ledger, f, orders=orders, since=since, until=until,
                               redact=redact, salt=salt.encode() if salt else None)
-    finally:
-        ledger.close()
+    else:
+        n = export_bundle(ledger, sys.stdout.buffer, orders=orders, since=since, until=until,
+                          redact=redact, salt=salt.encode() if salt else None)
     err_console.print(f"exported {n} events", markup=False)
 
 
@@ -169,28 +163,11 @@ def import_bundle_file(path: str, db: str | None, as_json: bool) -> None:
         else:
             err_console.print(f"bundle refused, nothing imported: {exc}", markup=False)
         sys.exit(1)
-    finally:
-        ledger.close()
     if as_json:
         print_json({"imported": n})
     else:
         console.print(f"imported {n} events; run `order-ledger rebuild` to build the views",
                       markup=False)
-
-
-class ImportGroup(click.Group):
-    """``import FILE`` imports a bundle; ``import sp-api FILE`` the marketplace's orders."""
-
-    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        if args and args[0] not in self.commands and not args[0].startswith("-"):
-            args = ["bundle", *args]
-        return super().parse_args(ctx, args)
-
-
-@click.group("import", cls=ImportGroup,
-             context_settings={"help_option_names": ["-h", "--help"]})
-def import_group() -> None:
-    """Import events: `import BUNDLE --db NEW` or `import sp-api FILE`."""
 
 
 @import_group.command("bundle")
@@ -200,59 +177,6 @@ def import_group() -> None:
 def import_bundle_cmd(file: str, db: str | None, as_json: bool) -> None:
     """Import an event bundle into a new, empty ledger (checksum verified first)."""
     import_bundle_file(file, db, as_json)
-
-
-# --- as of (options for show, orders, report, metrics, inventory) -------------------------
-
-
-def as_of_options(fn: Any) -> Any:
-    """``--as-of TIME``, ``--at-position N`` and ``--known-at TIME``: read the past by
-    replaying a prefix."""
-    fn = known_at_option(fn)
-    fn = click.option(
-        "--at-position", "at_position", type=click.IntRange(min=0), default=None, metavar="N",
-        help="What the seller saw right after the event at this global position (replayed "
-             "in memory; the views are not touched).")(fn)
-    fn = click.option(
-        "--as-of", "as_of", type=WHEN, default=None, metavar="TIME",
-        help="What the seller saw at this business time: only the commands applied up to "
-             "it are replayed, in memory (see docs/replay.md). Report and metrics times "
-             "default to it.")(fn)
-    return fn
-
-
-def _point(ledger: Any, as_of: datetime | None, at_position: int | None,
-           known: datetime | None | bool = True) -> Any:
-    """The point asked for; ``known``: a known-at time, None, or True for the
-    command's own ``--known-at``."""
-    from replay.asof import AsOfError, resolve
-
-    try:
-        return resolve(ledger, as_of, at_position, known_at() if known is True else known)
-    except AsOfError as exc:
-        raise click.UsageError(str(exc)) from None
-
-
-def as_of_read(db: str | None, as_of: datetime | None, at_position: int | None,
-               read: Callable[[Any, datetime], Any],
-               names: Iterable[str] = ("orders", "inventory", "metrics", "notifications")) -> Any:
-    """``read(snapshot, evaluation time)`` on the projections as of the point asked for."""
-    from replay.asof import evaluation_time, snapshot
-
-    ledger = open_reader(db)
-    try:
-        point = _point(ledger, as_of, at_position)
-        return read(snapshot(ledger, point, names), evaluation_time(point))
-    finally:
-        ledger.close()
-
-
-def as_of_order_view(ledger: Any, order_id: str, as_of: datetime | None,
-                     at_position: int | None) -> dict | None:
-    """``show`` as of a point: the order's state after its events up to the point."""
-    from replay.asof import order_view
-
-    return order_view(ledger, order_id, _point(ledger, as_of, at_position))
 
 
 # --- audit ------------------------------------------------------------------------------------
@@ -296,8 +220,6 @@ def audit_cmd(order_id: str | None, types: tuple[str, ...], actor: str | None,
     ledger by position).
     """
     from replay.audit import OUTPUT_COLUMNS, AuditError, AuditQuery, query, with_fields
-
-    from .read_commands import run_views
 
     if as_json and fmt not in (None, "json"):
         raise click.UsageError("give --json or --format, not both")
@@ -388,14 +310,11 @@ def replay_cmd(until: str | None, out_dir: str, at: datetime | None, db: str | N
     except click.BadParameter as exc:
         raise click.UsageError(f"--until: {exc.message}") from None
     ledger = open_reader(db)
+    point = resolve_point(ledger, as_of, position)
     try:
-        point = _point(ledger, as_of, position)
-        try:
-            manifest = write_replay(ledger, point, out_dir, at)
-        except ReplayDirError as exc:
-            raise click.UsageError(str(exc)) from None
-    finally:
-        ledger.close()
+        manifest = write_replay(ledger, point, out_dir, at)
+    except ReplayDirError as exc:
+        raise click.UsageError(str(exc)) from None
     if as_json:
         print_json(manifest | {"out": out_dir})
         return
@@ -486,14 +405,11 @@ def bisect_cmd(order_id: str | None, until_status: str | None, expect: str | Non
         raise click.UsageError("--until-status needs --order ID")
     ledger = open_reader(db)
     try:
-        try:
-            k = known_at()
-            f = bisect(ledger, pred, order_id, at=at, linear=linear,
-                       upto=ledger.position_known_at(k) if k is not None else None)
-        except BisectError as exc:
-            raise click.UsageError(str(exc)) from None
-    finally:
-        ledger.close()
+        k = known_at()
+        f = bisect(ledger, pred, order_id, at=at, linear=linear,
+                   upto=ledger.position_known_at(k) if k is not None else None)
+    except BisectError as exc:
+        raise click.UsageError(str(exc)) from None
     if as_json:
         print_json(f.as_dict())
         sys.exit(0 if f.found else 1)
@@ -621,33 +537,21 @@ def diff_cmd(db: str | None, other_db: str | None, as_of: datetime | None,
             raise click.UsageError("--views compares the stored views with a rebuild at their "
                                    "checkpoints: it takes no other ledger or point")
         ledger = open_reader(db)
+        path = views_path(ledger.db, views or None)
+        if path == ":memory:" or not os.path.exists(path):
+            raise click.UsageError(f"no views file at {path!r}: nothing to compare "
+                                   "(run `order-ledger sync` first, or give --views PATH)")
         try:
-            path = views_path(ledger.db, views or None)
-            if path == ":memory:" or not os.path.exists(path):
-                raise click.UsageError(f"no views file at {path!r}: nothing to compare "
-                                       "(run `order-ledger sync` first, or give --views PATH)")
-            try:
-                d = asyncio.run(views_vs_rebuild(ledger, views or None, at))
-            except ViewsError as exc:
-                raise click.ClickException(str(exc)) from None
-        finally:
-            ledger.close()
+            d = asyncio.run(views_vs_rebuild(ledger, views or None, at))
+        except ViewsError as exc:
+            raise click.ClickException(str(exc)) from None
     else:
         a = open_reader(db)
-        try:
-            b = open_reader(other_db) if other_db else a
-        except BaseException:
-            a.close()
-            raise
-        try:
-            pa = _point(a, as_of, at_position, known)
-            pb = _point(b, other_as_of, other_at_position, other_known)
-            side_a = side_at(a, pa, f"{a.db} {pa.describe()}", at)
-            side_b = side_at(b, pb, f"{b.db} {pb.describe()}", at)
-        finally:
-            a.close()
-            if b is not a:
-                b.close()
+        b = open_reader(other_db) if other_db else a
+        pa = resolve_point(a, as_of, at_position, known)
+        pb = resolve_point(b, other_as_of, other_at_position, other_known)
+        side_a = side_at(a, pa, f"{a.db} {pa.describe()}", at)
+        side_b = side_at(b, pb, f"{b.db} {pb.describe()}", at)
         d = compare(side_a, side_b)
     if as_json:
         print_json(d.as_dict())
@@ -657,7 +561,7 @@ def diff_cmd(db: str | None, other_db: str | None, as_of: datetime | None,
 
 
 def register(main: click.Group) -> None:
-    for cmd in (history, explain_cmd, export_cmd, import_group, audit_cmd, replay_cmd,
+    for cmd in (history, explain_cmd, export_cmd, audit_cmd, replay_cmd,
                 bisect_cmd, diff_cmd, conflicts_cmd):
         main.add_command(cmd)
 
@@ -677,10 +581,7 @@ def conflicts_cmd(order_id: str | None, db: str | None, as_json: bool) -> None:
     from .common import print_table
 
     ledger = open_ledger(db)
-    try:
-        rows = ledger.conflicts(order_id)
-    finally:
-        ledger.close()
+    rows = ledger.conflicts(order_id)
     if as_json:
         for row in rows:
             print_json(row)

@@ -43,12 +43,12 @@ class Snapshot:
 
     # Manage Orders -------------------------------------------------------------
     def orders(self, status: str | None = None,
-               page: read.Page = read.DEFAULT_PAGE) -> list[dict]:
+               page: read.Page = read.DEFAULT_PAGE) -> list[dict[str, Any]]:
         p: OrdersProjection = self._p("orders")
         docs = [d for d in p.recs.values() if status is None or d.status == status]
         return [read.order_row(d) for d in page.apply("orders", docs)]
 
-    def order(self, order_id: str) -> dict | None:
+    def order(self, order_id: str) -> dict[str, Any] | None:
         d = self._p("orders").recs.get(order_id)
         return read.order_row(d) if d is not None else None
 
@@ -65,18 +65,18 @@ class Snapshot:
         return read.render_all_orders_report(self._p("orders").recs.values())
 
     # Manage Inventory -------------------------------------------------------------
-    def inventory(self, page: read.Page = read.DEFAULT_PAGE) -> list[dict]:
+    def inventory(self, page: read.Page = read.DEFAULT_PAGE) -> list[dict[str, Any]]:
         p: InventoryProjection = self._p("inventory")
         return page.apply("inventory", [read.inventory_row(*r) for r in p.rows()])
 
     # metrics ------------------------------------------------------------------------
-    def metrics(self, at: datetime) -> dict:
+    def metrics(self, at: datetime) -> dict[str, Any]:
         p: MetricsProjection = self._p("metrics")
         return read.compute_metrics(p.recs.values(), [(s[2], s[3]) for s in p.shipments], at)
 
     # notifications -------------------------------------------------------------------
     def notifications(self, order_id: str | None = None,
-                      page: read.Page = read.DEFAULT_PAGE) -> list[dict]:
+                      page: read.Page = read.DEFAULT_PAGE) -> list[dict[str, Any]]:
         p: NotificationsProjection = self._p("notifications")
         rows = sorted(p.rows, key=lambda r: (r[0], r[1]))
         return page.apply("notifications", [read.notification_row(r) for r in rows

@@ -19,7 +19,7 @@ or sorted, as microseconds since the epoch (``*_us``).
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Any, Callable, ClassVar, Iterable, get_args
+from typing import Any, Callable, ClassVar, Iterable, Sequence, get_args
 
 import msgspec
 
@@ -114,7 +114,7 @@ _items_decoder = msgspec.json.Decoder(list[ItemRow])
 _address_decoder = msgspec.json.Decoder(ev.Address)
 
 
-def doc_to_row(d: OrderDoc) -> tuple:
+def doc_to_row(d: OrderDoc) -> tuple[Any, ...]:
     t = msgspec.structs.astuple(d)
     return t[:-1] + (_enc.encode(d.items).decode(),)
 
@@ -282,14 +282,14 @@ class Projection:
         """Keys whose records must be loaded before applying a batch."""
         return []
 
-    def loaded(self, rows: list[tuple]) -> None:
+    def loaded(self, rows: list[tuple[Any, ...]]) -> None:
         """Records read from the views file (for keys from :meth:`missing`)."""
 
     def load_sql(self, t: dict[str, str]) -> str | None:
         """SELECT with one ``{marks}`` placeholder list for the keys."""
         return None
 
-    def flush_ops(self, t: dict[str, str], defer: int = 0) -> list[tuple[str, list[tuple]]]:
+    def flush_ops(self, t: dict[str, str], defer: int = 0) -> list[tuple[str, list[tuple[Any, ...]]]]:
         """SQL statements and their rows for everything changed since the last flush.
 
         Per-order records may be held back while fewer than ``defer`` changed
@@ -417,11 +417,11 @@ class OrdersProjection(KeyedProjection):
     def load_sql(self, t: dict[str, str]) -> str:
         return f"SELECT {', '.join(ORDER_COLUMNS)} FROM {t['orders']} WHERE order_id IN ({{marks}})"
 
-    def loaded(self, rows: list[tuple]) -> None:
+    def loaded(self, rows: list[tuple[Any, ...]]) -> None:
         for row in rows:
             self.recs[row[0]] = row_to_doc(row)
 
-    def flush_ops(self, t: dict[str, str], defer: int = 0) -> list[tuple[str, list[tuple]]]:
+    def flush_ops(self, t: dict[str, str], defer: int = 0) -> list[tuple[str, list[tuple[Any, ...]]]]:
         keys = self.take_dirty(defer)
         if not keys:
             return []
@@ -655,8 +655,8 @@ class InventoryProjection(Projection):
         elif had is not None or not self.complete:
             self.gone.add(oid)
 
-    def flush_ops(self, t: dict[str, str], defer: int = 0) -> list[tuple[str, list[tuple]]]:
-        ops: list[tuple[str, list[tuple]]] = []
+    def flush_ops(self, t: dict[str, str], defer: int = 0) -> list[tuple[str, list[tuple[Any, ...]]]]:
+        ops: list[tuple[str, list[tuple[Any, ...]]]] = []
         if self.gone:
             ops.append((f"DELETE FROM {t['inventory_pending']} WHERE order_id = ?",
                         [(o,) for o in self.gone]))
@@ -736,12 +736,12 @@ class MetricsProjection(KeyedProjection):
         return (f"SELECT {', '.join(METRIC_COLUMNS)} FROM {t['metric_orders']} "
                 "WHERE order_id IN ({marks})")
 
-    def loaded(self, rows: list[tuple]) -> None:
+    def loaded(self, rows: list[tuple[Any, ...]]) -> None:
         for row in rows:
             self.recs[row[0]] = row_to_metric(row)
 
-    def flush_ops(self, t: dict[str, str], defer: int = 0) -> list[tuple[str, list[tuple]]]:
-        ops: list[tuple[str, list[tuple]]] = []
+    def flush_ops(self, t: dict[str, str], defer: int = 0) -> list[tuple[str, list[tuple[Any, ...]]]]:
+        ops: list[tuple[str, list[tuple[Any, ...]]]] = []
         keys = self.take_dirty(defer)
         if keys:
             recs = self.recs
@@ -895,12 +895,12 @@ class NotificationsProjection(KeyedProjection):
     def load_sql(self, t: dict[str, str]) -> str:
         return f"SELECT order_id, state FROM {t['notify_orders']} WHERE order_id IN ({{marks}})"
 
-    def loaded(self, rows: list[tuple]) -> None:
+    def loaded(self, rows: list[tuple[Any, ...]]) -> None:
         for oid, state in rows:
             self.recs[oid] = _notify_decoder.decode(state)
 
-    def flush_ops(self, t: dict[str, str], defer: int = 0) -> list[tuple[str, list[tuple]]]:
-        ops: list[tuple[str, list[tuple]]] = []
+    def flush_ops(self, t: dict[str, str], defer: int = 0) -> list[tuple[str, list[tuple[Any, ...]]]]:
+        ops: list[tuple[str, list[tuple[Any, ...]]]] = []
         keys = self.take_dirty(defer)
         if keys:
             recs = self.recs
@@ -955,7 +955,7 @@ class NotificationsProjection(KeyedProjection):
             self._released(pos, e, n)
 
     def _cancellation(self, pos: int, e: Any, reasons: list[str],
-                      lines: list[tuple[str, int, str | None]]) -> None:
+                      lines: Sequence[tuple[str, int, str | None]]) -> None:
         n: NotifyOrder | None = self.recs.get(e.order_id)
         titles = {i.order_item_id: i.title for i in n.items} if n is not None else {}
         self._emit(pos, 0, iso(e.at), "buyer", "cancellation", e.order_id, Cancellation(
@@ -1003,11 +1003,14 @@ def _audit_reason(e: Any) -> str | None:
         if len(reasons) > 1:
             return "," + ",".join(reasons) + ","
         return reasons[0] if reasons else None
+    reason: str | None
     if t is ev.PaymentDeclined:
-        return e.outcome
-    if t is ev.HoldExpired:
-        return e.applied_outcome if e.status == CANCELED else None
-    return e.reason  # BuyerCanceled, CancellationRequested, SellerCanceled, LedgerCanceled
+        reason = e.outcome
+    elif t is ev.HoldExpired:
+        reason = e.applied_outcome if e.status == CANCELED else None
+    else:
+        reason = e.reason  # BuyerCanceled, CancellationRequested, SellerCanceled, LedgerCanceled
+    return reason
 
 
 _REASONED = (ev.BuyerCanceled, ev.CancellationRequested, ev.SellerCanceled, ev.LedgerCanceled,
@@ -1042,12 +1045,12 @@ class AuditProjection(Projection):
     def __init__(self, complete: bool = True) -> None:
         super().__init__(complete)
         #: rows not yet flushed (in memory: all of them), in position order
-        self.rows: list[tuple] = []
+        self.rows: list[tuple[Any, ...]] = []
 
     def handlers(self) -> dict[type, Handler]:
         return {cls: self._handler(cls) for cls in ev.ALL_EVENTS}
 
-    def _handler(self, cls: type) -> Handler:
+    def _handler(self, cls: type[ev.Event]) -> Handler:
         name = cls.__name__
         has_order = "order_id" in cls.__struct_fields__
         has_sku = "sku" in cls.__struct_fields__
@@ -1060,7 +1063,7 @@ class AuditProjection(Projection):
                 _audit_reason(e) if reasoned else None))
         return row
 
-    def flush_ops(self, t: dict[str, str], defer: int = 0) -> list[tuple[str, list[tuple]]]:
+    def flush_ops(self, t: dict[str, str], defer: int = 0) -> list[tuple[str, list[tuple[Any, ...]]]]:
         if not self.rows:
             return []
         rows, self.rows = self.rows, []

@@ -7,7 +7,7 @@ functions, so what a reader gets cannot differ between them.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import msgspec
 
@@ -143,7 +143,7 @@ def order_row(d: OrderDoc) -> dict[str, Any]:
     }
 
 
-def manage_orders_key(d: OrderDoc) -> tuple:
+def manage_orders_key(d: OrderDoc) -> tuple[Any, ...]:
     """Manage Orders lists the newest purchase first, ties by order id."""
     return (-d.purchase_us, d.order_id)
 
@@ -161,7 +161,7 @@ def inventory_row(sku: str, available: int, reserved: int) -> dict[str, Any]:
 _dec = msgspec.json.Decoder()
 
 
-def notification_row(row: tuple) -> dict[str, Any]:
+def notification_row(row: tuple[Any, ...]) -> dict[str, Any]:
     position, seq, at, to, kind, order_id, content = row
     return {"position": position, "seq": seq, "at": at, "to": to, "kind": kind,
             "order_id": order_id, "content": _dec.decode(content)}
@@ -241,7 +241,7 @@ def clean(v: Any) -> str:
     return str(v).translate(_BREAKS)
 
 
-def report_key(d: OrderDoc) -> tuple:
+def report_key(d: OrderDoc) -> tuple[Any, ...]:
     """Report rows: by purchase instant, then order id (then item order)."""
     return (d.purchase_us, d.order_id)
 
@@ -270,13 +270,13 @@ def _tsv(header: Iterable[str], rows: Iterable[Iterable[Any]]) -> str:
     return "\n".join(out) + "\n"
 
 
-def _service_level(d: OrderDoc, market: dict) -> str:
+def _service_level(d: OrderDoc, market: dict[str, Any]) -> str:
     """The report's ship-service-level: the service category (Standard, Expedited ...)
     when the marketplace gave one, else the service the order was placed with."""
     return market.get("ship_service_category") or d.ship_service_level
 
 
-def _flag(market: dict, key: str) -> bool | None:
+def _flag(market: dict[str, Any], key: str) -> bool | None:
     value = market.get(key)
     return None if value is None else bool(value)
 
@@ -309,7 +309,7 @@ def render_unshipped_report(docs: Iterable[OrderDoc], report_time: datetime,
     _need_offset(report_time)
     reporting = iso(report_time)
     old = layout == "old"
-    rows: list[tuple] = []
+    rows: list[tuple[Any, ...]] = []
     for d in sorted((d for d in docs if in_unshipped_report(d)), key=report_key):
         a = address_of(d)
         promise = datetime.fromisoformat(d.latest_ship_date)
@@ -391,7 +391,7 @@ CANCELLATION_DAYS = 7
 LATE_SHIPMENT_DAYS = (10, 30)
 VALID_TRACKING_DAYS = 30
 
-TARGETS = {
+TARGETS: dict[str, tuple[float, str, Callable[[int, int], bool]]] = {
     # name: (target, text, breached(numerator, denominator)) -- integer arithmetic
     "cancellation_rate": (0.025, "< 2.5%", lambda n, d: n * 1000 >= d * 25),
     "late_shipment_rate": (0.04, "< 4%", lambda n, d: n * 100 >= d * 4),

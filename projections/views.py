@@ -31,19 +31,18 @@ import time
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, AsyncIterator, Callable, Iterable
-from urllib.parse import parse_qs, urlparse
+from typing import Any, AsyncIterator, Awaitable, Callable, Iterable, TypeVar, cast
 
 import aiosqlite
 
+from ledger.domain import ORDER_PREFIX
 from ledger.events import OrderPlaced
-from ledger.store import is_postgres
+from ledger.backend import Backend
 
 from . import read
 from .model import (
     NAMES,
     ORDER_COLUMNS,
-    ORDER_PREFIX,
     PROJECTIONS,
     STATUSES,
     Projection,
@@ -52,12 +51,14 @@ from .model import (
     row_to_metric,
     METRIC_COLUMNS,
 )
-from .source import EventSource, sqlite_file
+from .source import EventSource
 
 try:  # pragma: no cover - fcntl exists on every POSIX system
     import fcntl
 except ImportError:  # pragma: no cover
     fcntl = None  # type: ignore[assignment]
+
+_T = TypeVar("_T")
 
 DEFAULT_BATCH = 10_000
 CACHE_LIMIT = 250_000
@@ -90,17 +91,7 @@ def views_path(db: str, views: str | None = None) -> str:
     env = os.environ.get("ORDER_LEDGER_VIEWS")
     if env:
         return env
-    if is_postgres(db):
-        u = urlparse(db)
-        name = (u.path or "/").lstrip("/") or "postgres"
-        schema = parse_qs(u.query).get("schema", ["public"])[0]
-        safe = "".join(c if c.isalnum() or c in "._-" else "_" for c in f"{name}-{schema}")
-        return f"order-ledger-{safe}.views.db"
-    path = sqlite_file(db)
-    if path is None:
-        return ":memory:"
-    root, ext = os.path.splitext(path)
-    return root + ".views.db" if ext == ".db" else path + ".views.db"
+    return Backend(db).default_views_path()
 
 
 def unwritable_because(path: str) -> str | None:
@@ -309,14 +300,19 @@ class Views:
 
     async def _meta(self, key: str) -> str | None:
         db = await self.open()
-        rows = await db.execute_fetchall("SELECT value FROM meta WHERE key = ?", (key,))
-        return rows[0][0] if rows else None
+        rows = list(await db.execute_fetchall("SELECT value FROM meta WHERE key = ?", (key,)))
+        value: str | None = rows[0][0] if rows else None
+        return value
 
     async def _tables(self) -> set[str]:
         """The names of the tables in the views file."""
         db = await self.open()
         return {r[0] for r in await db.execute_fetchall(
             "SELECT name FROM sqlite_master WHERE type = 'table'")}
+
+    async def is_built(self, name: str) -> bool:
+        """Whether every table of view ``name`` exists in the views file."""
+        return await self._tables_exist(name)
 
     async def _tables_exist(self, name: str, tables: set[str] | None = None) -> bool:
         if tables is None:
@@ -509,7 +505,7 @@ class Views:
                     _child_main(self, names, head, (k, jobs), counters, w, parent)
                 os.close(w)
                 pending[pid] = r
-            results: dict[int, dict] = {}
+            results: dict[int, dict[str, Any]] = {}
             while pending:
                 for pid in list(pending):
                     done, status = os.waitpid(pid, os.WNOHANG)
@@ -535,7 +531,7 @@ class Views:
             total = sum(r.get("events", 0) for r in results.values())
             if progress is not None:
                 progress(total, max(head, total))
-            return total
+            return int(total)
         finally:
             for pid, fd in pending.items():  # only if interrupted: stop what still runs
                 try:
@@ -597,17 +593,17 @@ class Views:
         return done
 
     @staticmethod
-    def _changes(run: "_Run", defer: int) -> list[tuple[str, list[tuple]]]:
+    def _changes(run: "_Run", defer: int) -> list[tuple[str, list[tuple[Any, ...]]]]:
         """Every projection's statements and rows for what changed (see ``flush_ops``)."""
         return [(sql, rows) for n, p in run.projs.items()
                 for sql, rows in p.flush_ops(run.tables[n], defer) if rows]
 
     @staticmethod
-    async def _write(db: aiosqlite.Connection, ops: list[tuple[str, list[tuple]]]) -> None:
+    async def _write(db: aiosqlite.Connection, ops: list[tuple[str, list[tuple[Any, ...]]]]) -> None:
         for sql, rows in ops:
             await db.executemany(sql, rows)
 
-    async def _apply_batch(self, db: aiosqlite.Connection, run: "_Run", batch: list,
+    async def _apply_batch(self, db: aiosqlite.Connection, run: "_Run", batch: list[Any],
                            last: int, defer: int) -> None:
         """One batch: load, apply, write (and checkpoint) -- one transaction.
 
@@ -644,7 +640,7 @@ class Views:
             p.evict_settled()  # only after the rows are committed: they may be loaded back
             p.trim(self.cache_limit)
 
-    async def _load(self, db: aiosqlite.Connection, run: "_Run", batch: list) -> None:
+    async def _load(self, db: aiosqlite.Connection, run: "_Run", batch: list[Any]) -> None:
         """Read the stored records the batch's events need (keyed projections that
         do not hold every record in memory)."""
         cps = run.cps
@@ -669,10 +665,10 @@ class Views:
                 chunk = miss[i:i + 900]
                 rows = await db.execute_fetchall(
                     sql.format(marks=", ".join("?" * len(chunk))), chunk)  # type: ignore[union-attr]
-                p.loaded(list(rows))
+                p.loaded(cast("list[tuple[Any, ...]]", list(rows)))
 
     @staticmethod
-    def _apply(run: "_Run", batch: list) -> None:
+    def _apply(run: "_Run", batch: list[Any]) -> None:
         """Every projection's handlers, for the events after its checkpoint."""
         cps, names = run.cps, run.names
         first = min(cps[n] for n in names)
@@ -701,7 +697,7 @@ class Views:
             raise ViewsError(f"the {name} view is not built yet; run `order-ledger sync`")
 
     async def orders(self, status: str | None = None,
-                     page: read.Page = read.DEFAULT_PAGE) -> list[dict]:
+                     page: read.Page = read.DEFAULT_PAGE) -> list[dict[str, Any]]:
         """Manage Orders: every order (newest purchase first), optionally one status;
         ``page`` sorts and limits in the query (see :class:`projections.read.Page`)."""
         if status is not None and status not in STATUSES:
@@ -718,15 +714,15 @@ class Views:
                 f"SELECT {cols} FROM orders WHERE status = ?{order_by}", (status, *args))
         return [read.order_row(row_to_doc(r)) for r in rows]
 
-    async def order(self, order_id: str) -> dict | None:
+    async def order(self, order_id: str) -> dict[str, Any] | None:
         db = await self._ready()
         if not await self._tables_exist("orders"):
             return None
-        rows = await db.execute_fetchall(
-            f"SELECT {', '.join(ORDER_COLUMNS)} FROM orders WHERE order_id = ?", (order_id,))
+        rows = list(await db.execute_fetchall(
+            f"SELECT {', '.join(ORDER_COLUMNS)} FROM orders WHERE order_id = ?", (order_id,)))
         return read.order_row(row_to_doc(rows[0])) if rows else None
 
-    async def _docs(self, where: str) -> list:
+    async def _docs(self, where: str) -> list[Any]:
         db = await self._ready()
         if not await self._tables_exist("orders"):
             return []
@@ -750,7 +746,7 @@ class Views:
         """The All Orders report as TSV text (every order; no column uses ``report_time``)."""
         return read.render_all_orders_report(await self._docs("1 = 1"))
 
-    async def inventory(self, page: read.Page = read.DEFAULT_PAGE) -> list[dict]:
+    async def inventory(self, page: read.Page = read.DEFAULT_PAGE) -> list[dict[str, Any]]:
         """Manage Inventory: tracked SKUs by SKU (or as ``page`` says)."""
         order_by, args = _page_sql(page, "inventory")
         db = await self._ready()
@@ -763,7 +759,7 @@ class Views:
             f"GROUP BY sku) r ON r.sku = i.sku{order_by}", args)
         return [read.inventory_row(*r) for r in rows]
 
-    async def metrics(self, at: datetime) -> dict:
+    async def metrics(self, at: datetime) -> dict[str, Any]:
         """Seller metrics with windows ending at ``at`` (see docs/projections.md)."""
         if at.tzinfo is None:
             raise ValueError("a metrics time needs a UTC offset")
@@ -779,10 +775,11 @@ class Views:
         ships = await db.execute_fetchall(
             "SELECT at_us, tracked FROM metric_shipments WHERE at_us >= ? AND at_us < ?",
             r["confirmation"])
-        return read.compute_metrics([row_to_metric(x) for x in rows], list(ships), at)
+        return read.compute_metrics([row_to_metric(x) for x in rows],
+                                    cast("list[tuple[int, Any]]", list(ships)), at)
 
     async def notifications(self, order_id: str | None = None,
-                            page: read.Page = read.DEFAULT_PAGE) -> list[dict]:
+                            page: read.Page = read.DEFAULT_PAGE) -> list[dict[str, Any]]:
         """The outbox in event order (or as ``page`` says), optionally of one order."""
         order_by, args = _page_sql(page, "notifications")
         db = await self._ready()
@@ -853,7 +850,7 @@ def _child_main(views: Views, names: list[str], head: int, partition: tuple[int,
         os._exit(code)
 
 
-def _order_ids_by_type(batch: list, after: int) -> tuple[dict[type, set[str]], set[str]]:
+def _order_ids_by_type(batch: list[Any], after: int) -> tuple[dict[type, set[str]], set[str]]:
     """The order ids of a batch's events after position ``after``, by event type,
     and the ids of the orders placed in it."""
     by_type: dict[type, set[str]] = {}
@@ -908,10 +905,10 @@ class BlockingViews:
         self.path = path
         self.options = options
 
-    def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
-        async def run() -> Any:
+    def _call(self, fn: Callable[[Views], Awaitable[_T]]) -> _T:
+        async def run() -> _T:
             async with Views(self.ledger, self.path, **self.options) as v:
-                return await getattr(v, method)(*args, **kwargs)
+                return await fn(v)
         return asyncio.run(run())
 
     @property
@@ -919,38 +916,38 @@ class BlockingViews:
         return views_path(self.ledger.db, self.path)
 
     def sync(self, upto: int | None = None, progress: Progress | None = None) -> RunResult:
-        return self._call("sync", upto, progress)
+        return self._call(lambda v: v.sync(upto, progress))
 
     def rebuild(self, names: Iterable[str] | None = None,
                 progress: Progress | None = None) -> RunResult:
-        return self._call("rebuild", list(names) if names else None, progress)
+        return self._call(lambda v: v.rebuild(list(names) if names else None, progress))
 
     def checkpoints(self) -> dict[str, int]:
-        return self._call("checkpoints")
+        return self._call(lambda v: v.checkpoints())
 
     def orders(self, status: str | None = None,
-               page: read.Page = read.DEFAULT_PAGE) -> list[dict]:
-        return self._call("orders", status, page)
+               page: read.Page = read.DEFAULT_PAGE) -> list[dict[str, Any]]:
+        return self._call(lambda v: v.orders(status, page))
 
-    def order(self, order_id: str) -> dict | None:
-        return self._call("order", order_id)
+    def order(self, order_id: str) -> dict[str, Any] | None:
+        return self._call(lambda v: v.order(order_id))
 
-    def inventory(self, page: read.Page = read.DEFAULT_PAGE) -> list[dict]:
-        return self._call("inventory", page)
+    def inventory(self, page: read.Page = read.DEFAULT_PAGE) -> list[dict[str, Any]]:
+        return self._call(lambda v: v.inventory(page))
 
-    def metrics(self, at: datetime) -> dict:
-        return self._call("metrics", at)
+    def metrics(self, at: datetime) -> dict[str, Any]:
+        return self._call(lambda v: v.metrics(at))
 
     def notifications(self, order_id: str | None = None,
-                      page: read.Page = read.DEFAULT_PAGE) -> list[dict]:
-        return self._call("notifications", order_id, page)
+                      page: read.Page = read.DEFAULT_PAGE) -> list[dict[str, Any]]:
+        return self._call(lambda v: v.notifications(order_id, page))
 
     def report_orders(self, report_time: datetime | None = None) -> str:
-        return self._call("report_orders", report_time)
+        return self._call(lambda v: v.report_orders(report_time))
 
     def report_unshipped(self, report_time: datetime, layout: str = "current") -> str:
-        return self._call("report_unshipped", report_time, layout)
+        return self._call(lambda v: v.report_unshipped(report_time, layout))
 
     def report_all_orders(self, report_time: datetime | None = None) -> str:
-        return self._call("report_all_orders", report_time)
+        return self._call(lambda v: v.report_all_orders(report_time))
 

@@ -91,10 +91,8 @@ class Point:
 
 def _command(ledger: Ledger, command_id: str) -> tuple[int, str] | None:
     """(at_us, type) of an accepted command from the ledger's command index."""
-    rec: Any = ledger.recorder
-    rows = rec._rows(f"SELECT at_us, type FROM {rec.prefix}ledger_commands "
-                     f"WHERE command_id = {rec.P}", (command_id,))
-    return (int(rows[0][0]), rows[0][1]) if rows else None
+    found = ledger.command_times([command_id]).get(command_id)
+    return (int(found[1]), found[0]) if found else None
 
 
 def _command_time(ledger: Ledger, position: int, e: ev.Event) -> int:

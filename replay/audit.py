@@ -147,20 +147,7 @@ def query_sqlite(conn: Any, q: AuditQuery) -> list[dict[str, Any]]:
 
 def events_at(ledger: Ledger, positions: Iterable[int]) -> dict[int, tuple[str, ev.Event]]:
     """Decode the events at the given global positions: {position: (aggregate id, payload)}."""
-    rec: Any = ledger.recorder
-    table = rec.prefix + rec.events_table_name
-    col = rec.position_column
-    decode = ledger.mapper.decode_state
-    wanted = sorted(set(positions))
-    found: dict[int, tuple[str, ev.Event]] = {}
-    for i in range(0, len(wanted), 500):
-        chunk = wanted[i:i + 500]
-        marks = ", ".join([rec.P] * len(chunk))
-        for pos, agg, topic, state in rec._rows(
-                f"SELECT {col}, originator_id, topic, state FROM {table} "
-                f"WHERE {col} IN ({marks})", chunk):
-            found[int(pos)] = (agg, decode(topic, bytes(state)))
-    return found
+    return ledger.events_at(positions)
 
 
 def with_fields(ledger: Ledger, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -122,15 +122,18 @@ def _stored_rows(ledger: Ledger, head: int
                  ) -> Iterator[tuple[int, str, str, bytes, ev.Event]]:
     """``(position, aggregate id, topic, stored state, payload)`` up to ``head``."""
     after = 0
-    decode = ledger.mapper.decode_state
-    while True:
-        rows = ledger.recorder.select_notifications(  # type: ignore[attr-defined]
-            start=after + 1, limit=10_000, stop=head)
-        for n in rows:
-            yield n.id, n.originator_id, n.topic, bytes(n.state), decode(n.topic, n.state)
-        if len(rows) < 10_000:
-            return
-        after = rows[-1].id
+    decode = ledger.decoder()
+    log = ledger.event_log(fast=False)
+    try:
+        while True:
+            rows = log.read(after, 10_000, head)
+            for position, agg_id, topic, state in rows:
+                yield position, agg_id, topic, bytes(state), decode(topic, state)
+            if len(rows) < 10_000:
+                return
+            after = rows[-1][0]
+    finally:
+        log.close()
 
 
 def export_bundle(ledger: Ledger, out: IO[bytes], *, orders: Iterable[str] = (),
@@ -144,8 +147,7 @@ def export_bundle(ledger: Ledger, out: IO[bytes], *, orders: Iterable[str] = (),
     against the chain on import."""
     wanted = {ORDER_PREFIX + o for o in orders}
     head = ledger.head()
-    mapper = ledger.mapper
-    plain = mapper.cipher is None and mapper.compressor is None
+    plain = ledger.plain_decoders() is not None  # no cipher, no compression
     rows: dict[str, list[tuple[int, str, bytes, ev.Event]]] = {}
     for position, agg_id, topic, state, payload in _stored_rows(ledger, head):
         if wanted and agg_id not in wanted:
@@ -160,7 +162,7 @@ def export_bundle(ledger: Ledger, out: IO[bytes], *, orders: Iterable[str] = (),
     if clock is not None and until is not None and clock > until:
         clock = until  # deadlines after ``until`` are not in the bundle
     header = Header(format=FORMAT, version=VERSION, source_head=head, redacted=redact,
-                    clock=clock, encrypted=mapper.cipher is not None, filters={
+                    clock=clock, encrypted=ledger.encrypted, filters={
         "orders": sorted(orders), "since": since.isoformat() if since else None,
         "until": until.isoformat() if until else None})
     out.write(msgspec.json.encode(header) + b"\n")
@@ -177,8 +179,8 @@ def export_bundle(ledger: Ledger, out: IO[bytes], *, orders: Iterable[str] = (),
             lines.append((position, Line(
                 position=position, aggregate_id=agg_id, version=version,
                 topic=topic, event=raw), payload.command_id))
-    commands = ledger.recorder.command_rows({cid for _, _, cid in lines})
-    hashes = dict(ledger.recorder.chain_rows(1, head)) if lines else {}  # type: ignore[attr-defined]
+    commands = ledger.command_times({cid for _, _, cid in lines})
+    hashes = dict(ledger.chain_rows(1, head)) if lines else {}
     for position, line, cid in lines:
         if cid in commands:
             line.command_type, line.command_at_us = commands[cid]
@@ -260,8 +262,8 @@ def read_bundle(data: bytes) -> tuple[Header, list[tuple[Line, ev.Event]]]:
     out = []
     for n, raw in enumerate(body, 2):
         try:
-            line = msgspec.json.decode(raw, type=Line)
-            out.append((line, decode_payload(line.topic, bytes(line.event))))
+            decoded = msgspec.json.decode(raw, type=Line)
+            out.append((decoded, decode_payload(decoded.topic, bytes(decoded.event))))
         except Exception as exc:
             raise BundleError(f"line {n}: cannot decode the event ({exc})") from None
     return header, out
@@ -275,12 +277,11 @@ def import_bundle(ledger: Ledger, data: bytes) -> int:
         raise BundleError("the target ledger is not empty: import a bundle into a new ledger "
                           "(--db NEW)")
     versions: dict[str, int] = {}
-    stored = []
+    stored: list[Recorded] = []
     orders: dict[str, Order] = {}
     aggs: dict[str, Any] = {}
     command_ids: dict[str, tuple[str, int]] = {}
     latest = None
-    to_stored = ledger.mapper.to_stored_event
     for line, payload in lines:
         expected = versions.get(line.aggregate_id, 0) + 1
         if line.version != expected:
@@ -295,7 +296,7 @@ def import_bundle(ledger: Ledger, data: bytes) -> int:
                               f"({exc.__class__.__name__}: {exc})") from None
         if line.aggregate_id.startswith(ORDER_PREFIX):
             orders[line.aggregate_id] = aggs[line.aggregate_id]
-        stored.append(to_stored(event))
+        stored.append(event)
         if line.command_at_us is not None:
             command_ids[payload.command_id] = (line.command_type or "import", line.command_at_us)
         else:
@@ -309,5 +310,5 @@ def import_bundle(ledger: Ledger, data: bytes) -> int:
         nd = order.next_deadline()
         if nd is not None:
             batch.deadlines.append((order.order_id, to_us(nd[0]), nd[1]))
-    ledger.recorder.insert_events(stored, batch=batch)  # type: ignore[attr-defined]
+    ledger.import_events(stored, batch)
     return len(stored)

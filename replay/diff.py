@@ -28,6 +28,7 @@ from typing import Any, Callable, Iterable
 
 from ledger.application import Ledger
 from projections import PROJECTIONS, Snapshot, Views, project
+from projections.verify import replays, view_points
 
 from .asof import VIEW_NAMES, Point, evaluation_time, events_upto
 
@@ -308,43 +309,32 @@ async def views_vs_rebuild(ledger: Ledger, views: str | None = None,
     when = at or ledger.now()
     notes: list[str] = []
     async with Views(ledger, views, auto_sync=False) as v:
-        cps = await v.checkpoints()
-        target: dict[str, int] = {}
-        for name in PROJECTIONS:
-            cp = cps.get(name, 0)
-            built = cp > 0 and await v._tables_exist(name)
-            if cp > head:
-                notes.append(f"the {name} view is ahead of the ledger (checkpoint {cp} > head "
-                             f"{head}): it belongs to another ledger")
-            if not built:
-                notes.append(f"the {name} view is not built: a sync would build it "
+        points = await view_points(v, head)
+        for p in points.values():
+            if p.ahead:
+                notes.append(f"the {p.name} view is ahead of the ledger (checkpoint "
+                             f"{p.checkpoint} > head {head}): it belongs to another ledger")
+            if not p.built:
+                notes.append(f"the {p.name} view is not built: a sync would build it "
                              f"(compared with the ledger's head, position {head})")
-                target[name] = head
-            else:
-                target[name] = min(cp, head)
-                if cp < head:
-                    notes.append(f"the {name} view is behind the head (position {cp} < {head}): "
-                                 "compared at its checkpoint")
+            elif p.behind:
+                notes.append(f"the {p.name} view is behind the head (position {p.checkpoint} "
+                             f"< {head}): compared at its checkpoint")
+        target = {name: p.target for name, p in points.items()}
         if when is None:
             when = datetime.now(timezone.utc)
         stored = await _stored_side(v, when, f"stored views ({v.path})")
         path = v.path
-    by_position: dict[int, list[str]] = {}
-    for name, pos in target.items():
-        by_position.setdefault(pos, []).append(name)
-    snaps: dict[str, Snapshot] = {}
-    for pos, names in sorted(by_position.items()):
-        snap = project(events_upto(ledger, pos), names)
-        for name in names:
-            snaps[name] = snap
+    snaps = replays(ledger, target)
     fresh = Side("a fresh replay of the same events (what a rebuild would give)", when)
     for section in SECTIONS:
         s = snaps[SOURCE[section]]
-        fresh.sections[section] = {
+        read: dict[str, Callable[[], Any]] = {
             "orders": s.orders, "inventory": s.inventory, "notifications": s.notifications,
             "metrics": lambda: s.metrics(when), "orders_report": lambda: s.report_orders(when),
-            "unshipped_report": lambda: s.report_unshipped(when)}[section]()
-    stored.point = {"checkpoints": {n: cps.get(n, 0) for n in PROJECTIONS}, "at": when.isoformat()}
+            "unshipped_report": lambda: s.report_unshipped(when)}
+        fresh.sections[section] = read[section]()
+    stored.point = {"checkpoints": {n: points[n].checkpoint for n in PROJECTIONS}, "at": when.isoformat()}
     fresh.point = {"positions": target, "at": when.isoformat()}
     result = compare(stored, fresh)
     result.notes = notes

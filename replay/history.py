@@ -53,15 +53,11 @@ def order_history(ledger: Ledger, order_id: str, upto: int | None = None) -> lis
     ``upto`` stops at a global position (inclusive).
     """
     key = order_key(order_id)
-    decode = ledger.mapper.decode_state
     steps: list[Step] = []
     order: Order | None = None
-    for position, version, topic, state in ledger.recorder.select_with_positions(key):
-        if upto is not None and position > upto:
-            break
-        payload = decode(topic, bytes(state))
+    for position, version, payload in ledger.events_of(key, upto):
         order = Recorded(key, version, payload.at, payload).mutate(order)
-        steps.append(Step(position, version, payload, order.view()))  # type: ignore[union-attr]
+        steps.append(Step(position, version, payload, order.view()))
     return steps
 
 

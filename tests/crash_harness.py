@@ -63,7 +63,8 @@ import msgspec  # noqa: E402
 from ledger.application import Ledger, ledger_exists  # noqa: E402
 from ledger.check import check_ledger, read_commands  # noqa: E402
 from ledger.domain import ORDER_PREFIX, SKU_PREFIX, Inventory, Order  # noqa: E402
-from ledger.store import LedgerSQLiteRecorder, is_postgres  # noqa: E402
+from ledger.sqlite import LedgerSQLiteRecorder  # noqa: E402
+from ledger.store import is_postgres  # noqa: E402
 
 CLI = [sys.executable, "-c", "from order_ledger.cli import main; main()"]
 PG_DEFAULT = os.environ.get("ORDER_LEDGER_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")

@@ -54,7 +54,7 @@ class Service:
         led = Ledger(self.config.db, clock=SystemClock(), mode="write")
         try:
             led.probe_store()
-            led.recorder.ensure_tokens_table()  # type: ignore[attr-defined]
+            led.recorder.ensure_tokens_table()
         except BaseException:
             led.close()
             raise
