@@ -68,17 +68,32 @@ class FeedSpec:
     item_column: str
 
 
+#: the shipping-confirmation layout's ship-from columns -> the ship command's
+#: ``ship_from`` fields (the current template's names, underscores and all)
+SHIP_FROM_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("ship_from_address_name", "name"), ("ship_from_address_line1", "address_1"),
+    ("ship_from_address_line2", "address_2"), ("ship_from_address_line3", "address_3"),
+    ("ship_from_address_city", "city"), ("ship_from_address_county", "county"),
+    ("ship_from_address_state_or_region", "state"),
+    ("ship_from_address_postalcode", "postal_code"),
+    ("ship_from_address_countrycode", "country"),
+)
+
 FEEDS: dict[str, FeedSpec] = {
     SHIPPING_CONFIRMATION: FeedSpec(
         name=SHIPPING_CONFIRMATION,
         feed_type="POST_FLAT_FILE_FULFILLMENT_DATA",
         columns=("order-id", "order-item-id", "quantity", "ship-date", "carrier-code",
-                 "carrier-name", "tracking-number", "ship-method"),
+                 "carrier-name", "tracking-number", "ship-method", "transparency_code",
+                 *(column for column, _ in SHIP_FROM_COLUMNS)),
         required=("order-id", "ship-date"),
         fields={"order_id": "order-id", "order_item_id": "order-item-id",
                 "quantity": "quantity", "items": "order-item-id", "ship_date": "ship-date",
                 "carrier_code": "carrier-code", "carrier_name": "carrier-name",
-                "tracking_number": "tracking-number", "ship_method": "ship-method"},
+                "tracking_number": "tracking-number", "ship_method": "ship-method",
+                "transparency_codes": "transparency_code",
+                **{f"ship_from.{field}": column for column, field in SHIP_FROM_COLUMNS},
+                "ship_from": "ship_from_address_name"},
         item_column="order-item-id",
     ),
     CANCELLATION: FeedSpec(
@@ -590,12 +605,23 @@ def _ship_line(row: FeedRow, lookup: OrderLookup,
             continue  # no tracking number
         if value:
             cmd[name] = value
+    ship_from = {field: row.get(column) for column, field in SHIP_FROM_COLUMNS
+                 if row.get(column)}
+    if ship_from:
+        cmd["ship_from"] = ship_from
+    codes = [c.strip() for c in row.get("transparency_code").split(",") if c.strip()]
+    if codes:
+        cmd["transparency_codes"] = codes
     if _already_shipped(lookup(order_id), item_id):
         # a re-upload for what is already shipped: the marketplace overwrites the
         # carrier and tracking number; nothing is shipped again
         cmd["type"] = "correct-tracking"
         del cmd["ship_date"]
         cmd.pop("items", None)
+        # the shipment's origin and codes were recorded with it; a correction
+        # changes the carrier and tracking number only
+        cmd.pop("ship_from", None)
+        cmd.pop("transparency_codes", None)
     return cmd
 
 
@@ -707,7 +733,8 @@ def column_of(feed: str, err: dict) -> str | None:
     name = _ITEM_PREFIX.sub("", fld)
     if not name:
         return spec.item_column
-    return spec.fields.get(name) or spec.fields.get(name.split(".")[0]) or "order-id"
+    head = re.sub(r"\[\d+\]$", "", name.split(".")[0])   # transparency_codes[1] -> ...
+    return spec.fields.get(name) or spec.fields.get(head) or "order-id"
 
 
 def ledger_lookup(ledger: "Ledger") -> OrderLookup:
