@@ -567,3 +567,62 @@ def test_shipment_event_written_before_ship_from_decodes():
     e = decode_payload(topic_of(ShipmentConfirmed), old)
     assert (e.ship_from, e.transparency_codes, e.tracking_number) == (None, [], "SE1")
     assert decode_payload(topic_of(ShipmentConfirmed), encode_payload(e)) == e
+
+
+# --- 8. every feed in every encoding, with and without the TemplateType row ------------------
+
+
+@pytest.mark.parametrize("template", [True, False], ids=["template-row", "no-template-row"])
+@pytest.mark.parametrize("enc", list(ENCODINGS))
+def test_cancellation_and_adjustment_feeds_in_each_encoding(tmp_path, sqlite_url, enc,
+                                                            template):
+    codec, bom, reported = ENCODINGS[enc]
+    merchant = "Beställning Å-1 €" if enc == "windows-1252" else "Beställning Å-1 ß"
+    with Ledger(sqlite_url) as led:
+        setup(led, {1: two_items(), 2: two_items(), 3: two_items()})
+    shift = 1 if template else 0
+    cancel = tmp_path / "cancel.txt"
+    cancel.write_bytes(tsv(
+        *([TEMPLATES["cancellation"]] if template else []),
+        CANCEL_HEADER + ["merchant-order-id"],
+        [oid(1), "", "", merchant],                       # an acknowledgement
+        [oid(2), "NoInventory", "", ""],                  # the whole order canceled
+        encoding=codec, bom=bom))
+    code, report = run(sqlite_url, cancel, "cancellation", "--json")
+    assert code == 0, report
+    assert report["encoding"] == reported
+    assert by_line(report) == {2 + shift: ("accepted", None, None),
+                               3 + shift: ("accepted", None, None)}
+    [ack] = events(sqlite_url, "OrderAcknowledged")
+    assert (ack.order_id, ack.merchant_order_id) == (oid(1), merchant)
+    assert [e.order_id for e in events(sqlite_url, "SellerCanceled")] == [oid(2)]
+    adjust = tmp_path / "adjust.txt"
+    adjust.write_bytes(tsv(
+        *([TEMPLATES["adjustment"]] if template else []), ADJ_HEADER + ["note"],
+        [oid(3), B, "CustomerReturn", "SEK", "99.00", "", "", "", "", "", "", "", "1",
+         "Återbetalning, kund nöjd"],
+        encoding=codec, bom=bom))
+    code, report = run(sqlite_url, adjust, "adjustment", "--json")
+    assert code == 0, report
+    assert report["encoding"] == reported and report["template"] == (
+        {"line": 1, "template_type": "OrderAdjustment", "version": "1.0"} if template else None)
+    [adjusted] = events(sqlite_url, "OrderAdjusted")
+    assert (adjusted.order_id, adjusted.items[0].order_item_id,
+            str(adjusted.items[0].item_price_adj)) == (oid(3), B, "99.00")
+
+
+@pytest.mark.parametrize("enc", list(ENCODINGS))
+def test_current_shipping_layout_in_each_encoding(tmp_path, sqlite_url, enc):
+    codec, bom, reported = ENCODINGS[enc]
+    with Ledger(sqlite_url) as led:
+        setup(led, {1: two_items()})
+    path = tmp_path / "confirm.txt"
+    path.write_bytes(tsv(TEMPLATES["shipping-confirmation"], CURRENT_SHIP_HEADER,
+                         [oid(1), "", "", "2026-03-02", "PostNord", "", "SE1", "", "",
+                          "Lager Öst", "Gärdesvägen 3", "", "", "Växjö", "", "", "35246", "SE"],
+                         encoding=codec, bom=bom))
+    code, report = run(sqlite_url, path, "shipping-confirmation", "--json")
+    assert code == 0 and report["encoding"] == reported, report
+    [shipped] = events(sqlite_url, "ShipmentConfirmed")
+    assert (shipped.ship_from.name, shipped.ship_from.address_1, shipped.ship_from.city) == (
+        "Lager Öst", "Gärdesvägen 3", "Växjö")
