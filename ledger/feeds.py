@@ -39,7 +39,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
-from typing import TYPE_CHECKING, Callable, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from . import rules
 from .commands import ORDER_ID_RE
@@ -211,7 +211,7 @@ class FeedLine:
     status: str = "pending"  # pending -> accepted | duplicate | rejected
     order_id: str | None = None
     command_id: str | None = None
-    command: dict | None = None
+    command: dict[str, Any] | None = None
     column: str | None = None
     code: str | None = None
     message: str | None = None
@@ -223,8 +223,8 @@ class FeedLine:
         self.status = "rejected"
         self.column, self.code, self.message, self.hint = column, code, message, hint
 
-    def as_dict(self) -> dict:
-        out: dict = {"line": self.line, "status": self.status, "column": self.column,
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"line": self.line, "status": self.status, "column": self.column,
                      "code": self.code, "message": self.message}
         if self.hint:
             out["hint"] = self.hint
@@ -249,7 +249,7 @@ class FeedReport:
     #: the encoding the file was read in (``utf-8``, ``utf-8-sig`` with a BOM, ``cp1252``...)
     encoding: str = "utf-8"
     #: the skipped TemplateType row, ``{"line": 1, "template_type": ..., "version": ...}``
-    template: dict | None = None
+    template: dict[str, Any] | None = None
 
     def _count(self, status: str) -> int:
         return sum(1 for ln in self.lines if ln.status == status)
@@ -274,7 +274,7 @@ class FeedReport:
     def events(self) -> int:
         return sum(len(ln.events) for ln in self.lines)
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         return {"feed": self.feed, "feed_type": FEEDS[self.feed].feed_type,
                 "sha256": self.sha256, "encoding": self.encoding,
                 "template": self.template, "processed": self.processed,
@@ -307,7 +307,7 @@ class FeedFile:
 
     rows: list[FeedRow]
     encoding: str
-    template: dict | None = None
+    template: dict[str, Any] | None = None
 
 
 def check_encoding(name: str) -> str:
@@ -387,7 +387,7 @@ def read_feed_file(feed: str, data: bytes, encoding: str | None = None) -> FeedF
     """:func:`read_feed` with the encoding used and the skipped template row."""
     spec = spec_of(feed)
     text, used = decode_feed(data, encoding)
-    template: dict | None = None
+    template: dict[str, Any] | None = None
     source = _LastLine(io.StringIO(text, newline=""))
     reader = csv.reader(source, delimiter="\t", quoting=csv.QUOTE_NONE, strict=False)
     header: list[str] | None = None
@@ -423,13 +423,14 @@ def read_feed_file(feed: str, data: bytes, encoding: str | None = None) -> FeedF
     return FeedFile(rows, used, template)
 
 
-def _template_row(record: list[str], line: int) -> dict:
+def _template_row(record: list[str], line: int) -> dict[str, Any]:
     """``TemplateType=OrderFulfillment<TAB>Version=1.0 ...`` as a dict for the report."""
-    out: dict = {"line": line}
+    out: dict[str, Any] = {"line": line}
     for cell in record:
         key, sep, value = cell.strip().partition("=")
         if sep and key.strip():
-            name = re.sub(r"(?<!^)(?=[A-Z])", "_", key.strip()).lower()  # TemplateType -> template_type
+            # TemplateType -> template_type
+            name = re.sub(r"(?<!^)(?=[A-Z])", "_", key.strip()).lower()
             out.setdefault(name, value.strip())
     return out
 
@@ -573,10 +574,10 @@ def _amount(row: FeedRow, column: str) -> str:
 
 
 def _ship_line(row: FeedRow, lookup: OrderLookup,
-               claimed: dict[tuple[str, str], tuple[int, int]]) -> dict:
+               claimed: dict[tuple[str, str], tuple[int, int]]) -> dict[str, Any]:
     order_id = _order_id(row)
     item_id = row.get("order-item-id")
-    cmd: dict = {"type": "ship", "order_id": order_id}
+    cmd: dict[str, Any] = {"type": "ship", "order_id": order_id}
     if item_id:
         cmd["items"] = [{"order_item_id": item_id, "quantity": _quantity(row, "quantity")}]
     elif row.get("quantity"):
@@ -636,7 +637,7 @@ def _already_shipped(info: OrderInfo | None, item_id: str | None) -> bool:
 
 
 def _cancel_line(row: FeedRow, lookup: OrderLookup,
-                 claimed: dict[tuple[str, str], tuple[int, int]]) -> dict:
+                 claimed: dict[tuple[str, str], tuple[int, int]]) -> dict[str, Any]:
     order_id = _order_id(row)
     item_id = row.get("amazon-order-item-code")
     if not row.get("cancellation-reason-code"):
@@ -647,7 +648,7 @@ def _cancel_line(row: FeedRow, lookup: OrderLookup,
                                "fill in the reason to cancel the item, or empty "
                                "amazon-order-item-code to acknowledge the order")
         # an acknowledgement: the order is confirmed, nothing canceled
-        cmd: dict = {"type": "acknowledge", "order_id": order_id}
+        cmd: dict[str, Any] = {"type": "acknowledge", "order_id": order_id}
         if row.get("merchant-order-id"):
             cmd["merchant_order_id"] = row.get("merchant-order-id")
         return cmd
@@ -687,7 +688,7 @@ def _cancel_line(row: FeedRow, lookup: OrderLookup,
 
 
 def _adjust_line(row: FeedRow, lookup: OrderLookup,
-                 claimed: dict[tuple[str, str], tuple[int, int]]) -> dict:
+                 claimed: dict[tuple[str, str], tuple[int, int]]) -> dict[str, Any]:
     order_id = _order_id(row)
     item_id = _value(row, "order-item-id")
     reason = _value(row, "adjustment-reason-code")
@@ -722,7 +723,7 @@ _BUILDERS = {SHIPPING_CONFIRMATION: _ship_line, CANCELLATION: _cancel_line,
 # --- applying through the ledger ------------------------------------------------------
 
 
-def column_of(feed: str, err: dict) -> str | None:
+def column_of(feed: str, err: dict[str, Any]) -> str | None:
     """The feed column a ledger error points at."""
     spec = spec_of(feed)
     fld = err.get("field")
