@@ -484,6 +484,10 @@ def test_report_of_a_japanese_marketplace_is_shift_jis(tmp_path):
         assert "佐藤 花子".encode("shift_jis") in got.stdout
         assert got.stdout.decode("cp932") == _cli_report(
             db, kind, "--encoding", "utf-8").stdout.decode("utf-8")
+    # a past point is read from events in memory: the same choice
+    past = _cli_report(db, "all-orders", "--as-of", at(2))
+    assert past.returncode == 0, past.stderr
+    assert "山田 太郎 ①".encode("cp932") in past.stdout
     strict = _cli_report(db, "orders", "--encoding", "shift_jis")
     assert strict.returncode == 0 and b"1 character shift_jis lacks" in strict.stderr
 
