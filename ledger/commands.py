@@ -19,7 +19,7 @@ import msgspec.structs
 from msgspec import Meta
 
 from .errors import CommandRejected
-from .events import Address, Attachment, Buyer, MarketInfo
+from .events import Address, Attachment, Buyer, MarketInfo, ShipFrom
 
 ORDER_ID_PATTERN = r"^\d{3}-\d{7}-\d{7}$"
 ORDER_ID_RE = re.compile(ORDER_ID_PATTERN)
@@ -135,6 +135,10 @@ class Ship(Command, tag="ship", kw_only=True, frozen=True):
     tracking_number: str | None = None
     ship_method: str | None = None
     items: Annotated[list[ShipItem], Meta(min_length=1)] | None = None
+    #: where the shipment left from (kept and shown; no rule reads it)
+    ship_from: ShipFrom | None = None
+    #: the Transparency codes of the units shipped (kept and shown)
+    transparency_codes: list[NonEmpty] = []
 
 
 class AdjustItem(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):

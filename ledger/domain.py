@@ -15,6 +15,8 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, Callable, ClassVar, Iterable, TypeVar
 
+import msgspec
+import msgspec.structs
 from eventsourcing.domain import BaseAggregate, CanMutateAggregate
 
 from . import commands as c
@@ -252,6 +254,8 @@ class Order(LedgerAggregate):
         self.carrier: str | None = None
         self.tracking_number: str | None = None
         self.tracking_corrections = 0
+        self.ship_from: ev.ShipFrom | None = None
+        self.transparency_codes: list[str] = []
         # the business time of the order's latest fact (what a command recorded)
         # and of its latest deadline event: a late command is compared to both
         self.fact_at: datetime | None = None
@@ -351,6 +355,11 @@ class Order(LedgerAggregate):
             "market": market_view(self.placed),
             "tracking_number": self.tracking_number,
             "tracking_corrections": self.tracking_corrections,
+            #: where the latest shipment that said so left from
+            "ship_from": (msgspec.to_builtins(self.ship_from)
+                          if self.ship_from is not None else None),
+            #: the Transparency codes of every shipment, in order
+            "transparency_codes": list(self.transparency_codes),
             "currency": self.placed.currency,
             "payment": self.payment,
             "cancel_reason": self.cancel_reason,
@@ -462,6 +471,9 @@ class Order(LedgerAggregate):
         self.completed_at = e.at
         self.carrier = e.carrier_name or e.carrier_code
         self.tracking_number = e.tracking_number
+        if e.ship_from is not None:
+            self.ship_from = e.ship_from
+        self.transparency_codes.extend(e.transparency_codes)
         self._set_status(e.status, e.at)
 
     @handles(ev.TrackingCorrected)
@@ -697,11 +709,18 @@ class Order(LedgerAggregate):
             lines = self._check_quantities(
                 [(i.order_item_id, i.quantity) for i in cmd.items], "items", "quantity", "ship")
         shipped = {q.order_item_id: q.quantity for q in lines}
+        ship_from = _check_ship_from(cmd.ship_from)
+        codes = [code.strip() for code in cmd.transparency_codes]
+        if len(set(codes)) != len(codes):
+            raise CommandRejected(
+                "duplicate-transparency-code", "a Transparency code appears twice",
+                field="transparency_codes", hint="each unit has its own code; give each once")
         self.record(ev.ShipmentConfirmed(
             at=cmd.at, actor=actor, command_id=cid, order_id=self.order_id,  # type: ignore[arg-type]
             carrier_code=cmd.carrier_code, carrier_name=cmd.carrier_name,
             tracking_number=cmd.tracking_number or None, ship_date=cmd.ship_date.strip(),
-            ship_method=cmd.ship_method, items=lines, status=self._status_after(shipped=shipped)))
+            ship_method=cmd.ship_method, items=lines, status=self._status_after(shipped=shipped),
+            ship_from=ship_from, transparency_codes=codes))
 
     def _check_quantities(self, pairs: list[tuple[str, int]], field: str, qname: str,
                           action: str) -> list[ev.ItemQuantity]:
@@ -934,3 +953,23 @@ def sku_quantities(lines: Iterable[ev.ItemQuantity], order: Order) -> dict[str, 
     for q in lines:
         out[order.items[q.order_item_id].line.sku] += q.quantity
     return dict(out)
+
+
+def _check_ship_from(ship_from: ev.ShipFrom | None) -> ev.ShipFrom | None:
+    """A ship-from address with its blank fields dropped (None when nothing is left);
+    the country, when given, must be a two-letter code."""
+    if ship_from is None:
+        return None
+    given = {k: v.strip() for k, v in msgspec.structs.asdict(ship_from).items()
+             if v is not None and v.strip()}
+    if not given:
+        return None
+    country = given.get("country")
+    if country is not None:
+        if not (len(country) == 2 and country.isascii() and country.isalpha()):
+            raise CommandRejected(
+                "bad-country", f"ship-from country {country!r} is not a two-letter code",
+                field="ship_from.country", hint="write the ISO 3166 code, e.g. SE or DE")
+        given["country"] = country.upper()
+    return ev.ShipFrom(**given)
+

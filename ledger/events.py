@@ -92,6 +92,23 @@ class MarketInfo(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_field
     address_type: str | None = None
 
 
+class ShipFrom(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True,
+               omit_defaults=True):
+    """Where a shipment left from (the shipping-confirmation feed's ``ship_from_address_*``
+    columns): kept and shown, never used by a rule. Every field is optional."""
+
+    name: str | None = None
+    address_1: str | None = None
+    address_2: str | None = None
+    address_3: str | None = None
+    city: str | None = None
+    county: str | None = None
+    state: str | None = None
+    postal_code: str | None = None
+    #: ISO 3166-1 alpha-2, e.g. SE
+    country: str | None = None
+
+
 class ItemQuantity(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
     order_item_id: str
     quantity: int
@@ -278,6 +295,10 @@ class ShipmentConfirmed(OrderEvent, kw_only=True, frozen=True):
     ship_method: str | None = None
     items: list[ItemQuantity]
     status: Status
+    #: where the shipment left from (None in events written before it existed)
+    ship_from: ShipFrom | None = None
+    #: the Transparency codes of the units shipped (empty in events written before)
+    transparency_codes: list[str] = []
 
 
 class OrderAdjusted(OrderEvent, kw_only=True, frozen=True):

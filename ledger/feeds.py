@@ -39,7 +39,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
-from typing import TYPE_CHECKING, Callable, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from . import rules
 from .commands import ORDER_ID_RE
@@ -68,17 +68,32 @@ class FeedSpec:
     item_column: str
 
 
+#: the shipping-confirmation layout's ship-from columns -> the ship command's
+#: ``ship_from`` fields (the current template's names, underscores and all)
+SHIP_FROM_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("ship_from_address_name", "name"), ("ship_from_address_line1", "address_1"),
+    ("ship_from_address_line2", "address_2"), ("ship_from_address_line3", "address_3"),
+    ("ship_from_address_city", "city"), ("ship_from_address_county", "county"),
+    ("ship_from_address_state_or_region", "state"),
+    ("ship_from_address_postalcode", "postal_code"),
+    ("ship_from_address_countrycode", "country"),
+)
+
 FEEDS: dict[str, FeedSpec] = {
     SHIPPING_CONFIRMATION: FeedSpec(
         name=SHIPPING_CONFIRMATION,
         feed_type="POST_FLAT_FILE_FULFILLMENT_DATA",
         columns=("order-id", "order-item-id", "quantity", "ship-date", "carrier-code",
-                 "carrier-name", "tracking-number", "ship-method"),
+                 "carrier-name", "tracking-number", "ship-method", "transparency_code",
+                 *(column for column, _ in SHIP_FROM_COLUMNS)),
         required=("order-id", "ship-date"),
         fields={"order_id": "order-id", "order_item_id": "order-item-id",
                 "quantity": "quantity", "items": "order-item-id", "ship_date": "ship-date",
                 "carrier_code": "carrier-code", "carrier_name": "carrier-name",
-                "tracking_number": "tracking-number", "ship_method": "ship-method"},
+                "tracking_number": "tracking-number", "ship_method": "ship-method",
+                "transparency_codes": "transparency_code",
+                **{f"ship_from.{field}": column for column, field in SHIP_FROM_COLUMNS},
+                "ship_from": "ship_from_address_name"},
         item_column="order-item-id",
     ),
     CANCELLATION: FeedSpec(
@@ -196,7 +211,7 @@ class FeedLine:
     status: str = "pending"  # pending -> accepted | duplicate | rejected
     order_id: str | None = None
     command_id: str | None = None
-    command: dict | None = None
+    command: dict[str, Any] | None = None
     column: str | None = None
     code: str | None = None
     message: str | None = None
@@ -208,8 +223,8 @@ class FeedLine:
         self.status = "rejected"
         self.column, self.code, self.message, self.hint = column, code, message, hint
 
-    def as_dict(self) -> dict:
-        out: dict = {"line": self.line, "status": self.status, "column": self.column,
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"line": self.line, "status": self.status, "column": self.column,
                      "code": self.code, "message": self.message}
         if self.hint:
             out["hint"] = self.hint
@@ -234,7 +249,7 @@ class FeedReport:
     #: the encoding the file was read in (``utf-8``, ``utf-8-sig`` with a BOM, ``cp1252``...)
     encoding: str = "utf-8"
     #: the skipped TemplateType row, ``{"line": 1, "template_type": ..., "version": ...}``
-    template: dict | None = None
+    template: dict[str, Any] | None = None
 
     def _count(self, status: str) -> int:
         return sum(1 for ln in self.lines if ln.status == status)
@@ -259,7 +274,7 @@ class FeedReport:
     def events(self) -> int:
         return sum(len(ln.events) for ln in self.lines)
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         return {"feed": self.feed, "feed_type": FEEDS[self.feed].feed_type,
                 "sha256": self.sha256, "encoding": self.encoding,
                 "template": self.template, "processed": self.processed,
@@ -292,7 +307,7 @@ class FeedFile:
 
     rows: list[FeedRow]
     encoding: str
-    template: dict | None = None
+    template: dict[str, Any] | None = None
 
 
 def check_encoding(name: str) -> str:
@@ -372,7 +387,7 @@ def read_feed_file(feed: str, data: bytes, encoding: str | None = None) -> FeedF
     """:func:`read_feed` with the encoding used and the skipped template row."""
     spec = spec_of(feed)
     text, used = decode_feed(data, encoding)
-    template: dict | None = None
+    template: dict[str, Any] | None = None
     source = _LastLine(io.StringIO(text, newline=""))
     reader = csv.reader(source, delimiter="\t", quoting=csv.QUOTE_NONE, strict=False)
     header: list[str] | None = None
@@ -408,13 +423,14 @@ def read_feed_file(feed: str, data: bytes, encoding: str | None = None) -> FeedF
     return FeedFile(rows, used, template)
 
 
-def _template_row(record: list[str], line: int) -> dict:
+def _template_row(record: list[str], line: int) -> dict[str, Any]:
     """``TemplateType=OrderFulfillment<TAB>Version=1.0 ...`` as a dict for the report."""
-    out: dict = {"line": line}
+    out: dict[str, Any] = {"line": line}
     for cell in record:
         key, sep, value = cell.strip().partition("=")
         if sep and key.strip():
-            name = re.sub(r"(?<!^)(?=[A-Z])", "_", key.strip()).lower()  # TemplateType -> template_type
+            # TemplateType -> template_type
+            name = re.sub(r"(?<!^)(?=[A-Z])", "_", key.strip()).lower()
             out.setdefault(name, value.strip())
     return out
 
@@ -558,10 +574,10 @@ def _amount(row: FeedRow, column: str) -> str:
 
 
 def _ship_line(row: FeedRow, lookup: OrderLookup,
-               claimed: dict[tuple[str, str], tuple[int, int]]) -> dict:
+               claimed: dict[tuple[str, str], tuple[int, int]]) -> dict[str, Any]:
     order_id = _order_id(row)
     item_id = row.get("order-item-id")
-    cmd: dict = {"type": "ship", "order_id": order_id}
+    cmd: dict[str, Any] = {"type": "ship", "order_id": order_id}
     if item_id:
         cmd["items"] = [{"order_item_id": item_id, "quantity": _quantity(row, "quantity")}]
     elif row.get("quantity"):
@@ -590,12 +606,23 @@ def _ship_line(row: FeedRow, lookup: OrderLookup,
             continue  # no tracking number
         if value:
             cmd[name] = value
+    ship_from = {field: row.get(column) for column, field in SHIP_FROM_COLUMNS
+                 if row.get(column)}
+    if ship_from:
+        cmd["ship_from"] = ship_from
+    codes = [c.strip() for c in row.get("transparency_code").split(",") if c.strip()]
+    if codes:
+        cmd["transparency_codes"] = codes
     if _already_shipped(lookup(order_id), item_id):
         # a re-upload for what is already shipped: the marketplace overwrites the
         # carrier and tracking number; nothing is shipped again
         cmd["type"] = "correct-tracking"
         del cmd["ship_date"]
         cmd.pop("items", None)
+        # the shipment's origin and codes were recorded with it; a correction
+        # changes the carrier and tracking number only
+        cmd.pop("ship_from", None)
+        cmd.pop("transparency_codes", None)
     return cmd
 
 
@@ -610,7 +637,7 @@ def _already_shipped(info: OrderInfo | None, item_id: str | None) -> bool:
 
 
 def _cancel_line(row: FeedRow, lookup: OrderLookup,
-                 claimed: dict[tuple[str, str], tuple[int, int]]) -> dict:
+                 claimed: dict[tuple[str, str], tuple[int, int]]) -> dict[str, Any]:
     order_id = _order_id(row)
     item_id = row.get("amazon-order-item-code")
     if not row.get("cancellation-reason-code"):
@@ -621,7 +648,7 @@ def _cancel_line(row: FeedRow, lookup: OrderLookup,
                                "fill in the reason to cancel the item, or empty "
                                "amazon-order-item-code to acknowledge the order")
         # an acknowledgement: the order is confirmed, nothing canceled
-        cmd: dict = {"type": "acknowledge", "order_id": order_id}
+        cmd: dict[str, Any] = {"type": "acknowledge", "order_id": order_id}
         if row.get("merchant-order-id"):
             cmd["merchant_order_id"] = row.get("merchant-order-id")
         return cmd
@@ -661,7 +688,7 @@ def _cancel_line(row: FeedRow, lookup: OrderLookup,
 
 
 def _adjust_line(row: FeedRow, lookup: OrderLookup,
-                 claimed: dict[tuple[str, str], tuple[int, int]]) -> dict:
+                 claimed: dict[tuple[str, str], tuple[int, int]]) -> dict[str, Any]:
     order_id = _order_id(row)
     item_id = _value(row, "order-item-id")
     reason = _value(row, "adjustment-reason-code")
@@ -696,7 +723,7 @@ _BUILDERS = {SHIPPING_CONFIRMATION: _ship_line, CANCELLATION: _cancel_line,
 # --- applying through the ledger ------------------------------------------------------
 
 
-def column_of(feed: str, err: dict) -> str | None:
+def column_of(feed: str, err: dict[str, Any]) -> str | None:
     """The feed column a ledger error points at."""
     spec = spec_of(feed)
     fld = err.get("field")
@@ -707,7 +734,8 @@ def column_of(feed: str, err: dict) -> str | None:
     name = _ITEM_PREFIX.sub("", fld)
     if not name:
         return spec.item_column
-    return spec.fields.get(name) or spec.fields.get(name.split(".")[0]) or "order-id"
+    head = re.sub(r"\[\d+\]$", "", name.split(".")[0])   # transparency_codes[1] -> ...
+    return spec.fields.get(name) or spec.fields.get(head) or "order-id"
 
 
 def ledger_lookup(ledger: "Ledger") -> OrderLookup:

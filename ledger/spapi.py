@@ -103,13 +103,14 @@ class OrderProblem(Exception):
 class Step:
     name: str
     at: datetime
-    command: dict
+    command: dict[str, Any]
     status: str = "pending"  # applied | duplicate | rejected
-    error: dict | None = None
+    error: dict[str, Any] | None = None
     events: list[str] = field(default_factory=list)
 
-    def as_dict(self) -> dict:
-        out: dict = {"step": self.name, "type": self.command["type"], "at": self.at.isoformat(),
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"step": self.name, "type": self.command["type"],
+                               "at": self.at.isoformat(),
                      "command_id": self.command["command_id"], "status": self.status}
         if self.error:
             out["error"] = self.error
@@ -133,7 +134,7 @@ class OrderImport:
     steps: list[Step] = field(default_factory=list)
     ledger_status: str | None = None
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         return {"order_id": self.order_id, "order_status": self.api_status,
                 "result": self.result, "reason": self.reason, "notes": self.notes,
                 "ledger_status": self.ledger_status,
@@ -155,14 +156,14 @@ class ImportReport:
     def ok(self) -> bool:
         return not (self.count("rejected") or self.count("unknown-status"))
 
-    def summary(self) -> dict:
+    def summary(self) -> dict[str, Any]:
         return {"orders": len(self.orders), "imported": self.count("imported"),
                 "already_imported": self.count("already-imported"),
                 "skipped": self.count("skipped"), "incomplete": self.count("incomplete"),
                 "unknown_status": self.count("unknown-status"),
                 "rejected": self.count("rejected"), "events": self.events}
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         return {**self.summary(), "results": [o.as_dict() for o in self.orders]}
 
 
@@ -178,11 +179,11 @@ def _json(data: bytes | str | Any, what: str) -> Any:
     return data
 
 
-def load_orders(data: bytes | str | Any) -> list[dict]:
+def load_orders(data: bytes | str | Any) -> list[dict[str, Any]]:
     """The orders of a ``getOrders`` response (or a list of response pages)."""
     doc = _json(data, "getOrders")
     pages = doc if isinstance(doc, list) else [doc]
-    orders: list[dict] = []
+    orders: list[dict[str, Any]] = []
     for page in pages:
         if not isinstance(page, dict):
             raise SpApiError("expected a getOrders response: an object with payload.Orders")
@@ -196,7 +197,7 @@ def load_orders(data: bytes | str | Any) -> list[dict]:
     return orders
 
 
-def load_items(data: bytes | str | Any) -> dict[str, list[dict]]:
+def load_items(data: bytes | str | Any) -> dict[str, list[dict[str, Any]]]:
     """OrderItems per AmazonOrderId, from a separate items file.
 
     Either an object mapping AmazonOrderId -> getOrderItems response (or a bare
@@ -204,7 +205,7 @@ def load_items(data: bytes | str | Any) -> dict[str, list[dict]]:
     ``payload.AmazonOrderId``.
     """
     doc = _json(data, "items")
-    out: dict[str, list[dict]] = {}
+    out: dict[str, list[dict[str, Any]]] = {}
     if isinstance(doc, dict) and ("payload" in doc or "OrderItems" in doc):
         doc = [doc]
     if isinstance(doc, dict):
@@ -223,7 +224,7 @@ def load_items(data: bytes | str | Any) -> dict[str, list[dict]]:
                      "response) or a list of getOrderItems responses")
 
 
-def _items_of(resp: Any, order_id: str) -> list[dict]:
+def _items_of(resp: Any, order_id: str) -> list[dict[str, Any]]:
     if isinstance(resp, list):
         return resp
     body = resp.get("payload", resp) if isinstance(resp, dict) else None
@@ -299,21 +300,21 @@ def detect_shape(doc: Any) -> str:
                      "or a 2026-01-01 searchOrders or getOrder response (orders, order)")
 
 
-def _amount(value: Any) -> dict | None:
+def _amount(value: Any) -> dict[str, Any] | None:
     """A 2026-01-01 ``Money`` ({amount, currencyCode}) as a v0 one ({Amount, CurrencyCode})."""
     if not isinstance(value, dict):
         return None
     return {"Amount": value.get("amount"), "CurrencyCode": value.get("currencyCode")}
 
 
-def _dec(money: dict | None) -> Decimal:
+def _dec(money: dict[str, Any] | None) -> Decimal:
     try:
         return Decimal(str((money or {}).get("Amount") or "0"))
     except InvalidOperation:
         return Decimal(0)
 
 
-def order_from_2026(o: Any) -> dict:
+def order_from_2026(o: Any) -> dict[str, Any]:
     """A 2026-01-01 ``Order`` rewritten in the v0 shape :func:`plan_order` reads.
 
     Only the fields the ledger keeps are carried; the mapping is in
@@ -325,7 +326,7 @@ def order_from_2026(o: Any) -> dict:
     sales = o.get("salesChannel") or {}
     programs = o.get("programs") or []
     status = ful.get("fulfillmentStatus")
-    out: dict = {"AmazonOrderId": o.get("orderId"), "PurchaseDate": o.get("createdTime"),
+    out: dict[str, Any] = {"AmazonOrderId": o.get("orderId"), "PurchaseDate": o.get("createdTime"),
                  "LastUpdateDate": o.get("lastUpdatedTime"),
                  "OrderStatus": FULFILLMENT_STATUS.get(str(status), status),
                  "FulfillmentChannel": "AFN" if ful.get("fulfilledBy") == "AMAZON" else "MFN",
@@ -380,21 +381,21 @@ def order_from_2026(o: Any) -> dict:
     return out
 
 
-def _item_from_2026(i: Any) -> dict:
+def _item_from_2026(i: Any) -> dict[str, Any]:
     if not isinstance(i, dict):
         return {}
     product = i.get("product") or {}
     price = product.get("price") or {}
     proceeds = i.get("proceeds") or {}
     qty = i.get("quantityOrdered", 0)
-    item: dict = {"OrderItemId": i.get("orderItemId"), "ASIN": product.get("asin"),
+    item: dict[str, Any] = {"OrderItemId": i.get("orderItemId"), "ASIN": product.get("asin"),
                   "SellerSKU": product.get("sellerSku"), "Title": product.get("title"),
                   "QuantityOrdered": qty}
     if "quantityFulfilled" in (i.get("fulfillment") or {}):
         item["QuantityShipped"] = i["fulfillment"]["quantityFulfilled"]
     if price.get("priceDesignation"):
         item["PriceDesignation"] = price["priceDesignation"]
-    parts: dict[str, dict] = {}
+    parts: dict[str, dict[str, Any]] = {}
     currency = None
     for b in proceeds.get("breakdowns") or []:
         if not isinstance(b, dict):
@@ -438,15 +439,15 @@ class Collected:
     """What a set of responses says, merged by order id."""
 
     #: order id -> the order (v0 shape), the newest LastUpdateDate winning
-    orders: dict[str, dict] = field(default_factory=dict)
+    orders: dict[str, dict[str, Any]] = field(default_factory=dict)
     #: order id -> its items (getOrderItems, pages appended)
-    items: dict[str, list[dict]] = field(default_factory=dict)
+    items: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     #: order id -> ShippingAddress from getOrderAddress
-    addresses: dict[str, dict] = field(default_factory=dict)
+    addresses: dict[str, dict[str, Any]] = field(default_factory=dict)
     #: order id -> BuyerInfo fields from getOrderBuyerInfo
-    buyers: dict[str, dict] = field(default_factory=dict)
+    buyers: dict[str, dict[str, Any]] = field(default_factory=dict)
     #: order id -> order item id -> getOrderItemsBuyerInfo fields
-    item_extras: dict[str, dict[str, dict]] = field(default_factory=dict)
+    item_extras: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
     #: (source, shape) per document read
     shapes: list[tuple[str, str]] = field(default_factory=list)
     #: orders that are not JSON objects or have no id (the import reports them)
@@ -511,7 +512,7 @@ class Collected:
             for order_id, resp in body.items():
                 self.items.setdefault(order_id, []).extend(_items_of(resp, order_id))
 
-    def merged(self) -> list[tuple[str, dict | None, list[dict] | None]]:
+    def merged(self) -> list[tuple[str, dict[str, Any] | None, list[dict[str, Any]] | None]]:
         """(order id, the order with its address and buyer info merged in, its items),
         for every order id any document named (the order None when no order response
         gave it)."""
@@ -542,7 +543,7 @@ class Collected:
 # --- one order -> commands (pure) ------------------------------------------------------
 
 
-def _time(order: dict, key: str, *, required: bool = False) -> datetime | None:
+def _time(order: dict[str, Any], key: str, *, required: bool = False) -> datetime | None:
     value = order.get(key)
     if not value:
         if required:
@@ -557,7 +558,7 @@ def _time(order: dict, key: str, *, required: bool = False) -> datetime | None:
     return t
 
 
-def _money(item: dict, key: str, currency: set[str]) -> str:
+def _money(item: dict[str, Any], key: str, currency: set[str]) -> str:
     value = item.get(key)
     if value is None:
         return "0"
@@ -582,17 +583,17 @@ def _truthy(value: Any) -> bool:
     return value is True or (isinstance(value, str) and value.strip().lower() == "true")
 
 
-def _language(order: dict, language: str | None) -> str:
+def _language(order: dict[str, Any], language: str | None) -> str:
     buyer = order.get("BuyerInfo") or {}
     if buyer.get("BuyerLanguage"):
-        return buyer["BuyerLanguage"]
+        return str(buyer["BuyerLanguage"])
     if language:
         return language
     country = MARKETPLACE_COUNTRY.get(order.get("MarketplaceId") or "")
     if country is None:
         country = (order.get("ShippingAddress") or {}).get("CountryCode")
     if country in COUNTRY_LANGUAGE:
-        return COUNTRY_LANGUAGE[country]  # type: ignore[index]
+        return COUNTRY_LANGUAGE[country]
     raise OrderProblem("cannot tell the buyer's language (unknown MarketplaceId and "
                        "ShippingAddress.CountryCode); pass --language")
 
@@ -605,9 +606,10 @@ _MARKET_TIMES = (("EarliestShipDate", "earliest_ship_date"),
                  ("EarliestDeliveryDate", "earliest_delivery_date"))
 
 
-def market_fields(order: dict, address: dict, buyer_info: dict) -> dict:
+def market_fields(order: dict[str, Any], address: dict[str, Any],
+                  buyer_info: dict[str, Any]) -> dict[str, Any]:
     """What the marketplace says of an order beyond the rules' needs, for ``place``."""
-    out: dict = {}
+    out: dict[str, Any] = {}
     for api, ours in _MARKET_TEXT:
         if order.get(api):
             out[ours] = str(order[api])
@@ -626,7 +628,8 @@ def market_fields(order: dict, address: dict, buyer_info: dict) -> dict:
     return out
 
 
-def plan_order(order: dict, items: list[dict] | None, *, language: str | None = None,
+def plan_order(order: dict[str, Any], items: list[dict[str, Any]] | None, *,
+               language: str | None = None,
                index: int = 0) -> OrderImport:
     """The commands that rebuild one API order in the ledger (nothing is applied)."""
     order_id = order.get("AmazonOrderId") if isinstance(order, dict) else None
@@ -641,7 +644,8 @@ def plan_order(order: dict, items: list[dict] | None, *, language: str | None = 
     return imp
 
 
-def _plan(imp: OrderImport, order: Any, items: list[dict] | None, language: str | None) -> None:
+def _plan(imp: OrderImport, order: Any, items: list[dict[str, Any]] | None,
+          language: str | None) -> None:
     if not isinstance(order, dict):
         raise OrderProblem("the order is not a JSON object")
     oid = imp.order_id
@@ -689,8 +693,8 @@ def _plan(imp: OrderImport, order: Any, items: list[dict] | None, language: str 
     total = order.get("OrderTotal") or {}
     if total.get("CurrencyCode"):
         currencies.add(total["CurrencyCode"])
-    lines: list[dict] = []
-    shipped: list[dict] = []
+    lines: list[dict[str, Any]] = []
+    shipped: list[dict[str, Any]] = []
     any_shipped_info = False
     buyer_requested = _truthy(order.get("IsBuyerRequestedCancellation"))
     cancel_reason = None
@@ -780,7 +784,7 @@ def _plan(imp: OrderImport, order: Any, items: list[dict] | None, language: str 
                       ("StateOrRegion", "state"), ("Phone", "phone")):
         if address.get(api):
             ship_to[ours] = address[api]
-    place: dict = {"type": "place", "order_id": oid, "items": lines,
+    place: dict[str, Any] = {"type": "place", "order_id": oid, "items": lines,
                    "currency": currencies.pop(),
                    "ship_service_level": order.get("ShipServiceLevel") or "Standard",
                    "buyer": buyer, "ship_to": ship_to}
@@ -796,7 +800,7 @@ def _plan(imp: OrderImport, order: Any, items: list[dict] | None, language: str 
     if latest_delivery is not None:
         place["latest_delivery_date"] = latest_delivery.isoformat()
 
-    def add(name: str, at: datetime, body: dict) -> None:
+    def add(name: str, at: datetime, body: dict[str, Any]) -> None:
         cmd = {"type": body.pop("type"), "at": at.isoformat(),
                "command_id": f"spapi:{oid}:{name}", **body}
         imp.steps.append(Step(name, at, cmd))
@@ -830,7 +834,7 @@ def _plan(imp: OrderImport, order: Any, items: list[dict] | None, language: str 
             ship_time = latest_ship
         ship_at = clamp(ship_time)
         tracking = order.get("ShipmentTracking") or {}  # our extension, not in the API
-        ship: dict = {"type": "ship", "order_id": oid,
+        ship: dict[str, Any] = {"type": "ship", "order_id": oid,
                       "carrier_code": tracking.get("CarrierCode") or IMPORTED_CARRIER_CODE,
                       "ship_date": ship_at.astimezone(purchased.tzinfo).date().isoformat()}
         if tracking.get("CarrierCode") and tracking.get("CarrierName"):
@@ -867,7 +871,8 @@ def _plan(imp: OrderImport, order: Any, items: list[dict] | None, language: str 
         imp.notes.append(f"canceled after the hold: a seller cancel with reason {reason}")
 
 
-def plan_import(orders: Iterable[dict], items: dict[str, list[dict]] | None = None, *,
+def plan_import(orders: Iterable[dict[str, Any]],
+                items: dict[str, list[dict[str, Any]]] | None = None, *,
                 language: str | None = None) -> list[OrderImport]:
     items = items or {}
     return [plan_order(o, items.get(o.get("AmazonOrderId", "")) if isinstance(o, dict) else None,
@@ -909,15 +914,16 @@ def collect(docs: Iterable[bytes | str | Any], items_data: bytes | str | Any | N
     return col
 
 
-def _release_step(imp: OrderImport, oid: str, order: dict | None, agg: Any,
-                  place: dict | None, address: dict | None, buyer: dict | None,
+def _release_step(imp: OrderImport, oid: str, order: dict[str, Any] | None, agg: Any,
+                  place: dict[str, Any] | None, address: dict[str, Any] | None,
+                  buyer: dict[str, Any] | None,
                   language: str | None) -> None:
     """When the ledger holds ``oid`` with withheld parts that these responses now give,
     plan the ``release-restricted`` step that replaces the placeholders."""
     withheld = list(getattr(agg, "restricted", []) or [])
     if not withheld:
         return
-    body: dict = {"type": "release-restricted", "order_id": oid}
+    body: dict[str, Any] = {"type": "release-restricted", "order_id": oid}
     if place is not None:
         given = {"ship_to", "buyer"} - set(place.get("restricted", []))
         if "ship_to" in withheld and "ship_to" in given:
@@ -964,7 +970,7 @@ def _release_step(imp: OrderImport, oid: str, order: dict | None, agg: Any,
                      "the placeholders are replaced")
 
 
-def _items_in_ledger(agg: Any) -> list[dict]:
+def _items_in_ledger(agg: Any) -> list[dict[str, Any]]:
     """An order's items as the ledger holds them, in the API's shape (no QuantityShipped)."""
     cur = agg.placed.currency
     out = []

@@ -185,6 +185,14 @@ def _print_order(view: dict) -> None:
         fixed = view.get("tracking_corrections") or 0
         console.print(f"  tracking number: {view['tracking_number']}"
                       + (f" (corrected {fixed}x)" if fixed else ""), markup=False)
+    origin = view.get("ship_from")
+    if origin:
+        parts = [origin.get(k) for k in ("name", "address_1", "address_2", "address_3", "city",
+                                         "county", "state", "postal_code", "country")]
+        console.print("  shipped from: " + ", ".join(p for p in parts if p), markup=False)
+    if view.get("transparency_codes"):
+        console.print("  transparency codes: " + ", ".join(view["transparency_codes"]),
+                      markup=False)
     if view.get("buyer_requested_cancel"):
         console.print("  the buyer asked to cancel", markup=False)
     withheld = {"ship_to": "the ship-to address", "buyer": "the buyer's name and e-mail"}

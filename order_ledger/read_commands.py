@@ -174,11 +174,12 @@ def orders_cmd(status: str | None, db: str | None, views: str | None, as_json: b
               show_default=True,
               help="unshipped only: the marketplace's current columns, or the first 26 "
                    "(old) this project wrote.")
-@click.option("--encoding", "encoding",
-              type=click.Choice(["utf-8", "windows-1252", "iso-8859-1", "shift_jis"]),
-              default="utf-8", show_default=True,
-              help="The file's encoding (the marketplace's files are windows-1252 in most "
-                   "marketplaces, Shift_JIS in Japan); a character it lacks is written as '?'.")
+@click.option("--encoding", "encoding", type=click.Choice(list(read.REPORT_ENCODINGS)),
+              default="marketplace", show_default=True,
+              help="The file's encoding. marketplace: the one the orders' marketplace writes "
+                   "(cp932, i.e. Shift_JIS, for Amazon.co.jp; windows-1252 elsewhere). A "
+                   "character the encoding lacks is written as '?' (said on stderr); utf-8 "
+                   "keeps every character.")
 @_views_common
 @as_of_options
 def report_cmd(kind: str, out: str | None, at: datetime | None, layout: str, encoding: str,
@@ -191,7 +192,9 @@ def report_cmd(kind: str, out: str | None, at: datetime | None, layout: str, enc
     unshipped: Unshipped/PartiallyShipped orders, rows with quantity to ship > 0
     (--layout old: the first 26-column layout).
     all-orders: every order, Pending and Canceled too, one row per item.
-    The same events and --at give byte-identical files.
+    The file is in the encoding the orders' marketplace (sales channel) writes:
+    cp932 for Amazon.co.jp, windows-1252 elsewhere; --encoding utf-8 keeps every
+    character. The same events and --at give byte-identical files.
     """
     if layout != "current" and kind != "unshipped":
         raise click.UsageError("--layout is for the unshipped report only")
@@ -216,7 +219,13 @@ def report_cmd(kind: str, out: str | None, at: datetime | None, layout: str, enc
                           ["orders"])
     else:
         text = run_views(db, views, work)
-    data = text.encode(encoding, errors="replace")
+    try:
+        data, used, lost = read.encode_report(text, encoding)
+    except read.ReportEncodingError as exc:
+        raise click.UsageError(str(exc)) from None
+    if lost:
+        err_console.print(f"{lost} character{'s' if lost != 1 else ''} {used} lacks written "
+                          f"as '?' (--encoding utf-8 keeps them)", markup=False)
     rows = text.count("\n") - 1
     if out is None:
         sys.stdout.buffer.write(data)

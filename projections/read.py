@@ -270,6 +270,98 @@ def _tsv(header: Iterable[str], rows: Iterable[Iterable[Any]]) -> str:
     return "\n".join(out) + "\n"
 
 
+# --- the report file's encoding ---------------------------------------------------------
+
+#: the encodings a report can be written in ("marketplace": the one its orders'
+#: marketplace writes, see :func:`marketplace_encoding`)
+REPORT_ENCODINGS = ("marketplace", "utf-8", "windows-1252", "iso-8859-1", "shift_jis",
+                    "cp932")
+#: what the marketplace writes its flat files in outside Japan (the report document's
+#: ``Content-Type: text/plain; charset=Cp1252`` in Europe and North America)
+MARKETPLACE_DEFAULT_ENCODING = "windows-1252"
+#: sales channels whose files are in another encoding: Amazon.co.jp writes Shift_JIS
+#: as Windows does (cp932, also called Windows-31J: Shift_JIS plus the NEC and IBM
+#: characters Japanese text uses, such as circled digits)
+CHANNEL_ENCODING = {"amazon.co.jp": "cp932"}
+
+
+class ReportEncodingError(ValueError):
+    """The report's orders come from marketplaces whose files use different encodings."""
+
+
+class ReportText(str):
+    """A report's text, with the encoding its orders' marketplace writes.
+
+    ``channels`` maps each sales channel of the orders written (as the marketplace
+    names it, e.g. ``Amazon.co.jp``) to that channel's encoding; orders the
+    marketplace gave no sales channel for have no say.
+    """
+
+    channels: dict[str, str]
+
+    @property
+    def encoding(self) -> str | None:
+        """The marketplace's encoding: windows-1252 when no order says otherwise, None
+        when the orders' channels disagree."""
+        found = set(self.channels.values())
+        if not found:
+            return MARKETPLACE_DEFAULT_ENCODING
+        return found.pop() if len(found) == 1 else None
+
+
+def marketplace_encoding(channel: str | None) -> str:
+    """The encoding the marketplace behind ``channel`` (``Amazon.de``) writes its files in."""
+    if not channel:
+        return MARKETPLACE_DEFAULT_ENCODING
+    return CHANNEL_ENCODING.get(channel.strip().lower(), MARKETPLACE_DEFAULT_ENCODING)
+
+
+def _report(text: str, written: Iterable[OrderDoc]) -> ReportText:
+    out = ReportText(text)
+    channels: dict[str, str] = {}
+    for d in written:
+        channel = market_of(d).get("sales_channel")
+        if channel:
+            channels[channel] = marketplace_encoding(channel)
+    out.channels = dict(sorted(channels.items()))
+    return out
+
+
+def encode_report(text: str, encoding: str = "marketplace") -> tuple[bytes, str, int]:
+    """A report's bytes: ``(data, encoding used, characters written as '?')``.
+
+    ``marketplace`` picks the encoding of the orders' marketplace (``text`` must then
+    be a :class:`ReportText`; a plain ``str`` gets windows-1252). A character the
+    encoding lacks is written as ``?``, as the marketplace's own files have it; UTF-8
+    loses nothing. Raises :class:`ReportEncodingError` when ``marketplace`` is asked
+    and the orders' marketplaces disagree.
+    """
+    if encoding not in REPORT_ENCODINGS:
+        raise ValueError(f"unknown encoding {encoding!r}; known: {', '.join(REPORT_ENCODINGS)}")
+    if encoding == "marketplace":
+        if isinstance(text, ReportText):
+            chosen = text.encoding
+            if chosen is None:
+                names = ", ".join(f"{c} ({e})" for c, e in text.channels.items())
+                raise ReportEncodingError(
+                    f"the report's orders come from marketplaces whose files use different "
+                    f"encodings: {names}; pass --encoding (utf-8 keeps every character)")
+            encoding = chosen
+        else:
+            encoding = MARKETPLACE_DEFAULT_ENCODING
+    try:
+        return text.encode(encoding), encoding, 0
+    except UnicodeEncodeError:
+        pass
+    lost = 0
+    for ch in set(text):
+        try:
+            ch.encode(encoding)
+        except UnicodeEncodeError:
+            lost += text.count(ch)
+    return text.encode(encoding, errors="replace"), encoding, lost
+
+
 def _service_level(d: OrderDoc, market: dict[str, Any]) -> str:
     """The report's ship-service-level: the service category (Standard, Expedited ...)
     when the marketplace gave one, else the service the order was placed with."""
@@ -281,10 +373,11 @@ def _flag(market: dict[str, Any], key: str) -> bool | None:
     return None if value is None else bool(value)
 
 
-def render_orders_report(docs: Iterable[OrderDoc]) -> str:
+def render_orders_report(docs: Iterable[OrderDoc]) -> ReportText:
     """The Orders report (flat file), docs in any order."""
     rows = []
-    for d in sorted((d for d in docs if in_orders_report(d)), key=report_key):
+    written = sorted((d for d in docs if in_orders_report(d)), key=report_key)
+    for d in written:
         a = address_of(d)
         m = market_of(d)
         level = _service_level(d, m)
@@ -297,11 +390,11 @@ def render_orders_report(docs: Iterable[OrderDoc]) -> str:
                 level, a.name, a.address_1, a.address_2, a.address_3, a.city,
                 a.state, a.postal_code, a.country, a.phone, None, None, None, None,
                 business, po, i.price_designation))
-    return _tsv(ORDERS_REPORT_COLUMNS, rows)
+    return _report(_tsv(ORDERS_REPORT_COLUMNS, rows), (d for d in written if d.items))
 
 
 def render_unshipped_report(docs: Iterable[OrderDoc], report_time: datetime,
-                            layout: str = "current") -> str:
+                            layout: str = "current") -> ReportText:
     """The Unshipped Orders report at ``report_time``, docs in any order; ``layout``
     ``current`` (the marketplace's file today) or ``old`` (the first 26 columns)."""
     if layout not in UNSHIPPED_LAYOUTS:
@@ -310,6 +403,7 @@ def render_unshipped_report(docs: Iterable[OrderDoc], report_time: datetime,
     reporting = iso(report_time)
     old = layout == "old"
     rows: list[tuple[Any, ...]] = []
+    written: list[OrderDoc] = []
     for d in sorted((d for d in docs if in_unshipped_report(d)), key=report_key):
         a = address_of(d)
         promise = datetime.fromisoformat(d.latest_ship_date)
@@ -322,6 +416,8 @@ def render_unshipped_report(docs: Iterable[OrderDoc], report_time: datetime,
             to_ship = i.quantity - i.shipped - i.canceled
             if to_ship <= 0:
                 continue
+            if not written or written[-1] is not d:
+                written.append(d)
             if old:
                 rows.append((
                     d.order_id, i.order_item_id, d.purchase_date, d.payments_date, reporting,
@@ -340,7 +436,8 @@ def render_unshipped_report(docs: Iterable[OrderDoc], report_time: datetime,
                 i.price_designation, _flag(m, "is_prime"), requested,
                 m.get("buyer_cancel_reason") if requested else None, verge, late_soon, None, None,
                 None))
-    return _tsv(UNSHIPPED_REPORT_COLUMNS_OLD if old else UNSHIPPED_REPORT_COLUMNS, rows)
+    return _report(_tsv(UNSHIPPED_REPORT_COLUMNS_OLD if old else UNSHIPPED_REPORT_COLUMNS, rows),
+                   written)
 
 
 def item_status(d: OrderDoc, quantity: int, shipped: int, canceled: int) -> str:
@@ -354,10 +451,11 @@ def item_status(d: OrderDoc, quantity: int, shipped: int, canceled: int) -> str:
     return "Unshipped"
 
 
-def render_all_orders_report(docs: Iterable[OrderDoc]) -> str:
+def render_all_orders_report(docs: Iterable[OrderDoc]) -> ReportText:
     """The All Orders report: every order (Pending and Canceled too), one row per item."""
     rows = []
-    for d in sorted(docs, key=report_key):
+    written = sorted(docs, key=report_key)
+    for d in written:
         a = address_of(d)
         m = market_of(d)
         status = ALL_ORDERS_STATUS.get(d.status, d.status)
@@ -372,7 +470,7 @@ def render_all_orders_report(docs: Iterable[OrderDoc]) -> str:
                 i.gift_wrap_price, i.gift_wrap_tax, _neg(i.promotion_discount),
                 _neg(i.ship_promotion_discount), a.city, a.state, a.postal_code, a.country,
                 None, business, po, i.price_designation))
-    return _tsv(ALL_ORDERS_REPORT_COLUMNS, rows)
+    return _report(_tsv(ALL_ORDERS_REPORT_COLUMNS, rows), (d for d in written if d.items))
 
 
 def _neg(amount: Any) -> Any:

@@ -6,8 +6,8 @@ touched) and writes:
 
 | file | content |
 |---|---|
-| ``orders.txt`` | the Orders report (tab-separated, as ``report orders``) |
-| ``unshipped.txt`` | the Unshipped Orders report at the evaluation time |
+| ``orders.txt`` | the Orders report (tab-separated, the bytes ``report orders`` writes) |
+| ``unshipped.txt`` | the Unshipped Orders report at the evaluation time (likewise) |
 | ``manage-orders.json`` | Manage Orders (as ``orders --json``) |
 | ``inventory.json`` | Manage Inventory (as ``inventory --json``) |
 | ``metrics.json`` | seller metrics at the evaluation time (as ``metrics --json``) |
@@ -28,6 +28,7 @@ from decimal import Decimal
 from typing import Any
 
 from ledger.application import Ledger
+from projections.read import ReportEncodingError, encode_report
 
 from .asof import VIEW_NAMES, Point, evaluation_time, snapshot
 
@@ -83,13 +84,23 @@ def prepare_dir(out_dir: str) -> None:
         raise ReplayDirError(f"cannot create {out_dir!r}: {exc.strerror}") from None
 
 
+def _report_bytes(text: str) -> bytes:
+    """A report as ``report`` writes it by default (the marketplace's encoding); UTF-8
+    when its orders' marketplaces use different encodings (``report`` then asks for
+    ``--encoding``)."""
+    try:
+        return encode_report(text)[0]
+    except ReportEncodingError:
+        return text.encode("utf-8")
+
+
 def render(ledger: Ledger, point: Point, at: datetime | None = None) -> dict[str, bytes]:
     """The files' contents (name -> bytes), manifest included."""
     when = evaluation_time(point, at)
     snap = snapshot(ledger, point, VIEW_NAMES)
     files = {
-        "orders.txt": snap.report_orders(when).encode("utf-8"),
-        "unshipped.txt": snap.report_unshipped(when).encode("utf-8"),
+        "orders.txt": _report_bytes(snap.report_orders(when)),
+        "unshipped.txt": _report_bytes(snap.report_unshipped(when)),
         "manage-orders.json": dumps(snap.orders()),
         "inventory.json": dumps(snap.inventory()),
         "metrics.json": dumps(snap.metrics(when)),

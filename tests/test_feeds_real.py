@@ -10,6 +10,7 @@ from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 
+import msgspec.structs
 import pytest
 from click.testing import CliRunner
 
@@ -468,3 +469,160 @@ def test_reupload_with_another_tracking_number_corrects_it(tmp_path, db_url):
         assert result.exit_code == 0, result.output
         rate = json.loads(result.stdout)["valid_tracking_rate"]
         assert (rate["numerator"], rate["denominator"]) == (3, 4)
+
+
+# --- 7. ship-from and Transparency columns of the current layout -----------------------------
+
+#: the current shipping-confirmation template's header (18 columns), as seller tools
+#: write it: the 8 first columns, transparency_code, then the ship-from address
+CURRENT_SHIP_HEADER = SHIP_HEADER + [
+    "transparency_code", "ship_from_address_name", "ship_from_address_line1",
+    "ship_from_address_line2", "ship_from_address_line3", "ship_from_address_city",
+    "ship_from_address_county", "ship_from_address_state_or_region",
+    "ship_from_address_postalcode", "ship_from_address_countrycode"]
+
+
+def test_ship_from_and_transparency_columns_are_kept(tmp_path, db_url):
+    with Ledger(db_url) as led:
+        setup(led, {1: two_items(), 2: two_items(), 3: two_items(), 4: two_items()})
+    path = tmp_path / "confirm.txt"
+    path.write_bytes(tsv(
+        ["TemplateType=OrderFulfillment", "Version=2011.1102"], CURRENT_SHIP_HEADER,
+        # item A (2 units) with two Transparency codes, shipped from a warehouse
+        [oid(1), A, "2", "2026-03-02", "PostNord", "", "SE1", "", "AZ:TP1, AZ:TP2",
+         "Lager Syd AB", "Industrigatan 4", "Port 2", "", "Malmö", "Skåne län", "",
+         "21124", "se"],
+        # no ship-from, no code: both stay empty
+        [oid(2), "", "", "2026-03-02", "PostNord", "", "SE2", "", "", "", "", "", "", "",
+         "", "", "", ""],
+        [oid(3), "", "", "2026-03-02", "PostNord", "", "SE3", "", "", "Lager", "", "", "",
+         "", "", "", "", "Sweden"],                                   # not a 2-letter code
+        [oid(4), A, "2", "2026-03-02", "PostNord", "", "SE4", "", "AZ:X, AZ:X", "", "", "",
+         "", "", "", "", "", ""],                                     # a code twice
+        encoding="cp1252"))
+    code, report = run(db_url, path, "shipping-confirmation", "--json")
+    assert code == 1 and report["encoding"] == "cp1252"
+    assert by_line(report) == {3: ("accepted", None, None), 4: ("accepted", None, None),
+                               5: ("rejected", "ship_from_address_countrycode", "bad-country"),
+                               6: ("rejected", "transparency_code",
+                                   "duplicate-transparency-code")}
+    shipped = {e.order_id: e for e in events(db_url, "ShipmentConfirmed")}
+    assert set(shipped) == {oid(1), oid(2)}
+    one = shipped[oid(1)]
+    assert one.transparency_codes == ["AZ:TP1", "AZ:TP2"]
+    assert msgspec.structs.asdict(one.ship_from) == {
+        "name": "Lager Syd AB", "address_1": "Industrigatan 4", "address_2": "Port 2",
+        "address_3": None, "city": "Malmö", "county": "Skåne län", "state": None,
+        "postal_code": "21124", "country": "SE"}
+    assert (shipped[oid(2)].ship_from, shipped[oid(2)].transparency_codes) == (None, [])
+    view = json.loads(CliRunner().invoke(main, ["show", oid(1), "--json", "--db", db_url]).stdout)
+    assert view["ship_from"]["city"] == "Malmö" and view["ship_from"]["country"] == "SE"
+    assert view["transparency_codes"] == ["AZ:TP1", "AZ:TP2"]
+    text = CliRunner().invoke(main, ["show", oid(1), "--db", db_url]).stdout
+    assert ("shipped from: Lager Syd AB, Industrigatan 4, Port 2, Malmö, Skåne län, 21124, SE"
+            in text)
+    assert "transparency codes: AZ:TP1, AZ:TP2" in text
+    plain = json.loads(CliRunner().invoke(main, ["show", oid(2), "--json", "--db",
+                                                 db_url]).stdout)
+    assert (plain["ship_from"], plain["transparency_codes"]) == (None, [])
+    # a re-upload for what is shipped corrects the tracking only; the origin stays
+    again = tmp_path / "again.txt"
+    again.write_bytes(tsv(CURRENT_SHIP_HEADER,
+                          [oid(1), A, "2", "2026-03-02", "PostNord", "", "SE1-NEW", "", "AZ:Z",
+                           "Other place", "", "", "", "", "", "", "", "DE"]))
+    code, report = run(db_url, again, "shipping-confirmation", "--json")
+    assert code == 0 and report["lines"][0]["events"] == ["TrackingCorrected"]
+    view = json.loads(CliRunner().invoke(main, ["show", oid(1), "--json", "--db", db_url]).stdout)
+    assert (view["tracking_number"], view["ship_from"]["name"], view["transparency_codes"]) == (
+        "SE1-NEW", "Lager Syd AB", ["AZ:TP1", "AZ:TP2"])
+
+
+def test_fifteen_column_layout_without_transparency(tmp_path, sqlite_url):
+    """The layout a WordPress plugin writes (no transparency_code, line3 or county)."""
+    with Ledger(sqlite_url) as led:
+        setup(led, {1: two_items()})
+    header = SHIP_HEADER + ["ship_from_address_name", "ship_from_address_line1",
+                            "ship_from_address_line2", "ship_from_address_city",
+                            "ship_from_address_state_or_region", "ship_from_address_postalcode",
+                            "ship_from_address_countrycode"]
+    path = tmp_path / "confirm.txt"
+    path.write_bytes(tsv(header, [oid(1), "", "", "2026-03-02", "Other", "Bring", "B1", "",
+                                  "Shop", "Main St 1", "", "Oslo", "", "0150", "NO"]))
+    code, report = run(sqlite_url, path, "shipping-confirmation", "--json")
+    assert code == 0, report
+    [shipped] = events(sqlite_url, "ShipmentConfirmed")
+    assert (shipped.ship_from.name, shipped.ship_from.city, shipped.ship_from.country,
+            shipped.transparency_codes) == ("Shop", "Oslo", "NO", [])
+
+
+def test_shipment_event_written_before_ship_from_decodes():
+    from ledger.codec import decode_payload, encode_payload
+    from ledger.events import ShipmentConfirmed, topic_of
+
+    old = (b'{"type":"ShipmentConfirmed","at":"2026-03-02T10:00:00+00:00","actor":"seller",'
+           b'"command_id":"c1","recorded_at":null,"order_id":"1","carrier_code":"PostNord",'
+           b'"carrier_name":null,"tracking_number":"SE1","ship_date":"2026-03-02",'
+           b'"ship_method":null,"items":[{"order_item_id":"A","quantity":1}],'
+           b'"status":"Shipped"}')
+    e = decode_payload(topic_of(ShipmentConfirmed), old)
+    assert (e.ship_from, e.transparency_codes, e.tracking_number) == (None, [], "SE1")
+    assert decode_payload(topic_of(ShipmentConfirmed), encode_payload(e)) == e
+
+
+# --- 8. every feed in every encoding, with and without the TemplateType row ------------------
+
+
+@pytest.mark.parametrize("template", [True, False], ids=["template-row", "no-template-row"])
+@pytest.mark.parametrize("enc", list(ENCODINGS))
+def test_cancellation_and_adjustment_feeds_in_each_encoding(tmp_path, sqlite_url, enc,
+                                                            template):
+    codec, bom, reported = ENCODINGS[enc]
+    merchant = "Beställning Å-1 €" if enc == "windows-1252" else "Beställning Å-1 ß"
+    with Ledger(sqlite_url) as led:
+        setup(led, {1: two_items(), 2: two_items(), 3: two_items()})
+    shift = 1 if template else 0
+    cancel = tmp_path / "cancel.txt"
+    cancel.write_bytes(tsv(
+        *([TEMPLATES["cancellation"]] if template else []),
+        CANCEL_HEADER + ["merchant-order-id"],
+        [oid(1), "", "", merchant],                       # an acknowledgement
+        [oid(2), "NoInventory", "", ""],                  # the whole order canceled
+        encoding=codec, bom=bom))
+    code, report = run(sqlite_url, cancel, "cancellation", "--json")
+    assert code == 0, report
+    assert report["encoding"] == reported
+    assert by_line(report) == {2 + shift: ("accepted", None, None),
+                               3 + shift: ("accepted", None, None)}
+    [ack] = events(sqlite_url, "OrderAcknowledged")
+    assert (ack.order_id, ack.merchant_order_id) == (oid(1), merchant)
+    assert [e.order_id for e in events(sqlite_url, "SellerCanceled")] == [oid(2)]
+    adjust = tmp_path / "adjust.txt"
+    adjust.write_bytes(tsv(
+        *([TEMPLATES["adjustment"]] if template else []), ADJ_HEADER + ["note"],
+        [oid(3), B, "CustomerReturn", "SEK", "99.00", "", "", "", "", "", "", "", "1",
+         "Återbetalning, kund nöjd"],
+        encoding=codec, bom=bom))
+    code, report = run(sqlite_url, adjust, "adjustment", "--json")
+    assert code == 0, report
+    assert report["encoding"] == reported and report["template"] == (
+        {"line": 1, "template_type": "OrderAdjustment", "version": "1.0"} if template else None)
+    [adjusted] = events(sqlite_url, "OrderAdjusted")
+    assert (adjusted.order_id, adjusted.items[0].order_item_id,
+            str(adjusted.items[0].item_price_adj)) == (oid(3), B, "99.00")
+
+
+@pytest.mark.parametrize("enc", list(ENCODINGS))
+def test_current_shipping_layout_in_each_encoding(tmp_path, sqlite_url, enc):
+    codec, bom, reported = ENCODINGS[enc]
+    with Ledger(sqlite_url) as led:
+        setup(led, {1: two_items()})
+    path = tmp_path / "confirm.txt"
+    path.write_bytes(tsv(TEMPLATES["shipping-confirmation"], CURRENT_SHIP_HEADER,
+                         [oid(1), "", "", "2026-03-02", "PostNord", "", "SE1", "", "",
+                          "Lager Öst", "Gärdesvägen 3", "", "", "Växjö", "", "", "35246", "SE"],
+                         encoding=codec, bom=bom))
+    code, report = run(sqlite_url, path, "shipping-confirmation", "--json")
+    assert code == 0 and report["encoding"] == reported, report
+    [shipped] = events(sqlite_url, "ShipmentConfirmed")
+    assert (shipped.ship_from.name, shipped.ship_from.address_1, shipped.ship_from.city) == (
+        "Lager Öst", "Gärdesvägen 3", "Växjö")

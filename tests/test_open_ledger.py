@@ -49,6 +49,7 @@ def cli(*args: str, env: dict | None = None, prefix: list[str] | None = None,
     return subprocess.run(
         [*(prefix or []), sys.executable, "-c", "from order_ledger.cli import main; main()",
          *args], capture_output=True, text=True, timeout=120, cwd=cwd,
+        errors="replace",  # reports are in the marketplace's encoding (windows-1252)
         env={**os.environ, **(env or {})})
 
 

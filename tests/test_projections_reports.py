@@ -421,8 +421,104 @@ def test_report_cli_layouts_and_encoding(tmp_path):
     assert old.stdout.split(b"\n")[0].decode().split("\t") == list(UNSHIPPED_REPORT_COLUMNS_OLD)
     assert all_orders.stdout.split(b"\n")[0].decode().split("\t") == list(
         ALL_ORDERS_REPORT_COLUMNS)
-    assert "Malmö".encode() in all_orders.stdout
-    cp1252 = run("all-orders", "--encoding", "windows-1252")
-    assert cp1252.returncode == 0 and "Malmö".encode("cp1252") in cp1252.stdout
+    # the marketplace's encoding by default (Amazon.se and orders without a channel:
+    # windows-1252); --encoding utf-8 on request
+    assert "Malmö".encode("cp1252") in all_orders.stdout
+    assert "Malmö".encode() not in all_orders.stdout and all_orders.stderr == b""
+    utf8 = run("all-orders", "--encoding", "utf-8")
+    assert utf8.returncode == 0 and "Malmö".encode() in utf8.stdout
+    assert utf8.stdout.decode("utf-8") == all_orders.stdout.decode("cp1252")
     bad = run("orders", "--layout", "old")
     assert bad.returncode == 2 and b"--layout is for the unshipped report only" in bad.stderr
+
+
+def _cli_report(db: str, *args: str):
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "order_ledger", "report", *args, "--db", db,
+                           "--at", at(0, days=1)], capture_output=True)
+
+
+def _ship_to(city: str, country: str = "SE") -> dict:
+    """An address whose city (a column of every report) is ``city``."""
+    return {"name": "Recipient", "address_1": "Street 1", "city": city, "postal_code": "21111",
+            "country": country}
+
+
+def test_report_default_encoding_writes_what_windows_1252_lacks_as_question_marks(tmp_path):
+    led = build(tmp_path, timeline(
+        place(A, at(0), ship_to=_ship_to("Łukasz Wąs"), market={"sales_channel": "Amazon.pl"}),
+        place(B, at(1), ship_to=_ship_to("Zoë “Bo” Öberg"))))
+    led.close()
+    db = str(tmp_path / "ledger.db")
+    got = _cli_report(db, "all-orders")
+    assert got.returncode == 0
+    text = got.stdout.decode("cp1252")
+    assert "?ukasz W?s" in text                       # Ł and ą are not in windows-1252
+    assert "Zoë “Bo” Öberg" in text                   # the curly quotes are (0x93, 0x94)
+    assert "“".encode("cp1252") == b"\x93" and b"\x93" in got.stdout
+    assert b"2 characters windows-1252 lacks written as '?'" in got.stderr
+    assert b"--encoding utf-8 keeps them" in got.stderr
+    kept = _cli_report(db, "all-orders", "--encoding", "utf-8")
+    assert kept.returncode == 0 and "Łukasz Wąs" in kept.stdout.decode("utf-8")
+    assert kept.stderr == b""
+    out = tmp_path / "r.tsv"                          # the file has the same bytes as stdout
+    assert _cli_report(db, "all-orders", "--out", str(out)).returncode == 0
+    assert out.read_bytes() == got.stdout
+
+
+def test_report_of_a_japanese_marketplace_is_shift_jis(tmp_path):
+    jp = {"sales_channel": "Amazon.co.jp"}
+    led = build(tmp_path, timeline(
+        place(A, at(0), ship_to=_ship_to("山田 太郎 ①", "JP"), market=jp),
+        cmd("verify-payment", at(5), order_id=A, outcome="verified"),
+        place(B, at(1), ship_to=_ship_to("佐藤 花子", "JP")),        # no channel: no say
+        cmd("verify-payment", at(6), order_id=B, outcome="verified"), cmd("tick", at(40))))
+    led.close()
+    db = str(tmp_path / "ledger.db")
+    for kind in ("orders", "unshipped", "all-orders"):
+        got = _cli_report(db, kind)
+        assert got.returncode == 0 and got.stderr == b"", (kind, got.stderr)
+        assert "山田 太郎 ①".encode("cp932") in got.stdout     # ① is cp932's, not JIS X 0208's
+        assert "佐藤 花子".encode("shift_jis") in got.stdout
+        assert got.stdout.decode("cp932") == _cli_report(
+            db, kind, "--encoding", "utf-8").stdout.decode("utf-8")
+    # a past point is read from events in memory: the same choice
+    past = _cli_report(db, "all-orders", "--as-of", at(2))
+    assert past.returncode == 0, past.stderr
+    assert "山田 太郎 ①".encode("cp932") in past.stdout
+    strict = _cli_report(db, "orders", "--encoding", "shift_jis")
+    assert strict.returncode == 0 and b"1 character shift_jis lacks" in strict.stderr
+
+
+def test_report_of_marketplaces_with_different_encodings_needs_encoding(tmp_path):
+    led = build(tmp_path, timeline(
+        place(A, at(0), ship_to=_ship_to("山田 太郎", "JP"),
+              market={"sales_channel": "Amazon.co.jp"}),
+        place(B, at(1), ship_to=_ship_to("Bo Berg"), market={"sales_channel": "Amazon.se"})))
+    led.close()
+    db = str(tmp_path / "ledger.db")
+    out = tmp_path / "r.tsv"
+    got = _cli_report(db, "all-orders", "--out", str(out))
+    assert got.returncode == 2 and not out.exists()
+    assert b"Amazon.co.jp (cp932), Amazon.se (windows-1252)" in got.stderr
+    assert b"pass --encoding" in got.stderr and b"Traceback" not in got.stderr
+    ok = _cli_report(db, "all-orders", "--encoding", "utf-8", "--out", str(out))
+    assert ok.returncode == 0 and "山田 太郎" in out.read_text(encoding="utf-8")
+    # the Orders report holds neither (both Pending): nothing disagrees
+    assert _cli_report(db, "orders").returncode == 0
+
+
+def test_encode_report_library():
+    from projections import read
+
+    assert read.encode_report("a\tÅ\n") == ("a\tÅ\n".encode("cp1252"), "windows-1252", 0)
+    assert read.encode_report("ł€ł\n", "iso-8859-1") == (b"???\n", "iso-8859-1", 3)
+    assert read.encode_report("ł\n", "utf-8") == ("ł\n".encode(), "utf-8", 0)
+    with pytest.raises(ValueError, match="unknown encoding"):
+        read.encode_report("x", "latin-9")
+    assert read.marketplace_encoding("Amazon.co.jp") == "cp932"
+    assert read.marketplace_encoding(" AMAZON.CO.JP ") == "cp932"
+    assert read.marketplace_encoding("Amazon.de") == read.marketplace_encoding(None) == \
+        "windows-1252"

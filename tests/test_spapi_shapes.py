@@ -449,3 +449,100 @@ def test_item_buyer_info_and_older_versions_are_merged(sqlite_url):
         placed = next(e for _, agg, e in led.read_events() if agg == "order:" + oid(1))
     assert str(placed.items[0].gift_wrap_price) == "25.00"
     assert placed.restricted == [] and placed.ship_to.address_1 == "Storgatan 1"
+
+
+def _tsv(data: bytes, encoding: str = "cp1252") -> list[dict[str, str]]:
+    header, *rows = data.decode(encoding).rstrip("\n").split("\n")
+    names = header.split("\t")
+    return [dict(zip(names, r.split("\t"))) for r in rows]
+
+
+def test_a_seller_polls_twice_and_sees_the_order_move_on_in_show_and_the_reports(
+        db_url, tmp_path):
+    """From the seller's side, through the CLI only: a first poll without a restricted
+    data token (one order Unshipped with its address withheld, one Pending business
+    order), show and the reports; a later poll with the token (the first shipped, the
+    second released), show and the reports again; the later poll once more changes
+    nothing."""
+    from tests.test_spapi import _restricted_order
+
+    runner = CliRunner()
+    views = ["--views", str(tmp_path / "views.db")]
+
+    def cli(*args: str) -> tuple[int, str, bytes]:
+        r = runner.invoke(main, [*args, "--db", db_url])
+        assert r.exception is None or isinstance(r.exception, SystemExit), r.output
+        return r.exit_code, r.stdout, r.stdout_bytes
+
+    def poll(name: str, *orders: dict) -> dict:
+        path = tmp_path / name
+        path.write_text(json.dumps(response(*orders)), encoding="utf-8")
+        code, out, _ = cli("import", "sp-api", str(path), "--json")
+        assert code == 0, out
+        return json.loads(out)
+
+    first = _restricted_order(1)
+    first.update(ShipmentServiceLevelCategory="Expedited", IsPrime=True)
+    business = api_order(2, "Pending", "2026-02-10T08:30:00Z", "2026-02-10T08:30:00Z",
+                         [api_item("60000000000021", "CUP-1", 1, 0, "99.00")],
+                         IsBusinessOrder=True)
+    business["BuyerInfo"]["PurchaseOrderNumber"] = "PO-9"
+    got = poll("poll-1.json", first, business)
+    assert [(r["result"], r["ledger_status"]) for r in got["results"]] == [
+        ("imported", "Unshipped"), ("imported", "Pending")]
+
+    code, text, _ = cli("show", oid(1))
+    assert code == 0
+    for shown in ("Order 203-0000001-1234567: Unshipped", "ship service level: Std SE Dom_1",
+                  "ship service category: Expedited", "sales channel: Amazon.se",
+                  "is prime: yes", "restricted: the ship-to address withheld",
+                  "restricted: the buyer's name and e-mail withheld",
+                  "buyer name: (restricted)"):
+        assert shown in text, shown
+    code, text, _ = cli("show", oid(2))
+    assert "is business order: yes" in text and "purchase order number: PO-9" in text
+
+    _, _, data = cli("report", "unshipped", "--at", "2026-02-10T12:00:00Z", *views)
+    [row] = _tsv(data)                                  # the Pending order is not in it
+    assert (row["order-id"], row["buyer-name"], row["recipient-name"], row["ship-address-1"],
+            row["ship-city"], row["ship-service-level"], row["ship-service-name"],
+            row["sales-channel"], row["is-prime"]) == (
+        oid(1), "(restricted)", "(restricted)", "(restricted)", "Lund", "Expedited",
+        "Std SE Dom_1", "Amazon.se", "true")
+    _, _, data = cli("report", "all-orders", *views)
+    rows = {r["amazon-order-id"]: r for r in _tsv(data)}
+    assert (rows[oid(1)]["order-status"], rows[oid(1)]["ship-city"]) == ("Unshipped", "Lund")
+    assert (rows[oid(2)]["order-status"], rows[oid(2)]["is-business-order"],
+            rows[oid(2)]["purchase-order-number"]) == ("Pending", "true", "PO-9")
+    _, _, data = cli("report", "orders", *views)
+    assert [r["order-id"] for r in _tsv(data)] == [oid(1)]
+
+    # the later poll, with a restricted data token: order 1 shipped, order 2 released
+    shipped = api_order(1, "Shipped", "2026-02-10T08:00:00Z", "2026-02-11T10:00:00Z",
+                        [api_item("6000000000011", "MUG-1", 1, 1, "199.00")],
+                        ShipmentServiceLevelCategory="Expedited", IsPrime=True)
+    shipped["ShippingAddress"]["City"] = "Lund"
+    released = copy.deepcopy(business)
+    released.update(OrderStatus="Unshipped", LastUpdateDate="2026-02-10T12:00:00Z")
+    got = poll("poll-2.json", shipped, released)
+    r1, r2 = got["results"]
+    assert (r1["result"], r1["ledger_status"], r2["result"], r2["ledger_status"]) == (
+        "imported", "Shipped", "imported", "Unshipped")
+    assert sorted(s["type"] for s in r1["steps"] if s["status"] == "applied") == [
+        "release-restricted", "ship"]
+    code, text, _ = cli("show", oid(1))
+    assert "Order 203-0000001-1234567: Shipped" in text and "restricted" not in text
+    assert "buyer name: Anna Andersson" in text and "is prime: yes" in text
+    _, _, data = cli("report", "orders", *views)
+    rows = {r["order-id"]: r for r in _tsv(data)}
+    assert (rows[oid(1)]["buyer-name"], rows[oid(1)]["ship-address-1"],
+            rows[oid(1)]["ship-service-level"]) == ("Anna Andersson", "Storgatan 1", "Expedited")
+    assert (rows[oid(2)]["is-business-order"], rows[oid(2)]["purchase-order-number"]) == (
+        "true", "PO-9")
+    _, _, data = cli("report", "all-orders", *views)
+    rows = {r["amazon-order-id"]: r for r in _tsv(data)}
+    assert (rows[oid(1)]["order-status"], rows[oid(1)]["item-status"]) == ("Shipped", "Shipped")
+
+    again = poll("poll-2-again.json", shipped, released)
+    assert again["events"] == 0
+    assert [r["result"] for r in again["results"]] == ["already-imported"] * 2
