@@ -48,6 +48,7 @@ from .errors import (
     LedgerReadOnly,
     StoreError,
     StoreUnavailable,
+    StoreWriteFailed,
 )
 from .backend import Backend
 from .eventlog import EventLog, RecorderLog
@@ -620,8 +621,9 @@ class Ledger:
                     if "readonly" in str(exc).lower() or "read-only" in str(exc).lower():
                         raise LedgerReadOnly(self.db, str(exc)) from None
                     if "database or disk is full" in str(exc).lower():
-                        raise StoreError(disk_full_message(self.db)) from None
-                    raise StoreError(f"the store failed while writing a batch: {exc}") from None
+                        raise StoreWriteFailed(disk_full_message(self.db)) from None
+                    raise StoreWriteFailed(
+                        f"the store failed while writing a batch: {exc}") from None
                 if len(self._cache) > self.cache_limit:
                     self._cache.clear()
                 self._cache.update({k: a for k, a in uow.aggs.items() if a is not None})

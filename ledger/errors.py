@@ -64,7 +64,15 @@ class StoreError(LedgerError):
     """The store cannot be opened or read (bad URL, wrong key, corrupt data)."""
 
 
-class StoreUnavailable(StoreError):
+class StoreWriteFailed(StoreError):
+    """A write failed while the command ran, not because of how it was called: the
+    disk is full, the database server went away. Nothing of the batch in flight
+    was written; the same command can be run again once the cause is gone (the
+    command line exits 1 for these, 2 for the other store errors, which are about
+    where the ledger is and how it is opened)."""
+
+
+class StoreUnavailable(StoreWriteFailed):
     """The database server did not answer (restarted, down, or our connection was
     ended) for longer than the writer waits. Nothing of the batch in flight was
     acknowledged; running the same lines again is safe (applied ones come back

@@ -39,15 +39,20 @@ from .common import (
 
 class LedgerGroup(click.Group):
     """The command group: ledger and store errors that escape a command become
-    clear messages (store errors are usage errors: exit 2; others exit 1)."""
+    clear messages: a write that failed while running (a full disk, the server gone:
+    run the command again later) exits 1; other store errors are about where the
+    ledger is and how it is opened, usage errors: exit 2; the rest exit 1."""
 
     def invoke(self, ctx: click.Context) -> Any:
         from eventsourcing.persistence import PersistenceError
 
-        from ledger.errors import StoreError
+        from ledger.errors import StoreError, StoreWriteFailed
 
         try:
             return super().invoke(ctx)
+        except StoreWriteFailed as exc:
+            err_console.print(f"Error: {exc}", markup=False)
+            sys.exit(1)
         except StoreError as exc:
             err_console.print(f"Error: {exc}", markup=False)
             sys.exit(2)
