@@ -12,6 +12,8 @@ from typing import Any, Generic, TypeVar
 
 import msgspec
 
+from ledger.events import ShipFrom
+
 T = TypeVar("T")
 
 
@@ -97,6 +99,12 @@ class OrderRow(msgspec.Struct):
     canceled_by: str | None
     buyer_requested_cancel: bool
     items: list[ItemRow]
+    #: withheld buyer data (``ship_to``, ``buyer``) of an order imported without it
+    restricted: list[str] = []
+    #: what the marketplace said beyond the rules (service category, sales channel,
+    #: Prime, business order, purchase order number, dates, address type; per item
+    #: promotions and price designation under ``items``): only what was given
+    market: dict[str, Any] = {}
 
 
 class OrderPage(msgspec.Struct):
@@ -127,6 +135,12 @@ class OrderView(msgspec.Struct):
     items: list[ItemRow]
     updated_at: str
     recorded_at: str
+    market: dict[str, Any] = {}
+    #: the current tracking number (after corrections; None when cleared or unshipped)
+    tracking_number: str | None = None
+    tracking_corrections: int = 0
+    ship_from: ShipFrom | None = None
+    transparency_codes: list[str] = []
 
 
 class HistoryStep(msgspec.Struct):
