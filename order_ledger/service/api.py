@@ -61,7 +61,7 @@ def _command_schemas() -> dict[str, Any]:
 
     from ledger.commands import COMMAND_TYPES
 
-    types = sorted(cls.__struct_config__.tag for cls in COMMAND_TYPES)  # type: ignore[misc]
+    types = sorted(cls.__struct_config__.tag for cls in COMMAND_TYPES)  # type: ignore[misc,type-var]
     command = Schema(type=OpenAPIType.OBJECT, required=["type"],
                      properties={"type": Schema(type=OpenAPIType.STRING, enum=types),
                                  "command_id": Schema(type=OpenAPIType.STRING),

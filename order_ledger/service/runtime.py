@@ -240,16 +240,14 @@ class WriteRouter:
     their requests' lines there and get the outcomes back, so all of them share the
     leader's batches. If the leader is gone, a follower's request fails with
     :class:`~ledger.errors.LedgerBusy` (503: try again; the command ids make the retry
-    safe) and the next request takes the lead or writes itself. PostgreSQL ledgers
-    (several machines) write in each process.
+    safe) and the next request takes the lead or writes itself. On PostgreSQL the
+    same holds per machine (:func:`router_base`); the machines' leaders take turns
+    on the ledger's writer lock.
     """
 
     def __init__(self, writer: GroupWriter, db: str) -> None:
-        from ledger.store import sqlite_file
-
         self.writer = writer
-        path = sqlite_file(db)
-        self.base = os.path.abspath(path) if path else None
+        self.base = router_base(db)
         if self.base and len(self.base + "-writer.sock") > 100:  # AF_UNIX path limit
             self.base = None
         self.lead_fd: int | None = None
@@ -336,6 +334,25 @@ class WriteRouter:
             pass
         finally:
             writer.close()
+
+
+def router_base(db: str) -> str | None:
+    """Where a host's writer leader keeps its lock and socket: beside a SQLite ledger
+    file; for a PostgreSQL ledger in the temporary directory, named by a hash of the
+    server, database and schema (so each machine has its own leader). None for an
+    in-memory ledger."""
+    import hashlib
+    import tempfile
+
+    from ledger.store import is_postgres, pg_settings, sqlite_file
+
+    if is_postgres(db):
+        s = pg_settings(db)
+        key = f"{s['host']}:{s['port']}/{s['dbname']}?schema={s['schema']}"
+        digest = hashlib.blake2b(key.encode(), digest_size=8).hexdigest()
+        return os.path.join(tempfile.gettempdir(), f"order-ledger-{digest}")
+    path = sqlite_file(db)
+    return os.path.abspath(path) if path else None
 
 
 async def _send(writer: asyncio.StreamWriter, data: bytes) -> None:
