@@ -40,10 +40,11 @@ def wait_for(predicate, timeout: float = 20.0, step: float = 0.2):
     return predicate()
 
 
-def test_ticker_fires_deadlines_at_clock_minus_lateness(tmp_path):
-    """An order placed 2 h ago and never verified: its hold expired 90 minutes ago.
-    Nobody sends a tick; the service's ticker does (at now - 5 min), once."""
-    db = str(tmp_path / "ledger.db")
+def test_ticker_fires_deadlines_at_clock_minus_lateness(db_url):
+    """An order placed and verified 2 h ago: its hold ended 90 minutes ago. Nobody
+    sends a tick; the ticker of one of two services does (at now - 5 min), and when
+    that service dies the other takes over. Both backends."""
+    db = db_url
     first = Server(db, extra=("--tick-interval", "0.3s", "--allowed-lateness", "5m")).start()
     second = Server(db, tokens=first.tokens,
                     extra=("--tick-interval", "0.3s", "--allowed-lateness", "5m")).start()
