@@ -161,7 +161,10 @@ class GroupWriter:
         results: dict[int, list[Outcome]] = {id(j): [] for j in group}
         try:
             if lines:
-                outs = list(self.ledger.apply_lines(lines, batch_size=max(1, len(lines)),
+                # one transaction for the group; a body bigger than that goes in the
+                # CLI's batches of 1,000 lines
+                size = len(lines) if len(lines) <= self.max_lines else 1000
+                outs = list(self.ledger.apply_lines(lines, batch_size=size,
                                                     advance_clock=group[0].advance_clock))
                 for out in outs:
                     job, n = owners[(out.line or 1) - 1]
