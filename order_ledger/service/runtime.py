@@ -281,6 +281,9 @@ class WriteRouter:
         except FileNotFoundError:
             pass
         self.server = await asyncio.start_unix_server(self._serve, path=self.sock_path)
+        # only this user (who can write the ledger anyway) may hand it commands: the
+        # socket takes no token
+        os.chmod(self.sock_path, 0o600)
         return True
 
     async def stop(self) -> None:
