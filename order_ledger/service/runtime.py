@@ -269,7 +269,11 @@ class WriteRouter:
             return self.lead_fd is not None
         import fcntl
 
-        fd = os.open(self.base + "-writer.lead", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fd = os.open(self.base + "-writer.lead", os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError:  # not ours to create (read-only directory, another user's file)
+            self.base = None
+            return False
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -277,13 +281,19 @@ class WriteRouter:
             return False
         self.lead_fd = fd
         try:
-            os.unlink(self.sock_path)  # a dead leader's
-        except FileNotFoundError:
-            pass
-        self.server = await asyncio.start_unix_server(self._serve, path=self.sock_path)
-        # only this user (who can write the ledger anyway) may hand it commands: the
-        # socket takes no token
-        os.chmod(self.sock_path, 0o600)
+            try:
+                os.unlink(self.sock_path)  # a dead leader's
+            except FileNotFoundError:
+                pass
+            self.server = await asyncio.start_unix_server(self._serve, path=self.sock_path)
+            # only this user (who can write the ledger anyway) may hand it commands: the
+            # socket takes no token
+            os.chmod(self.sock_path, 0o600)
+        except OSError:  # e.g. another user's file in the way: every process writes itself
+            os.close(fd)
+            self.lead_fd = None
+            self.base = None
+            return False
         return True
 
     async def stop(self) -> None:
