@@ -327,6 +327,27 @@ def _report(text: str, written: Iterable[OrderDoc]) -> ReportText:
     return out
 
 
+def report_encoding(text: str, encoding: str = "marketplace") -> str:
+    """The encoding a report is written in: ``encoding`` itself, or for ``marketplace``
+    the one its orders' marketplace writes (``text`` a :class:`ReportText`; a plain
+    ``str`` gets windows-1252). Raises :class:`ReportEncodingError` when the orders'
+    marketplaces disagree, ValueError for an unknown name. A front that changes the
+    text before writing it (redaction) asks this of the original text first."""
+    if encoding not in REPORT_ENCODINGS:
+        raise ValueError(f"unknown encoding {encoding!r}; known: {', '.join(REPORT_ENCODINGS)}")
+    if encoding != "marketplace":
+        return encoding
+    if not isinstance(text, ReportText):
+        return MARKETPLACE_DEFAULT_ENCODING
+    chosen = text.encoding
+    if chosen is None:
+        names = ", ".join(f"{c} ({e})" for c, e in text.channels.items())
+        raise ReportEncodingError(
+            f"the report's orders come from marketplaces whose files use different "
+            f"encodings: {names}; pass --encoding (utf-8 keeps every character)")
+    return chosen
+
+
 def encode_report(text: str, encoding: str = "marketplace") -> tuple[bytes, str, int]:
     """A report's bytes: ``(data, encoding used, characters written as '?')``.
 
@@ -336,19 +357,7 @@ def encode_report(text: str, encoding: str = "marketplace") -> tuple[bytes, str,
     loses nothing. Raises :class:`ReportEncodingError` when ``marketplace`` is asked
     and the orders' marketplaces disagree.
     """
-    if encoding not in REPORT_ENCODINGS:
-        raise ValueError(f"unknown encoding {encoding!r}; known: {', '.join(REPORT_ENCODINGS)}")
-    if encoding == "marketplace":
-        if isinstance(text, ReportText):
-            chosen = text.encoding
-            if chosen is None:
-                names = ", ".join(f"{c} ({e})" for c, e in text.channels.items())
-                raise ReportEncodingError(
-                    f"the report's orders come from marketplaces whose files use different "
-                    f"encodings: {names}; pass --encoding (utf-8 keeps every character)")
-            encoding = chosen
-        else:
-            encoding = MARKETPLACE_DEFAULT_ENCODING
+    encoding = report_encoding(text, encoding)
     try:
         return text.encode(encoding), encoding, 0
     except UnicodeEncodeError:

@@ -29,12 +29,13 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def cli(*args: str, env: dict[str, str] | None = None, check: bool = True
-        ) -> subprocess.CompletedProcess:
+def cli(*args: str, env: dict[str, str] | None = None, check: bool = True,
+        text: bool = True) -> subprocess.CompletedProcess:
+    """Run ``order-ledger ARGS``; ``text=False`` keeps stdout as bytes (report files)."""
     full_env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
     # a scratch working directory: a PostgreSQL ledger's default views file goes there
     out = subprocess.run([sys.executable, "-m", "order_ledger", *args], capture_output=True,
-                         text=True, env=full_env, cwd=_scratch(), timeout=120)
+                         text=text, env=full_env, cwd=_scratch(), timeout=120)
     if check and out.returncode != 0:
         raise AssertionError(f"order-ledger {' '.join(args)} exited {out.returncode}: "
                              f"{out.stderr}")

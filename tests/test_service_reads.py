@@ -108,11 +108,18 @@ def test_notifications_redacted_and_paged(server):
 
 @pytest.mark.parametrize("kind", ["orders", "unshipped"])
 def test_reports_are_the_cli_file(server, kind):
-    expected = cli("report", kind, "--db", server.db).stdout
+    expected = cli("report", kind, "--db", server.db, text=False).stdout
     r = get(server, "operator", f"/api/reports/{kind}")
     assert r.status_code == 200
-    assert r.headers["content-type"].startswith("text/tab-separated-values")
-    assert r.text == expected
+    # the same bytes, in the marketplace's encoding (the walkthrough's Swedish names in
+    # windows-1252), which the response names
+    assert r.headers["content-type"] == "text/tab-separated-values; charset=windows-1252"
+    assert r.content == expected
+    utf8 = get(server, "operator", f"/api/reports/{kind}", encoding="utf-8")
+    assert utf8.headers["content-type"].endswith("charset=utf-8")
+    assert utf8.content == cli("report", kind, "--encoding", "utf-8", "--db", server.db,
+                               text=False).stdout
+    assert utf8.content != r.content  # å, ä, ö differ between the two
     viewer = get(server, "viewer", f"/api/reports/{kind}")
     no_secrets(viewer.text)
     lines = viewer.text.splitlines()
@@ -125,18 +132,35 @@ def test_reports_are_the_cli_file(server, kind):
 def test_report_all_orders_has_pending_ones(server):
     orders = get(server, "operator", "/api/reports/orders").text.splitlines()
     every = get(server, "operator", "/api/reports/all-orders").text.splitlines()
-    assert every[0] == orders[0]
-    assert set(orders) < set(every)  # the Pending orders (still in their hold) too
+    assert every[0].split("\t")[:2] == ["amazon-order-id", "merchant-order-id"]
+    assert every[0] != orders[0]  # the All Orders layout, not the Orders report's
+    assert every == cli("report", "all-orders", "--db", server.db,
+                        text=False).stdout.decode("windows-1252").splitlines()
+    in_orders = {line.split("\t")[0] for line in orders[1:]}
+    in_every = {line.split("\t")[0] for line in every[1:]}
+    assert in_orders < in_every  # the Pending orders (still in their hold) too
     pending = {r["order_id"] for r in get(server, "operator", "/api/orders", status="Pending",
                                            limit=1000).json()["items"]}
-    assert pending and pending <= {line.split("\t")[0] for line in every[1:]}
+    assert pending and pending <= in_every
     assert get(server, "operator", "/api/reports/weekly").status_code == 404
+
+
+def test_report_layout_and_encoding_are_checked(server):
+    old = get(server, "operator", "/api/reports/unshipped", layout="old")
+    assert old.status_code == 200
+    assert old.content == cli("report", "unshipped", "--layout", "old", "--db", server.db,
+                              text=False).stdout
+    assert len(old.text.splitlines()[0].split("\t")) == 26
+    bad = get(server, "operator", "/api/reports/orders", layout="old")
+    assert bad.status_code == 400 and bad.json()["error"]["field"] == "layout"
+    bad = get(server, "operator", "/api/reports/orders", encoding="ebcdic")
+    assert bad.status_code == 400 and bad.json()["error"]["field"] == "encoding"
 
 
 def test_report_as_of_is_the_cli(server):
     as_of = "2026-03-15T12:00:00+01:00"
-    expected = cli("report", "unshipped", "--as-of", as_of, "--db", server.db).stdout
-    assert get(server, "operator", "/api/reports/unshipped", as_of=as_of).text == expected
+    expected = cli("report", "unshipped", "--as-of", as_of, "--db", server.db, text=False).stdout
+    assert get(server, "operator", "/api/reports/unshipped", as_of=as_of).content == expected
 
 
 # --- history, explain, audit ----------------------------------------------------------------

@@ -503,10 +503,30 @@ async def get_report(request: Request, kind: FromPath[str],
                      )] = None,
                      as_of: Annotated[datetime | None, AsOf] = None,
                      at_position: Annotated[int | None, AtPosition] = None,
-                     known_at: Annotated[datetime | None, KnownAt] = None) -> Response[str]:
+                     known_at: Annotated[datetime | None, KnownAt] = None,
+                     layout: Annotated[str | None, QueryParameter(
+                         name="layout", required=False, max_length=20,
+                         description="unshipped only: current (default, the marketplace's "
+                                     "current columns) or old (the earlier 26 columns).",
+                     )] = None,
+                     encoding: Annotated[str | None, QueryParameter(
+                         name="encoding", required=False, max_length=20,
+                         description="marketplace (default: what the orders' marketplace "
+                                     "writes, windows-1252 or cp932), utf-8, windows-1252, "
+                                     "iso-8859-1, shift_jis or cp932; the charset of the "
+                                     "response says which.",
+                     )] = None) -> Response[bytes]:
     if kind not in ("orders", "unshipped", "all-orders"):
         raise ServiceError(404, "not-found", f"no report {kind!r}", field="kind",
                            hint="orders, unshipped or all-orders")
+    layout = layout or "current"
+    if layout not in ("current", "old") or (layout == "old" and kind != "unshipped"):
+        raise ServiceError(400, "invalid-field", f"no layout {layout!r} for the {kind} report",
+                           field="layout", hint="current, or old for the unshipped report")
+    want = encoding or "marketplace"
+    if want not in read.REPORT_ENCODINGS:
+        raise ServiceError(400, "invalid-field", f"no report encoding {want!r}",
+                           field="encoding", hint=", ".join(read.REPORT_ENCODINGS))
     _need_offset("at", at)
     svc = service(request)
 
@@ -515,7 +535,7 @@ async def get_report(request: Request, kind: FromPath[str],
             return snap.report_orders(at or when)
         if kind == "all-orders":
             return snap.report_all_orders(at or when)
-        return snap.report_unshipped(at or when)
+        return snap.report_unshipped(at or when, layout)
 
     async def from_views(v: Any) -> str:
         when = at or svc.default_time(v.ledger)
@@ -523,12 +543,18 @@ async def get_report(request: Request, kind: FromPath[str],
             return await v.report_orders(when)
         if kind == "all-orders":
             return await v.report_all_orders(when)
-        return await v.report_unshipped(when)
+        return await v.report_unshipped(when, layout)
 
     text = await svc.read_views(from_views, from_snapshot, as_of, at_position, known_at,
                                 ["orders"], with_time=True)
-    return Response(redact_tsv(text, principal_of(request)),
-                    media_type="text/tab-separated-values")
+    try:  # the encoding comes from the orders' marketplaces, before redaction
+        chosen = read.report_encoding(text, want)
+    except read.ReportEncodingError as exc:
+        raise ServiceError(400, "mixed-encodings", str(exc).replace("--encoding", "encoding="),
+                           field="encoding", hint="pass encoding=utf-8 to keep every character")
+    data, used, _ = read.encode_report(redact_tsv(text, principal_of(request)), chosen)
+    # Litestar names the charset of a text/* response from ``encoding``
+    return Response(data, media_type="text/tab-separated-values", encoding=used)
 
 
 @get("/api/inventory", summary="Manage Inventory: tracked SKUs", tags=["views"],

@@ -25,6 +25,7 @@ from litestar.response import Redirect, ServerSentEvent
 from litestar.static_files import create_static_files_router
 
 from ledger.tokens import Principal, list_tokens
+from projections import read
 from replay.trend import SERIES
 
 from . import html
@@ -499,9 +500,13 @@ def web_route_handlers(config: WebConfig | None = None) -> list[Any]:
         except PageError as exc:
             ctx.error = str(exc)
             return ctx.render("Reports", "", "reports", "/reports", status=400)
-        text = redact_tsv(text, principal(s))
+        try:  # the file the marketplace would give: its encoding (as `report` writes it)
+            chosen = read.report_encoding(text)
+        except read.ReportEncodingError:
+            chosen = "utf-8"  # orders of several marketplaces: keep every character
+        data, used, _ = read.encode_report(redact_tsv(text, principal(s)), chosen)
         name = f"{kind}-report.txt"
-        return Response(text.encode("utf-8"), media_type="text/tab-separated-values",
+        return Response(data, media_type="text/tab-separated-values", encoding=used,
                         headers={"Content-Disposition": f'attachment; filename="{name}"',
                                  "Cache-Control": "no-store"})
 
