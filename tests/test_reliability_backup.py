@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import threading
 import time
@@ -53,7 +54,13 @@ def test_backup_while_a_writer_applies_then_restore(tmp_path, workload):
     backups = []
     for n in range(3):
         target = str(tmp_path / f"backup{n}.db")
-        r = cli("backup", target, "--db", src, "--json")
+        if n == 0:  # the first copy is taken mid-run whatever the machine's load: the
+            writer.send_signal(signal.SIGSTOP)  # writer is held (maybe inside a batch)
+        try:
+            r = cli("backup", target, "--db", src, "--json")
+        finally:
+            if n == 0:
+                writer.send_signal(signal.SIGCONT)
         assert r.returncode == 0, r.stderr
         backups.append((target, json.loads(r.stdout)))
         time.sleep(0.2)
