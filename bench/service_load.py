@@ -113,7 +113,7 @@ class RawClient:
 
 
 async def run_load(url: str, token: str, commands: list[dict], clients: int, readers: int,
-                   max_seconds: float) -> dict[str, Any]:
+                   max_seconds: float, follow_events: bool = True) -> dict[str, Any]:
     import httpx
 
     queue: asyncio.Queue = asyncio.Queue()
@@ -171,7 +171,7 @@ async def run_load(url: str, token: str, commands: list[dict], clients: int, rea
                         return
 
         final_head = 0
-        follow = asyncio.create_task(follower())
+        follow = asyncio.create_task(follower()) if follow_events else None
         read_tasks = [asyncio.create_task(reader()) for _ in range(readers)]
         await asyncio.sleep(0.3)
         t0 = time.perf_counter()
@@ -179,10 +179,11 @@ async def run_load(url: str, token: str, commands: list[dict], clients: int, rea
         elapsed = time.perf_counter() - t0
         stop.set()
         final_head = (await http.get("/health")).json()["head"]
-        try:
-            await asyncio.wait_for(follow, timeout=30)
-        except asyncio.TimeoutError:
-            follow.cancel()
+        if follow is not None:
+            try:
+                await asyncio.wait_for(follow, timeout=30)
+            except asyncio.TimeoutError:
+                follow.cancel()
         for t in read_tasks:
             t.cancel()
         await asyncio.gather(*read_tasks, return_exceptions=True)
@@ -194,7 +195,7 @@ async def run_load(url: str, token: str, commands: list[dict], clients: int, rea
             "p50_ms": 1000 * statistics.median(lat) if lat else None,
             "p99_ms": 1000 * lat[min(len(lat) - 1, int(len(lat) * 0.99))] if lat else None,
             "reads": reads, "events": len(expected),
-            "events_lost": len(expected - seen)}
+            "events_lost": len(expected - seen) if follow_events else None}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -83,9 +83,53 @@ def serve_cmd(db: str | None, views: str | None, host: str, port: int, workers: 
     err_console.print(f"serving {config.db if '://' not in config.db else 'PostgreSQL'} on "
                       f"http://{host}:{port} ({workers} worker{'s' if workers > 1 else ''}); "
                       "API docs at /schema", markup=False)
-    uvicorn.run("order_ledger.service.app:app_from_env", factory=True, host=host, port=port,
-                workers=workers, log_level=log_level, access_log=False,
-                timeout_graceful_shutdown=10)
+    if workers == 1:
+        uvicorn.run("order_ledger.service.app:app_from_env", factory=True, host=host,
+                    port=port, log_level=log_level, access_log=False,
+                    timeout_graceful_shutdown=10)
+        return
+    run_workers(host, port, workers, log_level)
+
+
+def run_workers(host: str, port: int, workers: int, log_level: str) -> None:
+    """N worker processes, each with its own SO_REUSEPORT socket on host:port (the
+    kernel spreads connections over them); one that dies is started again; SIGTERM or
+    Ctrl-C stops them all (each finishes the requests it has)."""
+    import signal
+    import subprocess
+    import time
+
+    from .service.worker import listening_socket
+
+    listening_socket(host, port).close()  # the address is free: fail here, not N times
+    args = [sys.executable, "-m", "order_ledger.service.worker", host, str(port), log_level]
+    procs = [subprocess.Popen(args) for _ in range(workers)]
+    stopping = False
+
+    def stop(signum: int, frame: Any) -> None:
+        nonlocal stopping
+        stopping = True
+        for p in procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    while True:
+        for i, p in enumerate(procs):
+            if p.poll() is not None and not stopping:
+                err_console.print(f"worker {p.pid} exited ({p.returncode}); starting another",
+                                  markup=False)
+                time.sleep(0.5)
+                procs[i] = subprocess.Popen(args)
+        if stopping:
+            for p in procs:
+                try:
+                    p.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+            return
+        time.sleep(0.2)
 
 
 @click.group("token")

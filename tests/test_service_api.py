@@ -288,3 +288,20 @@ def test_orders_as_of_is_the_cli_as_of(server):
     with server.client("operator") as c:
         rows = c.get("/api/orders", params={"as_of": when, "limit": 1000}).json()["items"]
     assert rows == cli_rows
+
+
+def test_too_large_body_is_413_and_openapi_is_served(server):
+    with server.client("operator") as c:
+        big = b"[" + b" " * (33 * 1024 * 1024) + b"]"
+        r = c.post("/api/commands", content=big, headers={"Content-Type": "application/json"})
+        assert_error(r, 413, "too-large")
+    with server.client(None) as c:
+        doc = c.get("/schema/openapi.json")
+        assert doc.status_code == 200
+        paths = doc.json()["paths"]
+        for p in ("/api/commands", "/api/orders", "/api/orders/{order_id}", "/api/events",
+                  "/api/reports/{kind}", "/api/feeds/{name}", "/api/import/sp-api",
+                  "/api/audit", "/api/conflicts", "/health"):
+            assert p in paths, p
+        assert doc.json()["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
+        assert c.get("/schema").status_code == 200

@@ -40,10 +40,11 @@ def wait_for(predicate, timeout: float = 20.0, step: float = 0.2):
     return predicate()
 
 
-def test_ticker_fires_deadlines_at_clock_minus_lateness(tmp_path):
-    """An order placed 2 h ago and never verified: its hold expired 90 minutes ago.
-    Nobody sends a tick; the service's ticker does (at now - 5 min), once."""
-    db = str(tmp_path / "ledger.db")
+def test_ticker_fires_deadlines_at_clock_minus_lateness(db_url):
+    """An order placed and verified 2 h ago: its hold ended 90 minutes ago. Nobody
+    sends a tick; the ticker of one of two services does (at now - 5 min), and when
+    that service dies the other takes over. Both backends."""
+    db = db_url
     first = Server(db, extra=("--tick-interval", "0.3s", "--allowed-lateness", "5m")).start()
     second = Server(db, tokens=first.tokens,
                     extra=("--tick-interval", "0.3s", "--allowed-lateness", "5m")).start()
@@ -153,3 +154,52 @@ def test_two_services_on_one_postgresql_ledger(pg_url):
     finally:
         first.stop()
         second.stop()
+
+
+def test_workers_share_the_leaders_group_commit(tmp_path):
+    """With --workers 2 on SQLite one process leads the writes: the other forwards its
+    requests' lines, so all of them share the leader's commits. When the leader is
+    killed, requests fail with 503 (safe to retry) until another process leads."""
+    import os
+    import signal
+
+    db = str(tmp_path / "ledger.db")
+    with Server(db, workers=2) as server:
+        errors: list[str] = []
+
+        def client(k: int) -> None:
+            with server.client("operator") as c:
+                for j in range(10):
+                    n = 3000 + k * 100 + j
+                    r = c.post("/api/commands", json=[place(oid(n), now_iso(),
+                                                            command_id=f"w-{n}")],
+                               headers={"Connection": "close"})
+                    if r.status_code != 200:
+                        errors.append(r.text)
+
+        threads = [threading.Thread(target=client, args=(k,)) for k in range(16)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert not errors
+        procs = health_of_each(server, 2)
+        assert len(procs) == 2
+        leaders = [h for h in procs.values() if h["commits"]]
+        assert len(leaders) == 1
+        assert leaders[0]["requests"] == 160  # every request, forwarded ones too
+        assert leaders[0]["commits"] < 160
+        os.kill(leaders[0]["pid"], signal.SIGKILL)
+        statuses = []
+        with server.client("operator") as c:
+            for j in range(100):
+                r = c.post("/api/commands", json=[place(oid(9000), now_iso(),
+                                                        command_id="after-kill")],
+                           headers={"Connection": "close"})
+                statuses.append(r.status_code)
+                if r.status_code == 200:
+                    break
+                time.sleep(0.1)
+        assert statuses[-1] == 200 and set(statuses) <= {200, 503}
+        with server.client("viewer") as c:
+            assert len(c.get("/api/orders", params={"limit": 1000}).json()["items"]) == 161

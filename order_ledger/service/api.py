@@ -275,7 +275,7 @@ async def post_commands(request: Request) -> Response[list[s.Outcome]]:
     body = await request.body()
     lines = parse_command_body(body, request.headers.get("content-type", ""))
     svc = service(request)
-    outcomes = await svc.writer.submit(lines) if lines else []
+    outcomes = await svc.submit(lines) if lines else []
     rows = [s.to(s.Outcome, o.as_dict()) for o in outcomes]
     rejected = any(o.status == "rejected" for o in outcomes)
     return Response(rows, status_code=422 if rejected else 200, media_type=MediaType.JSON)

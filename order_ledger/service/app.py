@@ -45,6 +45,7 @@ class Service:
         self._views_ledger: Ledger | None = None
         self._views_lock = asyncio.Lock()
         self.ticker: Any = None
+        self.router: Any = None
         self.stopping = asyncio.Event()
 
     # --- life ------------------------------------------------------------------------
@@ -73,8 +74,16 @@ class Service:
         self.views = Views(self._views_ledger, self.config.views)
         await self.views.open()
 
+    async def submit(self, lines: list[tuple[int, bytes]]) -> list[Any]:
+        """Apply command lines in a group commit (the host's leader's, see WriteRouter)."""
+        if self.router is not None:
+            return await self.router.submit(lines)
+        return await self.writer.submit(lines)  # type: ignore[union-attr]
+
     async def stop(self) -> None:
         self.stopping.set()
+        if self.router is not None:
+            await self.router.stop()
         if self.ticker is not None:
             await self.ticker.stop()
         if self.views is not None:
@@ -151,6 +160,10 @@ def create_app(config: ServiceConfig, *, extra_route_handlers: list[Any] | None 
         app.state.service = svc
         app.state.tokens = svc.tokens
         await svc.open_views()
+        from .runtime import WriteRouter
+
+        svc.router = WriteRouter(svc.writer, config.db)  # type: ignore[arg-type]
+        await svc.router.start()
         if config.tick_interval > 0:
             svc.ticker = Ticker(svc)
             svc.ticker.start()

@@ -228,3 +228,138 @@ class ReaderPool:
 
 def utc_now() -> datetime:
     return datetime.now(timezone.utc)
+
+
+class WriteRouter:
+    """Sends command lines to one group commit per host: the leader's.
+
+    On a SQLite ledger every service process on the machine shares one file, and a
+    batch is one process's: with N workers each would gather only its own share of
+    the concurrent requests. So the first process to take ``<ledger>-writer.lead``
+    (an exclusive ``flock``) listens on ``<ledger>-writer.sock``; the others send
+    their requests' lines there and get the outcomes back, so all of them share the
+    leader's batches. If the leader is gone, a follower's request fails with
+    :class:`~ledger.errors.LedgerBusy` (503: try again; the command ids make the retry
+    safe) and the next request takes the lead or writes itself. On PostgreSQL the
+    same holds per machine (:func:`router_base`); the machines' leaders take turns
+    on the ledger's writer lock.
+    """
+
+    def __init__(self, writer: GroupWriter, db: str) -> None:
+        self.writer = writer
+        self.base = router_base(db)
+        if self.base and len(self.base + "-writer.sock") > 100:  # AF_UNIX path limit
+            self.base = None
+        self.lead_fd: int | None = None
+        self.server: asyncio.AbstractServer | None = None
+        self.forwarded = 0
+
+    @property
+    def sock_path(self) -> str:
+        return f"{self.base}-writer.sock"
+
+    async def start(self) -> None:
+        await self._try_lead()
+
+    async def _try_lead(self) -> bool:
+        if self.base is None or self.lead_fd is not None:
+            return self.lead_fd is not None
+        import fcntl
+
+        fd = os.open(self.base + "-writer.lead", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return False
+        self.lead_fd = fd
+        try:
+            os.unlink(self.sock_path)  # a dead leader's
+        except FileNotFoundError:
+            pass
+        self.server = await asyncio.start_unix_server(self._serve, path=self.sock_path)
+        return True
+
+    async def stop(self) -> None:
+        if self.server is not None:
+            self.server.close()
+            try:
+                os.unlink(self.sock_path)
+            except OSError:
+                pass
+            self.server = None
+        if self.lead_fd is not None:
+            os.close(self.lead_fd)
+            self.lead_fd = None
+
+    async def submit(self, lines: list[tuple[int, bytes]]) -> list[Outcome]:
+        if self.base is None or await self._try_lead():
+            return await self.writer.submit(lines)
+        try:
+            reader, writer = await asyncio.open_unix_connection(self.sock_path)
+        except OSError:
+            return await self.writer.submit(lines)  # no leader listening: write ourselves
+        import msgspec
+
+        from ledger.errors import LedgerBusy, StoreError
+
+        try:
+            await _send(writer, msgspec.msgpack.encode([[n, line] for n, line in lines]))
+            reply = msgspec.msgpack.decode(await _recv(reader))
+        except (OSError, asyncio.IncompleteReadError) as exc:
+            raise LedgerBusy(f"the writing process went away ({type(exc).__name__}); send "
+                             "the same commands again: lines already committed are reported "
+                             "duplicate") from None
+        finally:
+            writer.close()
+        self.forwarded += 1
+        if "error" in reply:
+            kind, message = reply["error"]
+            raise (LedgerBusy if kind == "LedgerBusy" else StoreError)(message)
+        return [Outcome(**o) for o in reply["outcomes"]]
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        import msgspec
+
+        try:
+            lines = [(int(n), bytes(line)) for n, line in
+                     msgspec.msgpack.decode(await _recv(reader))]
+            try:
+                outs = await self.writer.submit(lines)
+                reply: dict = {"outcomes": [o.as_dict() for o in outs]}
+            except Exception as exc:  # noqa: BLE001 - told to the follower
+                reply = {"error": [type(exc).__name__, str(exc)]}
+            await _send(writer, msgspec.msgpack.encode(reply))
+        except (OSError, asyncio.IncompleteReadError, ValueError, TypeError):
+            pass
+        finally:
+            writer.close()
+
+
+def router_base(db: str) -> str | None:
+    """Where a host's writer leader keeps its lock and socket: beside a SQLite ledger
+    file; for a PostgreSQL ledger in the temporary directory, named by a hash of the
+    server, database and schema (so each machine has its own leader). None for an
+    in-memory ledger."""
+    import hashlib
+    import tempfile
+
+    from ledger.store import is_postgres, pg_settings, sqlite_file
+
+    if is_postgres(db):
+        s = pg_settings(db)
+        key = f"{s['host']}:{s['port']}/{s['dbname']}?schema={s['schema']}"
+        digest = hashlib.blake2b(key.encode(), digest_size=8).hexdigest()
+        return os.path.join(tempfile.gettempdir(), f"order-ledger-{digest}")
+    path = sqlite_file(db)
+    return os.path.abspath(path) if path else None
+
+
+async def _send(writer: asyncio.StreamWriter, data: bytes) -> None:
+    writer.write(len(data).to_bytes(4, "big") + data)
+    await writer.drain()
+
+
+async def _recv(reader: asyncio.StreamReader) -> bytes:
+    size = int.from_bytes(await reader.readexactly(4), "big")
+    return await reader.readexactly(size)
