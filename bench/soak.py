@@ -2,7 +2,8 @@
 
     python -m bench.soak --minutes 5                       # the long run, by hand (SQLite)
     python -m bench.soak --kills 300 --pg postgresql://postgres@127.0.0.1:5432/test
-    python -m bench.soak --kills 6 --json                  # about what CI runs
+    python -m bench.soak --kills 6                         # about what CI runs
+    python -m bench.soak --kinds service --kills 300       # the HTTP service, killed mid-request
 
 It reuses ``tests/crash_harness.py`` (imported, not copied) and rotates rounds
 through three writers, each killed at random moments and re-run (the client
