@@ -439,8 +439,9 @@ class Soak:
                 done += 1
                 self.kills["service"] += 1
                 self.kills_by_backend[backend] += 1
-                problems, _ = ch.quick_check(db, {cid: 1 for cid, st in posting.answers.items()
-                                                  if "applied" in st})
+                with posting.lock:  # the clients are still answering into it
+                    acked = {cid: 1 for cid, st in posting.answers.items() if "applied" in st}
+                problems, _ = ch.quick_check(db, acked)
                 self.problems.extend(f"{where}: after a kill: {p}" for p in problems)
                 server = start()
                 posting.url = server.url
