@@ -32,12 +32,24 @@ def free_port() -> int:
 def cli(*args: str, env: dict[str, str] | None = None, check: bool = True
         ) -> subprocess.CompletedProcess:
     full_env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
+    # a scratch working directory: a PostgreSQL ledger's default views file goes there
     out = subprocess.run([sys.executable, "-m", "order_ledger", *args], capture_output=True,
-                         text=True, env=full_env, cwd=str(ROOT), timeout=120)
+                         text=True, env=full_env, cwd=_scratch(), timeout=120)
     if check and out.returncode != 0:
         raise AssertionError(f"order-ledger {' '.join(args)} exited {out.returncode}: "
                              f"{out.stderr}")
     return out
+
+
+_SCRATCH: list[str] = []
+
+
+def _scratch() -> str:
+    if not _SCRATCH:
+        import tempfile
+
+        _SCRATCH.append(tempfile.mkdtemp(prefix="order-ledger-cli-"))
+    return _SCRATCH[0]
 
 
 def make_token(db: str, role: str, name: str | None = None) -> str:
@@ -70,8 +82,12 @@ class Server:
                 self.tokens[role] = make_token(self.db, role)
         args = [sys.executable, "-m", "order_ledger", "serve", "--db", self.db,
                 "--port", str(self.port), "--workers", str(self.workers), *self.extra]
-        if self.views:
-            args += ["--views", self.views]
+        if self.views is None:  # never the default (for PostgreSQL: the working directory)
+            import tempfile
+
+            self.views = os.path.join(tempfile.mkdtemp(prefix="order-ledger-views-"),
+                                      "views.db")
+        args += ["--views", self.views]
         env = {**os.environ, "PYTHONPATH": str(ROOT), **self.env}
         if self.log is None:
             import tempfile
@@ -80,7 +96,7 @@ class Server:
             os.close(fd)
             self.log = Path(name)
         self._log_file = open(self.log, "ab")
-        self.proc = subprocess.Popen(args, cwd=str(ROOT), env=env, stdout=self._log_file,
+        self.proc = subprocess.Popen(args, cwd=_scratch(), env=env, stdout=self._log_file,
                                      stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

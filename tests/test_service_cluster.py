@@ -203,3 +203,25 @@ def test_workers_share_the_leaders_group_commit(tmp_path):
         assert statuses[-1] == 200 and set(statuses) <= {200, 503}
         with server.client("viewer") as c:
             assert len(c.get("/api/orders", params={"limit": 1000}).json()["items"]) == 161
+
+
+def test_a_lost_database_is_503_not_500(pg_url):
+    """The ledger's schema disappears under a running service: every request says the
+    store failed (503, retry), none is a 500."""
+    import psycopg
+
+    from conftest import PG_URL
+
+    with Server(pg_url) as server:
+        with server.client("operator") as c:
+            assert c.get("/api/orders").status_code == 200
+            schema = pg_url.split("schema=")[1]
+            with psycopg.connect(PG_URL, autocommit=True) as conn:
+                conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+            for path in ("/health", "/api/orders/203-0000001-0007919", "/api/audit",
+                         "/api/orders/203-0000001-0007919/history"):
+                r = c.get(path)
+                assert r.status_code == 503, (path, r.text)
+                assert r.json()["error"]["code"] in ("store-error", "views-error", "ledger-busy")
+            r = c.post("/api/commands", json=[place(oid(1), now_iso())])
+            assert r.status_code == 503, r.text

@@ -12,13 +12,13 @@ from __future__ import annotations
 import base64
 import binascii
 from datetime import datetime
-from typing import Any, Callable
+from typing import Annotated, Any, Callable
 
 import anyio
 import msgspec
 from litestar import MediaType, Request, Response, get, post
 from litestar.openapi.datastructures import ResponseSpec
-from litestar.params import Parameter
+from litestar.params import FromPath, HeaderParameter, QueryParameter
 
 from ledger.errors import CommandRejected, LedgerError
 from projections import ViewsError, read
@@ -95,16 +95,16 @@ def service(request: Request) -> Any:
 
 # --- parameters ----------------------------------------------------------------------
 
-AsOf = Parameter(query="as_of", required=False, description=(
+AsOf = QueryParameter(name="as_of", required=False, description=(
     "Read the past: what the seller saw at this business time (ISO-8601 with offset)."))
-AtPosition = Parameter(query="at_position", required=False, ge=0, description=(
+AtPosition = QueryParameter(name="at_position", required=False, ge=0, description=(
     "Read the past: right after the event at this global position."))
-KnownAt = Parameter(query="known_at", required=False, description=(
+KnownAt = QueryParameter(name="known_at", required=False, description=(
     "Only what the ledger had recorded by this time (ISO-8601 with offset); with as_of: "
     "what was known then about that time."))
-Limit = Parameter(query="limit", required=False, default=100, ge=1, le=MAX_LIMIT,
+Limit = QueryParameter(name="limit", required=False, ge=1, le=MAX_LIMIT,
                   description=f"At most this many rows (1 to {MAX_LIMIT}, default 100).")
-Cursor = Parameter(query="cursor", required=False, max_length=200,
+Cursor = QueryParameter(name="cursor", required=False, max_length=200,
                    description="The next_cursor of the previous page.")
 
 
@@ -177,8 +177,7 @@ def views_error(exc: ViewsError) -> ServiceError:
 # --- health --------------------------------------------------------------------------
 
 
-@get("/health", summary="Liveness: the ledger is reachable", tags=["service"],
-     )
+@get("/health", summary="Liveness: the ledger is reachable", tags=["service"])
 async def health(request: Request) -> s.Health:
     from importlib.metadata import PackageNotFoundError, version
 
@@ -269,8 +268,7 @@ def parse_command_body(body: bytes, content_type: str) -> list[tuple[int, bytes]
       tags=["commands"], opt={"need": "write"}, status_code=200,
       operation_class=_body_operation(_command_schemas(), "Commands: a JSON array or JSON Lines"),
       responses={422: ResponseSpec(data_container=list[s.Outcome],
-                               description="Some line was rejected"), **WRITE_ERRORS},
-      )
+                               description="Some line was rejected"), **WRITE_ERRORS})
 async def post_commands(request: Request) -> Response[list[s.Outcome]]:
     body = await request.body()
     lines = parse_command_body(body, request.headers.get("content-type", ""))
@@ -306,11 +304,11 @@ async def on_writer(request: Request, fn: Callable[[Any], Any]) -> Any:
           "The feed file"),
       responses={422: ResponseSpec(data_container=s.FeedReport, description="Some line rejected"),
                  **error_responses(400, 401, 403, 404, 413, 503)})
-async def post_feed(request: Request, name: str,
-                    encoding: str | None = Parameter(
-                        query="encoding", required=False, max_length=40,
+async def post_feed(request: Request, name: FromPath[str],
+                    encoding: Annotated[str | None, QueryParameter(
+                        name="encoding", required=False, max_length=40,
                         description="The file's encoding when it is not UTF-8 "
-                                    "(e.g. cp1252); default: detected.")
+                                    "(e.g. cp1252); default: detected.")] = None
                     ) -> Response[s.FeedReport]:
     from ledger import feeds
 
@@ -347,9 +345,9 @@ async def post_feed(request: Request, name: str,
       responses={422: ResponseSpec(data_container=s.ImportReport, description="Some order failed"),
                  **error_responses(400, 401, 403, 413, 503)})
 async def post_sp_api(request: Request,
-                      language: str | None = Parameter(
-                          query="language", required=False, max_length=35,
-                          description="Buyer language (BCP-47) for orders that do not say.")
+                      language: Annotated[str | None, QueryParameter(
+                          name="language", required=False, max_length=35,
+                          description="Buyer language (BCP-47) for orders that do not say.")] = None
                       ) -> Response[s.ImportReport]:
     from ledger import spapi
     from ledger.rules import LANGUAGE_RE
@@ -389,15 +387,16 @@ async def post_sp_api(request: Request,
      tags=["orders"], responses=READ_ERRORS)
 async def list_orders(
     request: Request,
-    status: str | None = Parameter(query="status", required=False,
-                                   description="Only orders with this status."),
-    sort: str | None = Parameter(query="sort", required=False,
-                                 description="purchased (default), order or status."),
-    desc: bool | None = Parameter(query="desc", required=False,
-                                  description="Descending (true) or ascending (false)."),
-    limit: int = Limit, cursor: str | None = Cursor,
-    as_of: datetime | None = AsOf, at_position: int | None = AtPosition,
-    known_at: datetime | None = KnownAt,
+    status: Annotated[str | None, QueryParameter(name="status", required=False,
+                                   description="Only orders with this status.")] = None,
+    sort: Annotated[str | None, QueryParameter(name="sort", required=False,
+                                 description="purchased (default), order or status.")] = None,
+    desc: Annotated[bool | None, QueryParameter(name="desc", required=False,
+                                  description="Descending (true) or ascending (false).")] = None,
+    limit: Annotated[int, Limit] = 100, cursor: Annotated[str | None, Cursor] = None,
+    as_of: Annotated[datetime | None, AsOf] = None,
+    at_position: Annotated[int | None, AtPosition] = None,
+    known_at: Annotated[datetime | None, KnownAt] = None,
 ) -> s.OrderPage:
     from projections.model import STATUSES
 
@@ -419,11 +418,12 @@ async def list_orders(
 
 
 @get("/api/orders/{order_id:str}", summary="One order, as `order-ledger show --json`",
-     tags=["orders"], responses=error_responses(400, 401, 403, 404, 503),
-     )
-async def get_order(request: Request, order_id: str, as_of: datetime | None = AsOf,
-                    at_position: int | None = AtPosition,
-                    known_at: datetime | None = KnownAt) -> s.OrderView:
+     tags=["orders"], responses=error_responses(400, 401, 403, 404, 503))
+async def get_order(request: Request,
+                    order_id: FromPath[str],
+                    as_of: Annotated[datetime | None, AsOf] = None,
+                    at_position: Annotated[int | None, AtPosition] = None,
+                    known_at: Annotated[datetime | None, KnownAt] = None) -> s.OrderView:
     from replay.asof import show_order
 
     in_past = past_point(as_of, at_position, known_at)
@@ -444,10 +444,13 @@ async def get_order(request: Request, order_id: str, as_of: datetime | None = As
      summary="Every event of an order with the state after it (`order-ledger history --json`)",
      tags=["orders"], opt={"need": "audit"},
      responses=error_responses(400, 401, 403, 404, 503))
-async def order_history(request: Request, order_id: str, limit: int = Limit,
-                        cursor: str | None = Cursor, as_of: datetime | None = AsOf,
-                        at_position: int | None = AtPosition,
-                        known_at: datetime | None = KnownAt) -> s.HistoryPage:
+async def order_history(request: Request,
+                        order_id: FromPath[str],
+                        limit: Annotated[int, Limit] = 100,
+                        cursor: Annotated[str | None, Cursor] = None,
+                        as_of: Annotated[datetime | None, AsOf] = None,
+                        at_position: Annotated[int | None, AtPosition] = None,
+                        known_at: Annotated[datetime | None, KnownAt] = None) -> s.HistoryPage:
     from replay.asof import steps_as_of
     from replay.history import order_history as history
 
@@ -475,7 +478,7 @@ async def order_history(request: Request, order_id: str, limit: int = Limit,
      summary="Why the order is in its status and what happens next (`order-ledger explain`)",
      tags=["orders"], opt={"need": "audit"},
      responses=error_responses(401, 403, 404, 503))
-async def order_explain(request: Request, order_id: str) -> s.Explanation:
+async def order_explain(request: Request, order_id: FromPath[str]) -> s.Explanation:
     from replay.history import explain
 
     out = await blocking(request, lambda led: explain(led, order_id))
@@ -493,12 +496,14 @@ async def order_explain(request: Request, order_id: str) -> s.Explanation:
      description="kind: orders, unshipped or all-orders (every order, Pending ones too).",
      tags=["views"], media_type="text/tab-separated-values",
      responses=error_responses(400, 401, 403, 404, 503))
-async def get_report(request: Request, kind: str,
-                     at: datetime | None = Parameter(
-                         query="at", required=False,
-                         description="The report time; default: the ledger's clock, else now."),
-                     as_of: datetime | None = AsOf, at_position: int | None = AtPosition,
-                     known_at: datetime | None = KnownAt) -> Response[str]:
+async def get_report(request: Request, kind: FromPath[str],
+                     at: Annotated[datetime | None, QueryParameter(
+                         name="at", required=False,
+                         description="The report time; default: the ledger's clock, else now.",
+                     )] = None,
+                     as_of: Annotated[datetime | None, AsOf] = None,
+                     at_position: Annotated[int | None, AtPosition] = None,
+                     known_at: Annotated[datetime | None, KnownAt] = None) -> Response[str]:
     if kind not in ("orders", "unshipped", "all-orders"):
         raise ServiceError(404, "not-found", f"no report {kind!r}", field="kind",
                            hint="orders, unshipped or all-orders")
@@ -530,12 +535,13 @@ async def get_report(request: Request, kind: str,
      responses=READ_ERRORS)
 async def get_inventory(
     request: Request,
-    sort: str | None = Parameter(query="sort", required=False,
-                                 description="sku (default), available or reserved."),
-    desc: bool | None = Parameter(query="desc", required=False),
-    limit: int = Limit, cursor: str | None = Cursor,
-    as_of: datetime | None = AsOf, at_position: int | None = AtPosition,
-    known_at: datetime | None = KnownAt,
+    sort: Annotated[str | None, QueryParameter(name="sort", required=False,
+                                 description="sku (default), available or reserved.")] = None,
+    desc: Annotated[bool | None, QueryParameter(name="desc", required=False)] = None,
+    limit: Annotated[int, Limit] = 100, cursor: Annotated[str | None, Cursor] = None,
+    as_of: Annotated[datetime | None, AsOf] = None,
+    at_position: Annotated[int | None, AtPosition] = None,
+    known_at: Annotated[datetime | None, KnownAt] = None,
 ) -> s.InventoryPage:
     if sort is not None and sort not in read.SORT_KEYS["inventory"]:
         raise ServiceError(400, "bad-parameter", f"cannot sort inventory by {sort!r}",
@@ -553,12 +559,12 @@ async def get_inventory(
 @get("/api/metrics", summary="Seller metrics (`order-ledger metrics --json`)",
      tags=["views"], responses=READ_ERRORS)
 async def get_metrics(request: Request,
-                      at: datetime | None = Parameter(
-                          query="at", required=False,
+                      at: Annotated[datetime | None, QueryParameter(name="at", required=False,
                           description="The instant the windows end at; default: the "
-                                      "ledger's clock, else now."),
-                      as_of: datetime | None = AsOf, at_position: int | None = AtPosition,
-                      known_at: datetime | None = KnownAt) -> s.Metrics:
+                                      "ledger's clock, else now.")] = None,
+                      as_of: Annotated[datetime | None, AsOf] = None,
+                      at_position: Annotated[int | None, AtPosition] = None,
+                      known_at: Annotated[datetime | None, KnownAt] = None) -> s.Metrics:
     _need_offset("at", at)
     svc = service(request)
 
@@ -574,11 +580,12 @@ async def get_metrics(request: Request,
      tags=["views"], responses=READ_ERRORS)
 async def get_notifications(
     request: Request,
-    order: str | None = Parameter(query="order", required=False,
-                                  description="Only this order's notifications."),
-    limit: int = Limit, cursor: str | None = Cursor,
-    as_of: datetime | None = AsOf, at_position: int | None = AtPosition,
-    known_at: datetime | None = KnownAt,
+    order: Annotated[str | None, QueryParameter(name="order", required=False,
+                                  description="Only this order's notifications.")] = None,
+    limit: Annotated[int, Limit] = 100, cursor: Annotated[str | None, Cursor] = None,
+    as_of: Annotated[datetime | None, AsOf] = None,
+    at_position: Annotated[int | None, AtPosition] = None,
+    known_at: Annotated[datetime | None, KnownAt] = None,
 ) -> s.NotificationPage:
     limit = limit or 100
     offset = decode_cursor(cursor, "offset")
@@ -596,17 +603,17 @@ async def get_notifications(
      tags=["audit"], opt={"need": "audit"}, responses=AUDIT_ERRORS)
 async def get_audit(
     request: Request,
-    order: str | None = Parameter(query="order", required=False),
-    type_: list[str] | None = Parameter(query="type", required=False,
-                                        description="Event types, e.g. LedgerCanceled."),
-    actor: str | None = Parameter(query="actor", required=False),
-    since: datetime | None = Parameter(query="since", required=False),
-    until: datetime | None = Parameter(query="until", required=False),
-    reason: str | None = Parameter(query="reason", required=False),
-    fields: bool = Parameter(query="fields", required=False, default=True,
-                             description="Add each event's own fields."),
-    limit: int = Limit, cursor: str | None = Cursor,
-    known_at: datetime | None = KnownAt,
+    order: Annotated[str | None, QueryParameter(name="order", required=False)] = None,
+    type_: Annotated[list[str] | None, QueryParameter(name="type", required=False,
+                                        description="Event types, e.g. LedgerCanceled.")] = None,
+    actor: Annotated[str | None, QueryParameter(name="actor", required=False)] = None,
+    since: Annotated[datetime | None, QueryParameter(name="since", required=False)] = None,
+    until: Annotated[datetime | None, QueryParameter(name="until", required=False)] = None,
+    reason: Annotated[str | None, QueryParameter(name="reason", required=False)] = None,
+    fields: Annotated[bool, QueryParameter(name="fields", required=False,
+                             description="Add each event's own fields.")] = True,
+    limit: Annotated[int, Limit] = 100, cursor: Annotated[str | None, Cursor] = None,
+    known_at: Annotated[datetime | None, KnownAt] = None,
 ) -> s.AuditPage:
     from replay.audit import AuditError, AuditQuery, query, with_fields
 
@@ -645,8 +652,10 @@ def _with_fields(svc: Any, rows: list[dict], with_fields: Callable) -> list[dict
 @get("/api/conflicts", summary="Late facts refused because a deadline had been applied",
      tags=["audit"], opt={"need": "audit"}, responses=AUDIT_ERRORS)
 async def get_conflicts(request: Request,
-                        order: str | None = Parameter(query="order", required=False),
-                        limit: int = Limit, cursor: str | None = Cursor) -> s.ConflictPage:
+                        order: Annotated[str | None,
+                                         QueryParameter(name="order", required=False)] = None,
+                        limit: Annotated[int, Limit] = 100,
+                        cursor: Annotated[str | None, Cursor] = None) -> s.ConflictPage:
     limit = limit or 100
     offset = decode_cursor(cursor, "offset")
     rows = await blocking(request, lambda led: led.conflicts(order))
@@ -664,6 +673,7 @@ def _redact_json_text(text: str, who: Any) -> str:
         return text
 
 
-ROUTES: list[Any] = [health, post_commands, post_feed, post_sp_api, list_orders, get_order, order_history,
+ROUTES: list[Any] = [health, post_commands, post_feed, post_sp_api, list_orders, get_order,
+                     order_history,
                      order_explain, get_report, get_inventory, get_metrics, get_notifications,
                      get_audit, get_conflicts]

@@ -99,10 +99,10 @@ class Service:
     # --- helpers for the routes --------------------------------------------------------
 
     def describe_db(self) -> str:
-        from ledger.store import _describe_pg, is_postgres
+        """The backend's name only: /health needs no token, so it names no host or file."""
+        from ledger.store import is_postgres
 
-        db = self.config.db
-        return _describe_pg(db) if is_postgres(db) else "sqlite"
+        return "postgresql" if is_postgres(self.config.db) else "sqlite"
 
     @staticmethod
     def default_time(ledger: Any) -> datetime:

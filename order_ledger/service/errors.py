@@ -101,6 +101,14 @@ def _ledger(_: Request, exc: LedgerError) -> Response:
     return error_response(409 if code == "ledger-error" else 400, code, str(exc))
 
 
+def _store(_: Request, exc: Exception) -> Response:
+    """The database failed under a request (server gone, disk full, lock timeout)."""
+    log.warning("store error: %s: %s", type(exc).__name__, exc)
+    return error_response(503, "store-error", f"the ledger's store failed: {type(exc).__name__}",
+                          hint="try again; if it persists, check the database",
+                          headers={"Retry-After": "1"})
+
+
 def _anything(request: Request, exc: Exception) -> Response:
     log.exception("unexpected error in %s %s", request.method, request.url.path)
     return error_response(500, "internal-error", f"{type(exc).__name__}: the service failed "
@@ -108,11 +116,27 @@ def _anything(request: Request, exc: Exception) -> Response:
                           "report this with the time of the request")
 
 
+def _store_errors() -> list[type]:
+    import sqlite3
+
+    from eventsourcing.persistence import PersistenceError
+
+    kinds: list[type] = [PersistenceError, sqlite3.Error]
+    try:
+        import psycopg
+
+        kinds.append(psycopg.Error)
+    except ImportError:  # pragma: no cover
+        pass
+    return kinds
+
+
 EXCEPTION_HANDLERS: dict[Any, Any] = {
     ServiceError: _service_error,
     ValidationException: _validation,
     HTTPException: _http,
     LedgerError: _ledger,
+    **{kind: _store for kind in _store_errors()},
     Exception: _anything,
 }
 

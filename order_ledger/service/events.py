@@ -13,12 +13,12 @@ A comment line is sent every 15 s of silence to keep proxies from closing it.
 from __future__ import annotations
 
 import time
-from typing import Any, AsyncIterator
+from typing import Annotated, Any, AsyncIterator
 
 import anyio
 import msgspec
 from litestar import Request, get
-from litestar.params import Parameter
+from litestar.params import HeaderParameter, QueryParameter
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 
 from .auth import principal_of, redact
@@ -47,12 +47,12 @@ def _event_row(position: int, aggregate: str, payload: Any) -> dict[str, Any]:
      responses=error_responses(400, 401, 403))
 async def stream_events(
     request: Request,
-    after: int | None = Parameter(query="after", required=False, ge=0,
-                                  description="Send events after this global position."),
-    limit: int | None = Parameter(query="limit", required=False, ge=1, le=1_000_000,
-                                  description="End the stream after this many events."),
-    last_event_id: str | None = Parameter(header="Last-Event-ID", required=False,
-                                          max_length=40),
+    after: Annotated[int | None, QueryParameter(name="after", required=False, ge=0,
+                                  description="Send events after this global position.")] = None,
+    limit: Annotated[int | None, QueryParameter(name="limit", required=False, ge=1, le=1_000_000,
+                                  description="End the stream after this many events.")] = None,
+    last_event_id: Annotated[str | None, HeaderParameter(name="Last-Event-ID", required=False,
+                                          max_length=40)] = None,
 ) -> ServerSentEvent:
     start = after or 0
     if last_event_id is not None and last_event_id.strip():

@@ -161,7 +161,10 @@ class GroupWriter:
         results: dict[int, list[Outcome]] = {id(j): [] for j in group}
         try:
             if lines:
-                outs = list(self.ledger.apply_lines(lines, batch_size=max(1, len(lines)),
+                # one transaction for the group; a body bigger than that goes in the
+                # CLI's batches of 1,000 lines
+                size = len(lines) if len(lines) <= self.max_lines else 1000
+                outs = list(self.ledger.apply_lines(lines, batch_size=size,
                                                     advance_clock=group[0].advance_clock))
                 for out in outs:
                     job, n = owners[(out.line or 1) - 1]
@@ -266,7 +269,11 @@ class WriteRouter:
             return self.lead_fd is not None
         import fcntl
 
-        fd = os.open(self.base + "-writer.lead", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fd = os.open(self.base + "-writer.lead", os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError:  # not ours to create (read-only directory, another user's file)
+            self.base = None
+            return False
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -274,10 +281,19 @@ class WriteRouter:
             return False
         self.lead_fd = fd
         try:
-            os.unlink(self.sock_path)  # a dead leader's
-        except FileNotFoundError:
-            pass
-        self.server = await asyncio.start_unix_server(self._serve, path=self.sock_path)
+            try:
+                os.unlink(self.sock_path)  # a dead leader's
+            except FileNotFoundError:
+                pass
+            self.server = await asyncio.start_unix_server(self._serve, path=self.sock_path)
+            # only this user (who can write the ledger anyway) may hand it commands: the
+            # socket takes no token
+            os.chmod(self.sock_path, 0o600)
+        except OSError:  # e.g. another user's file in the way: every process writes itself
+            os.close(fd)
+            self.lead_fd = None
+            self.base = None
+            return False
         return True
 
     async def stop(self) -> None:
