@@ -423,7 +423,8 @@ class WriteRouter:
                 msgspec.DecodeError, asyncio.CancelledError):
             pass
         finally:
-            self._served.discard(me)  # type: ignore[arg-type]
+            if me is not None:
+                self._served.discard(me)
             if tasks:  # answer what was sent before the follower went away or we stop
                 await asyncio.gather(*tasks, return_exceptions=True)
             writer.close()

@@ -14,12 +14,6 @@ import socket
 import sys
 
 
-#: uvicorn's C HTTP parser and event loop (``httptools``, ``uvloop``) when they are
-#: installed, else its pure-Python ``h11`` and asyncio's loop: under load the fast pair
-#: halves the service's CPU per request (docs/benchmarks.md, "The HTTP service")
-FAST = {"http": "auto", "loop": "auto"}
-
-
 def listening_socket(host: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     # IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY only on sockets whose proto says TCP
@@ -40,7 +34,12 @@ def main(argv: list[str]) -> int:
     sock = listening_socket(host, port)
     config = uvicorn.Config("order_ledger.service.app:app_from_env", factory=True,
                             log_level=log_level, access_log=False,
-                            timeout_graceful_shutdown=10, **FAST)
+                            timeout_graceful_shutdown=10,
+                            # uvicorn's C HTTP parser and event loop (httptools, uvloop)
+                            # when installed, else h11 and asyncio's loop: under load
+                            # the pair cuts the CPU per request by about a third
+                            # (docs/benchmarks.md, "The HTTP service")
+                            http="auto", loop="auto")
     uvicorn.Server(config).run(sockets=[sock])
     return 0
 
