@@ -62,21 +62,48 @@ def drop(schema: str | None, base: str | None) -> None:
             conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
 
 
-def cli_apply(db: str, commands: list[dict]) -> float:
-    """Seconds for ``order-ledger apply`` of the commands (one file, one process)."""
+def tree_cpu(pid: int) -> float:
+    """CPU seconds (user + system) used so far by process ``pid`` and its descendants
+    (Linux ``/proc``; 0.0 elsewhere)."""
+    tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    stats: dict[int, tuple[int, float]] = {}
+    for entry in os.listdir("/proc") if os.path.isdir("/proc") else []:
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        stats[int(entry)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / tick)
+    total, todo = 0.0, [pid]
+    while todo:
+        p = todo.pop()
+        total += stats.get(p, (0, 0.0))[1]
+        todo.extend(c for c, (parent, _) in stats.items() if parent == p)
+    return total
+
+
+def cli_apply(db: str, commands: list[dict]) -> tuple[float, float]:
+    """Seconds for ``order-ledger apply`` of the commands (one file, one process), and
+    the CPU seconds it used."""
+    import resource
+
     with tempfile.NamedTemporaryFile("w", suffix=".jsonl", delete=False) as f:
         for c in commands:
             f.write(json.dumps(c) + "\n")
         path = f.name
     try:
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        cpu0 = resource.getrusage(resource.RUSAGE_CHILDREN)
         start = time.perf_counter()
         out = subprocess.run([sys.executable, "-m", "order_ledger", "apply", path, "--db", db,
                               "-q"], env=env, capture_output=True, text=True)
         took = time.perf_counter() - start
+        cpu1 = resource.getrusage(resource.RUSAGE_CHILDREN)
         if out.returncode != 0:
             raise RuntimeError(f"apply failed: {out.stdout}{out.stderr}")
-        return took
+        return took, (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime)
     finally:
         os.unlink(path)
 
@@ -218,14 +245,21 @@ def main(argv: list[str] | None = None) -> int:
         svc_db, svc_schema = fresh_location(args.db, work, "svc")
         try:
             cli_cmds = [command(n, run + "c") for n in range(1, args.commands + 1)]
-            cli_seconds = cli_apply(cli_db, cli_cmds)
+            cli_seconds, cli_cpu = cli_apply(cli_db, cli_cmds)
             # the service's ledger exists (with its tokens) before the clock starts
-            server = Server(svc_db, workers=args.workers,
-                            extra=("--tick-interval", "0")).start(timeout=60)
+            # the caller's PYTHONPATH after the project's: optional packages installed
+            # aside (e.g. uvicorn's httptools and uvloop) reach the workers
+            path = os.pathsep.join([str(ROOT)] + [p for p in os.environ.get(
+                "PYTHONPATH", "").split(os.pathsep) if p])
+            server = Server(svc_db, workers=args.workers, extra=("--tick-interval", "0"),
+                            env={"PYTHONPATH": path}).start(timeout=60)
             try:
                 svc_cmds = [command(n, run + "s") for n in range(1, args.commands + 1)]
+                assert server.proc is not None
+                cpu0, own0 = tree_cpu(server.proc.pid), time.process_time()
                 result = asyncio.run(run_load(server.url, server.tokens["operator"], svc_cmds,
                                               args.clients, args.readers, args.max_seconds))
+                cpu1, own1 = tree_cpu(server.proc.pid), time.process_time()
                 commits = _group_commits(server, args.workers)
             finally:
                 server.stop()
@@ -236,7 +270,13 @@ def main(argv: list[str] | None = None) -> int:
     result.update({"backend": "postgresql" if args.db else "sqlite", "workers": args.workers,
                    "clients": args.clients, "commands": args.commands,
                    "cli_seconds": cli_seconds, "cli_throughput": cli_rate,
-                   "ratio": result["throughput"] / cli_rate, **commits})
+                   "ratio": result["throughput"] / cli_rate, **commits,
+                   # CPU per command: the service's processes (readers and the event
+                   # stream included) and the load generator's, against the CLI's
+                   "cli_cpu_ms": 1000 * cli_cpu / args.commands,
+                   "service_cpu_ms": 1000 * (cpu1 - cpu0) / max(1, result["acked"]),
+                   "client_cpu_ms": 1000 * (own1 - own0) / max(1, result["acked"]),
+                   "loadavg": os.getloadavg()[0] if hasattr(os, "getloadavg") else None})
     if args.json:
         print(json.dumps(result))
     else:
@@ -249,6 +289,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  group commits seen: {result['commits_seen']} for "
               f"{result['requests_seen']} requests")
         print(f"  cli apply: {cli_rate:,.0f} commands/s ({cli_seconds:.2f} s with start-up)")
+        print(f"  CPU per command: service {result['service_cpu_ms']:.2f} ms, load generator "
+              f"{result['client_cpu_ms']:.2f} ms, cli {result['cli_cpu_ms']:.2f} ms "
+              f"(load average {result['loadavg']})")
         print(f"  ratio service/cli: {result['ratio']:.2f}")
     ok = result["events_lost"] == 0 and result["failures"] == 0
     return 0 if ok else 1

@@ -84,9 +84,10 @@ def serve_cmd(db: str | None, views: str | None, host: str, port: int, workers: 
                       f"http://{host}:{port} ({workers} worker{'s' if workers > 1 else ''}); "
                       "API docs at /schema", markup=False)
     if workers == 1:
+        # httptools and uvloop when installed (see service/worker.py)
         uvicorn.run("order_ledger.service.app:app_from_env", factory=True, host=host,
                     port=port, log_level=log_level, access_log=False,
-                    timeout_graceful_shutdown=10)
+                    timeout_graceful_shutdown=10, http="auto", loop="auto")
         return
     run_workers(host, port, workers, log_level)
 

@@ -241,7 +241,10 @@ class WriteRouter:
     the concurrent requests. So the first process to take ``<ledger>-writer.lead``
     (an exclusive ``flock``) listens on ``<ledger>-writer.sock``; the others send
     their requests' lines there and get the outcomes back, so all of them share the
-    leader's batches. If the leader is gone, a follower's request fails with
+    leader's batches. A follower keeps one connection to the leader for all its
+    requests (numbered, answered in any order, each once its batch committed), so a
+    request costs no connect, accept or lock probe. If the leader is gone, a
+    follower's requests waiting on it fail with
     :class:`~ledger.errors.LedgerBusy` (503: try again; the command ids make the retry
     safe) and the next request takes the lead or writes itself. On PostgreSQL the
     same holds per machine (:func:`router_base`); the machines' leaders take turns
@@ -256,6 +259,12 @@ class WriteRouter:
         self.lead_fd: int | None = None
         self.server: asyncio.AbstractServer | None = None
         self.forwarded = 0
+        #: a follower's one connection to the leader
+        self._conn: _Link | None = None
+        self._next_id = 0
+        self._connecting = asyncio.Lock()
+        #: a leader's connections from followers
+        self._served: set[asyncio.Task] = set()
 
     @property
     def sock_path(self) -> str:
@@ -297,6 +306,10 @@ class WriteRouter:
         return True
 
     async def stop(self) -> None:
+        if self._conn is not None:
+            self._drop(self._conn)
+        for task in list(self._served):  # answer what followers sent, take no more
+            task.cancel()
         if self.server is not None:
             self.server.close()
             try:
@@ -309,47 +322,131 @@ class WriteRouter:
             self.lead_fd = None
 
     async def submit(self, lines: list[tuple[int, bytes]]) -> list[Outcome]:
-        if self.base is None or await self._try_lead():
+        # while the connection to the leader is open the leader is alive: no lock probe
+        if self._conn is None and (self.base is None or await self._try_lead()):
             return await self.writer.submit(lines)
-        try:
-            reader, writer = await asyncio.open_unix_connection(self.sock_path)
-        except OSError:
-            return await self.writer.submit(lines)  # no leader listening: write ourselves
         import msgspec
 
-        from ledger.errors import LedgerBusy, StoreError
-
         try:
-            await _send(writer, msgspec.msgpack.encode([[n, line] for n, line in lines]))
-            reply = msgspec.msgpack.decode(await _recv(reader))
-        except (OSError, asyncio.IncompleteReadError) as exc:
-            raise LedgerBusy(f"the writing process went away ({type(exc).__name__}); send "
-                             "the same commands again: lines already committed are reported "
-                             "duplicate") from None
+            conn = await self._connect()
+        except OSError:
+            return await self.writer.submit(lines)  # no leader listening: write ourselves
+        self._next_id += 1
+        key = self._next_id
+        reply_future: asyncio.Future = asyncio.get_running_loop().create_future()
+        conn.pending[key] = reply_future
+        try:
+            await _send(conn.writer,
+                        msgspec.msgpack.encode([key, [[n, line] for n, line in lines]]))
+            reply = await reply_future
+        except (OSError, RuntimeError):
+            self._drop(conn, "ConnectionError")
+            raise _gone("ConnectionError") from None
         finally:
-            writer.close()
+            conn.pending.pop(key, None)
         self.forwarded += 1
         if "error" in reply:
+            from ledger.errors import LedgerBusy, StoreError
+
             kind, message = reply["error"]
             raise (LedgerBusy if kind == "LedgerBusy" else StoreError)(message)
         return [Outcome(**o) for o in reply["outcomes"]]
 
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _connect(self) -> "_Link":
+        """The one connection this follower keeps to the leader: every request of the
+        process goes over it, each with its number, answered in any order."""
+        if self._conn is not None:
+            return self._conn
+        async with self._connecting:
+            if self._conn is None:
+                reader, writer = await asyncio.open_unix_connection(self.sock_path)
+                conn = _Link(reader, writer)
+                conn.task = asyncio.create_task(self._read_replies(conn))
+                self._conn = conn
+            return self._conn
+
+    async def _read_replies(self, conn: "_Link") -> None:
         import msgspec
 
+        why = "IncompleteReadError"
         try:
-            lines = [(int(n), bytes(line)) for n, line in
-                     msgspec.msgpack.decode(await _recv(reader))]
+            while True:
+                key, reply = msgspec.msgpack.decode(await _recv(conn.reader))
+                waiting = conn.pending.get(key)
+                if waiting is not None and not waiting.done():
+                    waiting.set_result(reply)
+        except (OSError, asyncio.IncompleteReadError, ValueError, TypeError,
+                msgspec.DecodeError) as exc:
+            why = type(exc).__name__
+        finally:
+            self._drop(conn, why)
+
+    def _drop(self, conn: "_Link", why: str = "ConnectionError") -> None:
+        """The leader went away: every request waiting on it is told so (503: send the
+        same commands again); the next request takes the lead or connects anew."""
+        if self._conn is conn:
+            self._conn = None
+        conn.writer.close()
+        for waiting in list(conn.pending.values()):
+            if not waiting.done():
+                waiting.set_exception(_gone(why))
+        conn.pending.clear()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """A follower's connection: requests in, each answered once committed."""
+        import msgspec
+
+        tasks: set[asyncio.Task] = set()
+        me = asyncio.current_task()
+        if me is not None:
+            self._served.add(me)
+
+        async def answer(key: Any, lines: list[tuple[int, bytes]]) -> None:
             try:
                 outs = await self.writer.submit(lines)
                 reply: dict = {"outcomes": [o.as_dict() for o in outs]}
             except Exception as exc:  # noqa: BLE001 - told to the follower
                 reply = {"error": [type(exc).__name__, str(exc)]}
-            await _send(writer, msgspec.msgpack.encode(reply))
-        except (OSError, asyncio.IncompleteReadError, ValueError, TypeError):
+            try:
+                await _send(writer, msgspec.msgpack.encode([key, reply]))
+            except (OSError, RuntimeError):
+                pass
+
+        try:
+            while True:
+                key, raw = msgspec.msgpack.decode(await _recv(reader))
+                lines = [(int(n), bytes(line)) for n, line in raw]
+                task = asyncio.create_task(answer(key, lines))
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
+        except (OSError, asyncio.IncompleteReadError, ValueError, TypeError,
+                msgspec.DecodeError, asyncio.CancelledError):
             pass
         finally:
+            if me is not None:
+                self._served.discard(me)
+            if tasks:  # answer what was sent before the follower went away or we stop
+                await asyncio.gather(*tasks, return_exceptions=True)
             writer.close()
+
+
+class _Link:
+    """A follower's connection to its leader and the requests waiting on it."""
+
+    __slots__ = ("reader", "writer", "pending", "task")
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader = reader
+        self.writer = writer
+        self.pending: dict[int, asyncio.Future] = {}
+        self.task: asyncio.Task | None = None
+
+
+def _gone(why: str) -> Exception:
+    from ledger.errors import LedgerBusy
+
+    return LedgerBusy(f"the writing process went away ({why}); send the same commands "
+                      "again: lines already committed are reported duplicate")
 
 
 def router_base(db: str) -> str | None:
@@ -373,7 +470,8 @@ def router_base(db: str) -> str | None:
 
 async def _send(writer: asyncio.StreamWriter, data: bytes) -> None:
     writer.write(len(data).to_bytes(4, "big") + data)
-    await writer.drain()
+    if writer.transport.get_write_buffer_size() > 65536:
+        await writer.drain()
 
 
 async def _recv(reader: asyncio.StreamReader) -> bytes:
