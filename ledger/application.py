@@ -496,14 +496,7 @@ class Ledger:
         if dry_run:
             dry = dry_run if isinstance(dry_run, DryRun) else DryRun(self)
         chunk: list[tuple[int | None, Any]] = []
-        for n, line in enumerate(lines, start_line):
-            if n == start_line:  # a byte-order mark is not part of the first command
-                if isinstance(line, bytes) and line.startswith(b"\xef\xbb\xbf"):
-                    line = line[3:]
-                elif isinstance(line, str) and line.startswith("\ufeff"):
-                    line = line[1:]
-            if not line.strip():
-                continue
+        for n, line in command_lines(lines, start_line):
             chunk.append((n, line))
             if len(chunk) >= batch_size:
                 yield from self._run_batch(chunk, dry, advance_clock)
@@ -678,6 +671,20 @@ class DryRun:
         if missing:
             found.update(self.ledger.load_many(missing))
         return found
+
+
+def command_lines(lines: Iterable[str | bytes], start_line: int = 1
+                  ) -> Iterator[tuple[int, str | bytes]]:
+    """The non-blank lines of a command file with their line numbers, a byte-order
+    mark before the first one dropped (it is not part of the first command)."""
+    for n, line in enumerate(lines, start_line):
+        if n == start_line:
+            if isinstance(line, bytes) and line.startswith(b"\xef\xbb\xbf"):
+                line = line[3:]
+            elif isinstance(line, str) and line.startswith("\ufeff"):
+                line = line[1:]
+        if line.strip():
+            yield n, line
 
 
 def ledger_exists(db: str | None) -> bool:

@@ -243,17 +243,10 @@ def parse_command_body(body: bytes, content_type: str) -> list[tuple[int, bytes]
         except NotText as exc:
             raise ServiceError(400, "not-text", f"the body is not UTF-8 text: {exc}; nothing "
                                "applied", hint="send the command file as UTF-8")
-        out = []
-        for n, line in enumerate(lines, 1):
-            if n == 1:
-                if isinstance(line, bytes) and line.startswith(b"\xef\xbb\xbf"):
-                    line = line[3:]
-                elif isinstance(line, str) and line.startswith("\ufeff"):
-                    line = line[1:]
-            if not line.strip():
-                continue
-            out.append((n, _stamp_line(line if isinstance(line, bytes) else line.encode("utf-8"))))
-        return out
+        from ledger.application import command_lines
+
+        return [(n, _stamp_line(line if isinstance(line, bytes) else line.encode("utf-8")))
+                for n, line in command_lines(lines)]
     raise ServiceError(415, "unsupported-media-type",
                        f"cannot read commands sent as {media!r}",
                        hint="send application/json (an array) or application/x-ndjson")
