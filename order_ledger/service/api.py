@@ -93,7 +93,7 @@ def _json_schema_to_openapi(node: Any) -> Any:
     return Schema(**fields)
 
 
-def command_components() -> tuple[dict[str, Any], dict[str, Any]]:
+def command_components() -> tuple[Any, dict[str, Any]]:
     """One command's OpenAPI schema (a ``oneOf`` over every command type, discriminated by
     ``type``) and the components it refers to, derived from the ledger's own command
     Structs (:data:`ledger.commands.COMMAND_TYPES`), so the document cannot drift from what
@@ -101,7 +101,7 @@ def command_components() -> tuple[dict[str, Any], dict[str, Any]]:
     from ledger.commands import COMMAND_TYPES
 
     (union,), components = msgspec.json.schema_components(
-        [Union[COMMAND_TYPES]], ref_template=_COMMAND_REF)  # type: ignore[valid-type]
+        [Union[COMMAND_TYPES]], ref_template=_COMMAND_REF)
     union["oneOf"] = union.pop("anyOf")
     union["description"] = "One command, as a line of a command file (docs/command-file.md)"
     for cls in COMMAND_TYPES:
