@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from datetime import datetime
-from typing import Annotated, Any, Callable
+from typing import Annotated, Any, Callable, Union
 
 import anyio
 import msgspec
@@ -55,24 +56,72 @@ def _body_operation(content: dict[str, Any], description: str) -> type:
     return WithBody
 
 
+#: the prefix of the command components' names in the OpenAPI document (the output rows
+#: have components of their own, some with the same short names, e.g. ShipFrom)
+COMMAND_COMPONENT_PREFIX = "command."
+_COMMAND_REF = "#/components/schemas/" + COMMAND_COMPONENT_PREFIX + "{name}"
+_AT_DESCRIPTION = ("Business time, ISO-8601 with offset; left out or null: when the ledger "
+                   "records it (stamped under the writer lock)")
+
+
+def _json_schema_to_openapi(node: Any) -> Any:
+    """A JSON Schema (as msgspec generates it) as Litestar's OpenAPI spec objects."""
+    from litestar.openapi.spec import Discriminator, Reference, Schema
+    from litestar.openapi.spec.enums import OpenAPIType
+
+    if not isinstance(node, dict):
+        return node
+    if "$ref" in node:
+        return Reference(ref=node["$ref"])
+    fields: dict[str, Any] = {}
+    for key, value in node.items():
+        if key == "type":
+            fields["type"] = ([OpenAPIType(v) for v in value] if isinstance(value, list)
+                              else OpenAPIType(value))
+        elif key in ("anyOf", "oneOf", "allOf"):
+            fields[re.sub(r"([A-Z])", r"_\1", key).lower()] = [
+                _json_schema_to_openapi(v) for v in value]
+        elif key == "properties":
+            fields["properties"] = {k: _json_schema_to_openapi(v) for k, v in value.items()}
+        elif key in ("items", "additionalProperties"):
+            fields[re.sub(r"([A-Z])", r"_\1", key).lower()] = _json_schema_to_openapi(value)
+        elif key == "discriminator":
+            fields["discriminator"] = Discriminator(property_name=value["propertyName"],
+                                                    mapping=value.get("mapping"))
+        else:  # scalar keywords: maxLength -> max_length, minimum, pattern, enum ...
+            fields[re.sub(r"([A-Z])", r"_\1", key).lower()] = value
+    return Schema(**fields)
+
+
+def command_components() -> tuple[Any, dict[str, Any]]:
+    """One command's OpenAPI schema (a ``oneOf`` over every command type, discriminated by
+    ``type``) and the components it refers to, derived from the ledger's own command
+    Structs (:data:`ledger.commands.COMMAND_TYPES`), so the document cannot drift from what
+    the ledger accepts. ``at`` is optional: the service stamps a line that leaves it out."""
+    from ledger.commands import COMMAND_TYPES
+
+    (union,), components = msgspec.json.schema_components(
+        [Union[COMMAND_TYPES]], ref_template=_COMMAND_REF)
+    union["oneOf"] = union.pop("anyOf")
+    union["description"] = "One command, as a line of a command file (docs/command-file.md)"
+    for cls in COMMAND_TYPES:
+        body = components[cls.__name__]
+        body["required"] = [f for f in body.get("required", []) if f != "at"]
+        body["properties"]["at"]["description"] = _AT_DESCRIPTION
+    return (_json_schema_to_openapi(union),
+            {COMMAND_COMPONENT_PREFIX + name: _json_schema_to_openapi(schema)
+             for name, schema in components.items()})
+
+
 def _command_schemas() -> dict[str, Any]:
     from litestar.openapi.spec import Schema
     from litestar.openapi.spec.enums import OpenAPIType
 
-    from ledger.commands import COMMAND_TYPES
-
-    types = sorted(str(cls.__struct_config__.tag) for cls in COMMAND_TYPES)
-    command = Schema(type=OpenAPIType.OBJECT, required=["type"],
-                     properties={"type": Schema(type=OpenAPIType.STRING, enum=types),
-                                 "command_id": Schema(type=OpenAPIType.STRING),
-                                 "at": Schema(type=OpenAPIType.STRING, format=None,
-                                              description="ISO-8601 with offset; left out: "
-                                                          "when the ledger records it")},
-                     description="One command, as a line of a command file "
-                                 "(docs/command-file.md)")
+    command, _ = command_components()
     return {"application/json": Schema(type=OpenAPIType.ARRAY, items=command),
             "application/x-ndjson": Schema(type=OpenAPIType.STRING,
-                                           description="JSON Lines: one command per line")}
+                                           description="JSON Lines: one command per line, "
+                                                       "each as in application/json")}
 
 
 def _string_schema(description: str) -> Any:

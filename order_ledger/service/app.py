@@ -176,7 +176,7 @@ def create_app(config: ServiceConfig, *, extra_route_handlers: list[Any] | None 
                        route_handlers=[h for h in api.ROUTES if h is not api.health]
                        + events.ROUTES)
     handlers: list[Any] = [api.health, protected, *(extra_route_handlers or [])]
-    return Litestar(
+    app = Litestar(
         route_handlers=handlers,
         lifespan=[lifespan],
         exception_handlers=EXCEPTION_HANDLERS,
@@ -191,6 +191,15 @@ def create_app(config: ServiceConfig, *, extra_route_handlers: list[Any] | None 
         ),
         debug=debug,
     )
+    # the commands' schemas, from the ledger's command Structs, beside the components
+    # Litestar derives from the routes (it replaces components.schemas when it builds
+    # the document, so they are added to the built document)
+    _, command_components = api.command_components()
+    schemas = app.openapi_schema.components.schemas
+    if schemas is None or set(schemas) & set(command_components):
+        raise RuntimeError("OpenAPI components clash with the commands' components")
+    schemas.update(command_components)
+    return app
 
 
 #: the environment variable ``order-ledger serve`` passes its settings in (JSON), so
