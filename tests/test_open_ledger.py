@@ -194,12 +194,22 @@ def _unprivileged() -> list[str]:
 
 @pytest.fixture
 def ro_ledger(walkthrough_db, tmp_path):
-    """A copy of the walkthrough ledger in directory ``ro/``; made read-only by the test."""
-    assert not os.path.exists(walkthrough_db + "-wal")
+    """A copy of the walkthrough ledger in directory ``ro/``; made read-only by the test.
+
+    Copied with SQLite's backup API into one file: the shared ledger may have a
+    ``-wal`` beside it (readers of a WAL-mode file in a writable directory leave
+    one), which a plain file copy would miss."""
     d = tmp_path / "ro"
     d.mkdir()
     db = d / "ledger.db"
-    shutil.copyfile(walkthrough_db, db)
+    src = sqlite3.connect(f"file:{walkthrough_db}?mode=ro", uri=True)
+    dst = sqlite3.connect(db)
+    try:
+        src.backup(dst)
+    finally:
+        src.close()
+        dst.close()
+    assert not os.path.exists(str(db) + "-wal")
     yield d, db
     os.chmod(d, 0o755)
     os.chmod(db, 0o644)
