@@ -69,6 +69,20 @@ MAX_RETRIES = 5
 RECONNECT_TIMEOUT = 60.0
 
 
+def _reconnect_timeout_from_env() -> float:
+    raw = os.environ.get("ORDER_LEDGER_RECONNECT_TIMEOUT", "").strip()
+    if not raw:
+        return RECONNECT_TIMEOUT
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not value >= 0:  # also NaN
+        raise StoreError(f"ORDER_LEDGER_RECONNECT_TIMEOUT={raw!r} is not a number of seconds: "
+                         f"set it to e.g. 60 (the default), or unset it")
+    return value
+
+
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return text[0] if text else type(exc).__name__
@@ -194,6 +208,8 @@ class Ledger:
                  cache_limit: int = CACHE_LIMIT, env: dict[str, str] | None = None,
                  mode: str = "write", advance_clock: bool = False,
                  reconnect_timeout: float | None = None) -> None:
+        if reconnect_timeout is None:  # checked first: a bad setting creates nothing
+            reconnect_timeout = _reconnect_timeout_from_env()
         self.db = resolve_db(db)
         self.mode = mode
         #: the default for writes: True when the lines are one time-sorted stream
@@ -211,15 +227,11 @@ class Ledger:
         self._head = -1
         self._writer_lock = WriterLock(self)
         self._store_readable = False
-        if reconnect_timeout is None:
-            reconnect_timeout = float(os.environ.get("ORDER_LEDGER_RECONNECT_TIMEOUT")
-                                      or RECONNECT_TIMEOUT)
         #: seconds a batch waits for a PostgreSQL server that stopped answering
         self.reconnect_timeout = reconnect_timeout
         #: called with a one-line message when a batch starts waiting for the server
         #: and when it goes on (the CLI prints these on stderr)
         self.notice: Any = None
-        self._waited = 0
 
     def close(self) -> None:
         """Release the writer lock and the store's connections; closing again does nothing."""
@@ -550,7 +562,7 @@ class Ledger:
             try:
                 outcomes = self._commit_batch(parsed, advance_clock)
             except Exception as exc:
-                if not self._is_postgres() or not connection_lost(exc):
+                if not self.backend.is_postgres or not connection_lost(exc):
                     raise
                 self._cache.clear()
                 self._head = -1
@@ -558,7 +570,6 @@ class Ledger:
                 reason = _first_line(exc)
                 if started is None:
                     started = now
-                    self._waited += 1
                     self._say(f"the PostgreSQL server is not answering ({reason}); "
                               f"retrying the batch for up to {self.reconnect_timeout:g} s")
                 if now - started >= self.reconnect_timeout:
@@ -579,9 +590,6 @@ class Ledger:
     def _say(self, message: str) -> None:
         if self.notice is not None:
             self.notice(message)
-
-    def _is_postgres(self) -> bool:
-        return self._writer_lock.pg_key is not None
 
     def _commit_batch(self, parsed: list[Any], advance_clock: bool | None) -> list[Outcome]:
         # The writer lock serialises whole batches (read, decide, commit) across
@@ -607,7 +615,7 @@ class Ledger:
                 except (OperationalError, InterfaceError) as exc:
                     self._cache.clear()
                     self._head = -1
-                    if self._is_postgres() and connection_lost(exc):
+                    if self.backend.is_postgres and connection_lost(exc):
                         raise _ConnectionLost(str(exc)) from exc
                     if "lock" in str(exc).lower() or "busy" in str(exc).lower():
                         raise LedgerBusy(f"the ledger is busy ({exc}); try again") from None

@@ -226,3 +226,15 @@ def test_library_writer_gives_up_with_store_unavailable(cluster):
         outcomes = list(led.apply_lines([line]))
         assert [o.status for o in outcomes] == ["applied"]
         assert led.head() == 1
+
+
+@pytest.mark.parametrize("value", ["abc", "-1", "nan"])
+def test_a_bad_reconnect_timeout_is_a_usage_error(tmp_path, value):
+    """ORDER_LEDGER_RECONNECT_TIMEOUT that is not a number of seconds: exit 2 naming the
+    variable, nothing created."""
+    db = str(tmp_path / "ledger.db")
+    done = _cli("tick", "--now", "2026-03-02T00:00:00+01:00", "--db", db,
+                env={"ORDER_LEDGER_RECONNECT_TIMEOUT": value})
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "ORDER_LEDGER_RECONNECT_TIMEOUT" in done.stderr and "Traceback" not in done.stderr
+    assert not os.path.exists(db)
