@@ -2,15 +2,17 @@
 
 Readers (the projections, replay, audit) ask for positions and events through
 :class:`EventLog`; none of them touches a recorder, a table or SQL of the
-ledger. Two implementations:
+ledger. Three implementations:
 
 - :class:`RecorderLog` -- through the ledger's recorder, on every backend;
 - :class:`ledger.sqlite.SQLiteFileLog` -- a SQLite ledger file read directly
   through a read-only connection of its own with one plain query per batch:
   the library builds a ``Notification`` object per row, which costs about as
-  much as decoding the event, and rebuilding views is what users wait on. It
-  alone can read one partition of the orders (for a parallel rebuild).
+  much as decoding the event, and rebuilding views is what users wait on;
+- :class:`ledger.postgres.PostgresLog` -- the same for a PostgreSQL ledger
+  (a connection of its own, opened on first use).
 
+The last two can read one partition of the orders (for a parallel rebuild).
 :meth:`ledger.application.Ledger.event_log` picks one.
 """
 

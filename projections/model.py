@@ -1,8 +1,10 @@
-"""The projections' apply code: pure functions of the event stream.
+"""The projections: their tables, records, loading and flushing.
 
 Each projection is a class whose ``handlers()`` map event types to functions
-``(position, event) -> None`` that evolve in-memory state. The very same code
-runs in two places:
+``(position, event) -> None`` that evolve in-memory state; the handlers of all
+of them live in :mod:`projections.fused`, one function per event type for any
+set of projections (:func:`dispatch_table`). The very same code runs in two
+places:
 
 - :func:`projections.memory.project` applies a whole stream to fresh objects
   (``complete=True``: whatever is not in memory does not exist);
@@ -19,14 +21,12 @@ or sorted, as microseconds since the epoch (``*_us``).
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Any, Callable, ClassVar, Iterable, Sequence, get_args
+from typing import Any, Callable, ClassVar, Iterable, get_args
 
 import msgspec
 
 from ledger import events as ev
-from ledger.domain import ORDER_PREFIX
-from ledger.rules import BUYER_WISH_REASONS, SELLER_CANCEL_REASONS
-from ledger.store import to_us
+from ledger.rules import SELLER_CANCEL_REASONS
 
 PENDING, UNSHIPPED, PARTIALLY_SHIPPED, SHIPPED, CANCELED = (
     ev.PENDING, ev.UNSHIPPED, ev.PARTIALLY_SHIPPED, ev.SHIPPED, ev.CANCELED)
@@ -323,13 +323,6 @@ class KeyedProjection(Projection):
         recs = self.recs
         return [k for k in keys if k not in recs]
 
-    def _get(self, e: Any) -> Any:
-        """The record of the event's order (marked changed), or None if unknown."""
-        rec = self.recs.get(e.order_id)
-        if rec is not None:
-            self.dirty.add(e.order_id)
-        return rec
-
     def take_dirty(self, defer: int) -> list[str]:
         """The changed keys to write now, sorted (b-tree friendly); none while fewer
         than ``defer`` (a rebuild writes each record about once, at the end)."""
@@ -389,30 +382,9 @@ class OrdersProjection(KeyedProjection):
     )
 
     def handlers(self) -> dict[type, Handler]:
-        return {
-            ev.OrderPlaced: self._placed,
-            ev.HoldExpired: self._hold_expired,
-            ev.PaymentVerified: self._verified,
-            ev.PaymentExtended: self._extended,
-            ev.PaymentDeclined: self._declined,
-            ev.BuyerCanceled: self._canceled,
-            ev.SellerCanceled: self._canceled,
-            ev.LedgerCanceled: self._canceled,
-            ev.CancellationRequested: self._requested,
-            ev.ShipByWarningIssued: self._warned,
-            ev.ShipmentConfirmed: self._shipped,
-            ev.OrderAdjusted: self._adjusted,
-            ev.ShippingAddressChanged: self._address,
-            ev.RestrictedDataReleased: self._released_data,
-            ev.OrderAcknowledged: self._acknowledged,
-            ev.TrackingCorrected: self._touched,
-        }
+        from .fused import handlers_for
 
-    def _get(self, e: Any) -> Any:
-        d = super()._get(e)
-        if d is not None:  # an order's events come in its time order
-            d.last_updated = iso(e.at)
-        return d
+        return handlers_for([self])
 
     def load_sql(self, t: dict[str, str]) -> str:
         return f"SELECT {', '.join(ORDER_COLUMNS)} FROM {t['orders']} WHERE order_id IN ({{marks}})"
@@ -430,160 +402,6 @@ class OrdersProjection(KeyedProjection):
         marks = ", ".join("?" * len(ORDER_COLUMNS))
         return [(f"INSERT OR REPLACE INTO {t['orders']} ({', '.join(ORDER_COLUMNS)}) "
                  f"VALUES ({marks})", rows)]
-
-    # helpers -----------------------------------------------------------------------
-
-    def _status(self, d: OrderDoc, e: Any) -> None:
-        new = e.status
-        if d.status == PENDING and new == UNSHIPPED:
-            d.payments_date = iso(e.at)
-            d.ever_released = True
-        if new == SHIPPED or new == CANCELED:
-            d.warning = None
-            d.buyer_requested_cancel = False
-            self.ended.add(d.order_id)
-        d.status = new
-
-    @staticmethod
-    def _cancel_qty(d: OrderDoc, lines: list[ev.ItemQuantity]) -> None:
-        if lines:
-            by_id = {i.order_item_id: i for i in d.items}
-            for q in lines:
-                it = by_id.get(q.order_item_id)
-                if it is not None:
-                    it.canceled += q.quantity
-
-    # handlers ----------------------------------------------------------------------
-
-    def _placed(self, pos: int, e: ev.OrderPlaced) -> None:
-        b = e.buyer
-        self.recs[e.order_id] = OrderDoc(
-            e.order_id, e.status, iso(e.at), to_us(e.at), None, iso(e.latest_ship_date),
-            iso(e.latest_delivery_date), b.name, b.email, b.phone, b.language,
-            e.currency, e.ship_service_level, None, None, None, None, False, False,
-            _json(e.ship_to), _market_json(e), iso(e.at),
-            [ItemRow(i.order_item_id, i.sku, i.title, i.quantity, 0, 0, i.item_price,
-                     i.item_tax, i.shipping_price, i.shipping_tax, i.gift_wrap_price,
-                     i.gift_wrap_tax, i.promotion_discount, i.ship_promotion_discount,
-                     i.price_designation)
-             for i in e.items])
-        self.dirty.add(e.order_id)
-
-    def _hold_expired(self, pos: int, e: ev.HoldExpired) -> None:
-        d = self._get(e)
-        if d is None:
-            return
-        self._cancel_qty(d, e.canceled)
-        if e.status == CANCELED:
-            d.cancel_reason = e.applied_outcome
-            d.canceled_by = "payments"
-        self._status(d, e)
-
-    def _verified(self, pos: int, e: ev.PaymentVerified) -> None:
-        d = self._get(e)
-        if d is None:
-            return
-        d.payment = "verified"
-        if e.effective:
-            d.latest_ship_date = iso(e.latest_ship_date)
-            d.latest_delivery_date = iso(e.latest_delivery_date)
-        self._status(d, e)
-
-    def _extended(self, pos: int, e: ev.PaymentExtended) -> None:
-        d = self._get(e)
-        if d is not None:
-            d.payment = "extended"
-
-    def _declined(self, pos: int, e: ev.PaymentDeclined) -> None:
-        d = self._get(e)
-        if d is None:
-            return
-        d.payment = e.outcome
-        if e.effective:
-            d.cancel_reason = e.outcome
-            d.canceled_by = "payments"
-            self._cancel_qty(d, e.canceled)
-        self._status(d, e)
-
-    def _canceled(self, pos: int, e: Any) -> None:
-        d = self._get(e)
-        if d is None:
-            return
-        self._cancel_qty(d, e.canceled)
-        d.cancel_reason = e.reason
-        d.canceled_by = e.actor
-        self._status(d, e)
-
-    def _requested(self, pos: int, e: ev.CancellationRequested) -> None:
-        d = self._get(e)
-        if d is not None:
-            d.buyer_requested_cancel = True
-            if e.reason:
-                market = market_of(d)
-                market["buyer_cancel_reason"] = e.reason
-                d.market = _json(market)
-
-    def _warned(self, pos: int, e: ev.ShipByWarningIssued) -> None:
-        d = self._get(e)
-        if d is not None and d.status in OPEN:
-            d.warning = e.text
-
-    def _shipped(self, pos: int, e: ev.ShipmentConfirmed) -> None:
-        d = self._get(e)
-        if d is None:
-            return
-        by_id = {i.order_item_id: i for i in d.items}
-        for q in e.items:
-            it = by_id.get(q.order_item_id)
-            if it is not None:
-                it.shipped += q.quantity
-        self._status(d, e)
-
-    def _adjusted(self, pos: int, e: ev.OrderAdjusted) -> None:
-        d = self._get(e)
-        if d is None:
-            return
-        by_id = {i.order_item_id: i for i in d.items}
-        for a in e.items:
-            it = by_id.get(a.order_item_id)
-            if it is not None:
-                it.canceled += a.quantity_cancelled
-        if e.status != d.status and e.status == CANCELED:
-            d.cancel_reason = e.items[0].reason if e.items else None
-            d.canceled_by = e.actor
-        self._status(d, e)
-
-    def _address(self, pos: int, e: ev.ShippingAddressChanged) -> None:
-        d = self._get(e)
-        if d is not None:
-            d.ship_to = _json(e.ship_to)
-
-    def _released_data(self, pos: int, e: ev.RestrictedDataReleased) -> None:
-        d = self._get(e)
-        if d is None:
-            return
-        if e.ship_to is not None:
-            d.ship_to = _json(e.ship_to)
-        if e.buyer is not None:
-            d.buyer_name, d.buyer_email = e.buyer.name, e.buyer.email
-            if e.buyer.phone:
-                d.buyer_phone = e.buyer.phone
-        market = market_of(d)
-        market.pop("restricted", None)
-        if e.restricted:
-            market["restricted"] = list(e.restricted)
-        d.market = _json(market)
-
-    def _acknowledged(self, pos: int, e: ev.OrderAcknowledged) -> None:
-        d = self._get(e)
-        if d is not None and e.merchant_order_id:
-            market = market_of(d)
-            market["merchant_order_id"] = e.merchant_order_id
-            d.market = _json(market)
-
-    def _touched(self, pos: int, e: Any) -> None:
-        self._get(e)  # only the last-updated time changes
-
 
 # --- Manage Inventory ---------------------------------------------------------------
 
@@ -605,10 +423,6 @@ class InventoryProjection(Projection):
               (("inventory_pending_by_sku", "sku"),)),
     )
 
-    #: events that can take an order out of Pending
-    _LEAVE = (ev.HoldExpired, ev.PaymentVerified, ev.PaymentDeclined, ev.BuyerCanceled,
-              ev.LedgerCanceled)
-
     def __init__(self, complete: bool = True) -> None:
         super().__init__(complete)
         self.available: dict[str, int] = {}
@@ -618,42 +432,9 @@ class InventoryProjection(Projection):
         self.gone: set[str] = set()
 
     def handlers(self) -> dict[type, Handler]:
-        h: dict[type, Handler] = {
-            ev.InventorySet: self._set,
-            ev.InventoryAllocated: self._moved,
-            ev.InventoryReturned: self._moved,
-            ev.OrderPlaced: self._placed,
-        }
-        for cls in self._LEAVE:
-            h[cls] = self._maybe_left
-        return h
+        from .fused import handlers_for
 
-    def _set(self, pos: int, e: ev.InventorySet) -> None:
-        self.available[e.sku] = e.quantity
-        self.dirty.add(e.sku)
-
-    def _moved(self, pos: int, e: Any) -> None:
-        self.available[e.sku] = e.available
-        self.dirty.add(e.sku)
-
-    def _placed(self, pos: int, e: ev.OrderPlaced) -> None:
-        if e.status != PENDING:  # pragma: no cover - orders start Pending
-            return
-        skus: dict[str, int] = {}
-        for i in e.items:
-            skus[i.sku] = skus.get(i.sku, 0) + i.quantity
-        self.pending[e.order_id] = skus
-        self.new_pending.add(e.order_id)
-
-    def _maybe_left(self, pos: int, e: Any) -> None:
-        if e.status == PENDING:
-            return
-        oid = e.order_id
-        had = self.pending.pop(oid, None)
-        if oid in self.new_pending:
-            self.new_pending.discard(oid)  # never written: nothing to delete
-        elif had is not None or not self.complete:
-            self.gone.add(oid)
+        return handlers_for([self])
 
     def flush_ops(self, t: dict[str, str], defer: int = 0) -> list[tuple[str, list[tuple[Any, ...]]]]:
         ops: list[tuple[str, list[tuple[Any, ...]]]] = []
@@ -719,18 +500,9 @@ class MetricsProjection(KeyedProjection):
         self.retracked: list[tuple[bool, str]] = []
 
     def handlers(self) -> dict[type, Handler]:
-        return {
-            ev.OrderPlaced: self._placed,
-            ev.HoldExpired: self._status_only,
-            ev.PaymentVerified: self._verified,
-            ev.PaymentDeclined: self._status_only,
-            ev.BuyerCanceled: self._status_only,
-            ev.SellerCanceled: self._seller_canceled,
-            ev.LedgerCanceled: self._ledger_canceled,
-            ev.ShipmentConfirmed: self._shipped,
-            ev.OrderAdjusted: self._adjusted,
-            ev.TrackingCorrected: self._retracked,
-        }
+        from .fused import handlers_for
+
+        return handlers_for([self])
 
     def load_sql(self, t: dict[str, str]) -> str:
         return (f"SELECT {', '.join(METRIC_COLUMNS)} FROM {t['metric_orders']} "
@@ -759,87 +531,6 @@ class MetricsProjection(KeyedProjection):
                         f"(SELECT MAX(position) FROM {table} WHERE order_id = ?)", self.retracked))
             self.retracked = []
         return ops
-
-    def _status(self, m: MetricOrder, e: Any) -> None:
-        new = e.status
-        if m.status == PENDING and new == UNSHIPPED:
-            m.released = True
-        if new == SHIPPED or new == CANCELED:
-            self.ended.add(m.order_id)
-        m.status = new
-
-    @staticmethod
-    def _count(m: MetricOrder, reason: str, e: Any) -> None:
-        if m.counted_reason is None:
-            m.counted_reason = reason
-            m.counted_us = to_us(e.at)
-
-    def _placed(self, pos: int, e: ev.OrderPlaced) -> None:
-        self.recs[e.order_id] = MetricOrder(
-            e.order_id, to_us(e.at), False, to_us(e.latest_ship_date), None, e.status, None, None)
-        self.dirty.add(e.order_id)
-
-    def _status_only(self, pos: int, e: Any) -> None:
-        m = self._get(e)
-        if m is not None:
-            self._status(m, e)
-
-    def _verified(self, pos: int, e: ev.PaymentVerified) -> None:
-        m = self._get(e)
-        if m is None:
-            return
-        if e.effective:
-            m.latest_ship_us = to_us(e.latest_ship_date)
-        self._status(m, e)
-
-    def _seller_canceled(self, pos: int, e: ev.SellerCanceled) -> None:
-        m = self._get(e)
-        if m is None:
-            return
-        if e.canceled and not (e.buyer_requested and e.reason in BUYER_WISH_REASONS):
-            self._count(m, e.reason, e)
-        self._status(m, e)
-
-    def _ledger_canceled(self, pos: int, e: ev.LedgerCanceled) -> None:
-        m = self._get(e)
-        if m is None:
-            return
-        if e.reason == "ShipmentNotConfirmed" and e.canceled:
-            self._count(m, e.reason, e)
-        self._status(m, e)
-
-    def _adjusted(self, pos: int, e: ev.OrderAdjusted) -> None:
-        m = self._get(e)
-        if m is None:
-            return
-        for a in e.items:
-            if a.quantity_cancelled > 0 and not (
-                    e.buyer_requested and a.reason in BUYER_WISH_REASONS):
-                self._count(m, a.reason, e)
-                break
-        self._status(m, e)
-
-    def _shipped(self, pos: int, e: ev.ShipmentConfirmed) -> None:
-        m = self._get(e)
-        if m is None:
-            return
-        at = to_us(e.at)
-        m.last_confirmation_us = at
-        tn = e.tracking_number
-        self.shipments.append((pos, e.order_id, at, bool(tn and tn.strip())))
-        self._status(m, e)
-
-    def _retracked(self, pos: int, e: ev.TrackingCorrected) -> None:
-        """The order's latest shipment now has the corrected tracking number (or none)."""
-        tn = e.tracking_number
-        tracked = bool(tn and tn.strip())
-        ships = self.shipments
-        for i in range(len(ships) - 1, -1, -1):
-            if ships[i][1] == e.order_id:
-                ships[i] = (*ships[i][:3], tracked)
-                return
-        self.retracked.append((tracked, e.order_id))
-
 
 # --- notifications ---------------------------------------------------------------------
 
@@ -874,23 +565,9 @@ class NotificationsProjection(KeyedProjection):
                          ev.LedgerCanceled, ev.PaymentDeclined))
 
     def handlers(self) -> dict[type, Handler]:
-        return {
-            ev.OrderPlaced: self._placed,
-            ev.PaymentVerified: self._verified,
-            ev.HoldExpired: self._hold_expired,
-            ev.SellerCanceled: self._seller_canceled,
-            ev.OrderAdjusted: self._adjusted,
-            ev.ShipByWarningIssued: self._warned,
-            # only to know when an order is settled (its record may then be evicted)
-            ev.ShipmentConfirmed: self._settles,
-            ev.BuyerCanceled: self._settles,
-            ev.LedgerCanceled: self._settles,
-            ev.PaymentDeclined: self._settles,
-        }
+        from .fused import handlers_for
 
-    def _settles(self, pos: int, e: Any) -> None:
-        if e.status == SHIPPED or e.status == CANCELED:
-            self.ended.add(e.order_id)
+        return handlers_for([self])
 
     def load_sql(self, t: dict[str, str]) -> str:
         return f"SELECT order_id, state FROM {t['notify_orders']} WHERE order_id IN ({{marks}})"
@@ -912,74 +589,6 @@ class NotificationsProjection(KeyedProjection):
                         "VALUES (?, ?, ?, ?, ?, ?, ?)", self.rows))
             self.rows = []
         return ops
-
-    def _emit(self, pos: int, seq: int, at: str, to: str, kind: str, order_id: str,
-              content: msgspec.Struct) -> None:
-        self.rows.append((pos, seq, at, to, kind, order_id, _enc.encode(content).decode()))
-
-    def _placed(self, pos: int, e: ev.OrderPlaced) -> None:
-        b = e.buyer
-        self.recs[e.order_id] = NotifyOrder(
-            e.order_id, b.name, b.email, b.language, e.ship_service_level,
-            iso(e.latest_ship_date), iso(e.latest_delivery_date),
-            [NItem(i.order_item_id, i.sku, i.title, i.quantity) for i in e.items])
-        self.dirty.add(e.order_id)
-
-    def _released(self, pos: int, e: Any, n: NotifyOrder) -> None:
-        at = iso(e.at)
-        self._emit(pos, 0, at, "buyer", "order-confirmation", n.order_id, OrderConfirmation(
-            n.order_id, n.buyer_name, n.buyer_email, n.language, n.latest_delivery_date,
-            n.items))
-        self._emit(pos, 1, at, "seller", "sold-ship-now", n.order_id, SoldShipNow(
-            n.order_id, n.latest_ship_date, n.ship_service_level, n.items))
-
-    def _verified(self, pos: int, e: ev.PaymentVerified) -> None:
-        if not e.effective:
-            return
-        n = self.recs.get(e.order_id)
-        if n is None:
-            return
-        ship, deliver = iso(e.latest_ship_date), iso(e.latest_delivery_date)
-        if ship != n.latest_ship_date or deliver != n.latest_delivery_date:
-            n.latest_ship_date, n.latest_delivery_date = ship, deliver
-            self.dirty.add(e.order_id)
-        if e.status == UNSHIPPED:
-            self._released(pos, e, n)
-
-    def _hold_expired(self, pos: int, e: ev.HoldExpired) -> None:
-        if e.status != UNSHIPPED:
-            self._settles(pos, e)
-            return
-        n = self.recs.get(e.order_id)
-        if n is not None:
-            self._released(pos, e, n)
-
-    def _cancellation(self, pos: int, e: Any, reasons: list[str],
-                      lines: Sequence[tuple[str, int, str | None]]) -> None:
-        n: NotifyOrder | None = self.recs.get(e.order_id)
-        titles = {i.order_item_id: i.title for i in n.items} if n is not None else {}
-        self._emit(pos, 0, iso(e.at), "buyer", "cancellation", e.order_id, Cancellation(
-            e.order_id, n.buyer_email if n else None, n.language if n else None,
-            ", ".join(reasons), "; ".join(reason_text(r) for r in reasons),
-            e.status == CANCELED,
-            [CanceledItem(k, titles.get(k, ""), q, r) for k, q, r in lines]))
-
-    def _seller_canceled(self, pos: int, e: ev.SellerCanceled) -> None:
-        self._settles(pos, e)
-        self._cancellation(pos, e, [e.reason],
-                           [(q.order_item_id, q.quantity, None) for q in e.canceled])
-
-    def _adjusted(self, pos: int, e: ev.OrderAdjusted) -> None:
-        self._settles(pos, e)
-        lines = [(a.order_item_id, a.quantity_cancelled, a.reason)
-                 for a in e.items if a.quantity_cancelled > 0]
-        if lines:  # a refund only is not a cancellation
-            self._cancellation(pos, e, sorted({r for _, _, r in lines}), lines)
-
-    def _warned(self, pos: int, e: ev.ShipByWarningIssued) -> None:
-        self._emit(pos, 0, iso(e.at), "seller", "ship-by-warning", e.order_id,
-                   ShipByWarning(e.order_id, iso(e.ship_by), e.text))
-
 
 # --- audit index -----------------------------------------------------------------------
 
@@ -1048,20 +657,9 @@ class AuditProjection(Projection):
         self.rows: list[tuple[Any, ...]] = []
 
     def handlers(self) -> dict[type, Handler]:
-        return {cls: self._handler(cls) for cls in ev.ALL_EVENTS}
+        from .fused import handlers_for
 
-    def _handler(self, cls: type[ev.Event]) -> Handler:
-        name = cls.__name__
-        has_order = "order_id" in cls.__struct_fields__
-        has_sku = "sku" in cls.__struct_fields__
-        reasoned = cls in _REASONED
-
-        def row(pos: int, e: Any) -> None:
-            self.rows.append((
-                pos, to_us(e.at), iso(e.at), name, e.actor, e.command_id,
-                e.order_id if has_order else None, e.sku if has_sku else None,
-                _audit_reason(e) if reasoned else None))
-        return row
+        return handlers_for([self])
 
     def flush_ops(self, t: dict[str, str], defer: int = 0) -> list[tuple[str, list[tuple[Any, ...]]]]:
         if not self.rows:
@@ -1080,9 +678,8 @@ NAMES: tuple[str, ...] = tuple(PROJECTIONS)
 
 
 def dispatch_table(projs: Iterable[Projection]) -> dict[type, tuple[Handler, ...]]:
-    """Event type -> the handlers of every projection interested in it."""
-    table: dict[type, list[Handler]] = {}
-    for p in projs:
-        for cls, h in p.handlers().items():
-            table.setdefault(cls, []).append(h)
-    return {k: tuple(v) for k, v in table.items()}
+    """Event type -> the handlers to call for it: one fused handler per type applying
+    the event to every projection in ``projs`` (see :mod:`projections.fused`)."""
+    from .fused import handlers_for
+
+    return {k: (h,) for k, h in handlers_for(projs).items()}

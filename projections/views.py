@@ -39,7 +39,7 @@ from ledger.domain import ORDER_PREFIX
 from ledger.events import OrderPlaced
 from ledger.backend import Backend
 
-from . import read
+from . import read, shards
 from .model import (
     NAMES,
     ORDER_COLUMNS,
@@ -487,12 +487,13 @@ class Views:
         Every order's events go to one partition (by the order id), everything
         else to the first; each projection's rows depend on one partition only,
         so the partitions' rows are disjoint. Each child reads and applies only
-        its partition and writes its rows straight into this file's ``__new``
-        tables, one transaction per batch; the children take turns to write with
-        ``flock`` on ``VIEWS.fill.lock`` (while one writes, the other computes).
-        They inherit the lock on the views file (held until the last of them
+        its partition; child 0 writes its rows into this file's ``__new`` tables,
+        child k into a shard file of its own (:mod:`projections.shards`), so none
+        waits for another; the shards are then copied in by SQLite, one
+        ``INSERT ... SELECT`` per table. They inherit the lock on the views file (held until the last of them
         exits) and stop by themselves if this process dies.
         """
+        shards.remove(self.path, jobs)  # an interrupted rebuild's
         counters = mmap.mmap(-1, 8 * jobs)
         pending: dict[int, int] = {}  # child pid -> read end of its result pipe
         parent = os.getpid()
@@ -529,6 +530,9 @@ class Views:
             if errors:
                 raise ViewsError("rebuild worker failed: " + "; ".join(errors))
             total = sum(r.get("events", 0) for r in results.values())
+            db = await self.open()
+            for k in range(1, jobs):
+                await shards.merge(db, shards.shard_path(self.path, k), names, self._transaction)
             if progress is not None:
                 progress(total, max(head, total))
             return int(total)
@@ -541,6 +545,7 @@ class Views:
                     pass
                 os.close(fd)
             counters.close()
+            shards.remove(self.path, jobs)
 
     # --- the batch loop ----------------------------------------------------------------
 
@@ -823,20 +828,23 @@ def _child_main(views: Views, names: list[str], head: int, partition: tuple[int,
                 raise ViewsError("the rebuild was abandoned")
 
         async def work() -> int:
-            worker = Views(views.ledger, views.path, batch_size=views.batch_size,
+            # worker 0 fills the views file, the others a shard file each (merged by
+            # the parent): no worker waits for another to write
+            own = shards.shard_path(views.path, k) if k else views.path
+            worker = Views(views.ledger, own, batch_size=views.batch_size,
                            auto_sync=False, cache_limit=views.cache_limit,
                            defer_limit=views.defer_limit,
                            batch_delay=views.batch_delay, jobs=1)
             worker._source = EventSource(views.ledger, partition)
-            # its own open file description: flock then excludes the other workers
-            worker._turns = os.open(views.path + ".fill.lock", os.O_RDWR | os.O_CREAT, 0o644)
             try:
                 db = await worker.open()
-                await db.execute("PRAGMA wal_autocheckpoint = 25000")  # as the parent's
+                if k:
+                    await shards.prepare(db, names)
+                else:
+                    await db.execute("PRAGMA wal_autocheckpoint = 25000")  # as the parent's
                 return await worker._fill(names, head, progress)
             finally:
                 await worker.close()
-                os.close(worker._turns)
 
         events = asyncio.run(work())
         os.write(out, json.dumps({"events": events}).encode())

@@ -26,6 +26,7 @@ from test_projections_support import (
 
 from ledger.application import Ledger
 from projections import NAMES, Views, ViewsError, ViewsLocationError, project, views_path
+from projections import fused
 from projections.model import PROJECTIONS
 
 A, B, C, D, E = (oid(n) for n in range(1, 6))
@@ -374,10 +375,11 @@ async def test_a_failing_rebuild_keeps_the_old_views(tmp_path, monkeypatch, jobs
     async with Views(led, path) as v:
         before = await v.orders()
 
-    def boom(self, pos, e):
+    def boom(pos, e):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(PROJECTIONS["orders"], "_placed", boom)
+    # the fused handler of OrderPlaced fails (in the workers too: they are forked)
+    monkeypatch.setattr(fused._Fused, "_placed", lambda self, cls: boom)
     async with Views(led, path, jobs=jobs) as v:
         with pytest.raises((RuntimeError, ViewsError), match="boom"):
             await v.rebuild()
