@@ -65,7 +65,8 @@ class RecorderLog:
     def read(self, after: int, limit: int, upto: int | None = None,
              partition: tuple[int, int] | None = None) -> list[RawEvent]:
         if partition is not None:
-            raise ValueError("partitioned reading needs a SQLite ledger file")
+            raise ValueError("partitioned reading needs the direct reader of a SQLite "
+                             "ledger file or a PostgreSQL ledger")
         rows = self.recorder.select_notifications(  # type: ignore[attr-defined]
             start=after + 1, limit=limit, stop=upto)
         return [(n.id, str(n.originator_id), n.topic, n.state) for n in rows]

@@ -269,6 +269,9 @@ class Projection:
     keyed: ClassVar[bool] = True
     #: event types whose handlers never read the order's record (nothing to load)
     no_load: ClassVar[frozenset[type]] = frozenset()
+    #: whether a rebuild of all views rebuilds this one even when it is built at its
+    #: current version (False: rebuilt only when its version changes or when named)
+    rebuilt_by_default: ClassVar[bool] = True
 
     def __init__(self, complete: bool = True) -> None:
         #: True when every record that exists is in memory (a fresh build)
@@ -638,6 +641,9 @@ class AuditProjection(Projection):
     name = "audit"
     version = 1
     keyed = False
+    # its rows copy fields of one event each (time, type, actor, ids, reason): no
+    # change to the views' code changes them, so `rebuild` keeps it when current
+    rebuilt_by_default = False
     description = "Audit index: one row per event (time, type, actor, command, order, SKU, reason)"
     tables = (
         Table("audit",

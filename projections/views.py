@@ -397,7 +397,10 @@ class Views:
                       progress: Progress | None = None) -> RunResult:
         """Rebuild projections from position 0 into new tables, swap them in, catch up.
 
-        ``names`` defaults to all of them. If the views file belongs to another
+        ``names`` defaults to all of them, except a built audit index of the
+        current version (its rows only copy fields of each event, which no
+        version of the views' code reads differently: it is rebuilt when its own
+        version changes, or when named). If the views file belongs to another
         ledger every projection is rebuilt.
         """
         chosen = list(dict.fromkeys(names)) if names else list(NAMES)
@@ -411,6 +414,8 @@ class Views:
             stored_fp = await self._meta("ledger_fingerprint")
             if stored_fp is not None and fp != stored_fp:
                 chosen = list(NAMES)
+            elif not names:
+                chosen = await self._worth_rebuilding(chosen)
             head = self.source.head()
             result = await self._rebuild_locked(chosen, head, progress)
             # events appended while rebuilding, and any other projection behind
@@ -421,6 +426,14 @@ class Views:
             result.seconds = time.perf_counter() - t0
             result.position = self.source.head()
             return result
+
+    async def _worth_rebuilding(self, names: list[str]) -> list[str]:
+        """``names`` without the built, current views whose rows never change meaning
+        (``rebuilt_by_default`` False: the audit index); they are caught up instead."""
+        state, tables = await self._state(), await self._tables()
+        return [n for n in names if PROJECTIONS[n].rebuilt_by_default
+                or state.get(n, (0, 0))[0] == 0 or state[n][1] != PROJECTIONS[n].version
+                or not await self._tables_exist(n, tables)]
 
     async def _rebuild_locked(self, names: list[str], head: int,
                               progress: Progress | None) -> RunResult:
@@ -470,8 +483,9 @@ class Views:
 
     def _jobs_for(self, head: int) -> int:
         """Processes for a rebuild: ``jobs``; ``None`` = automatic: 2 on a machine with
-        2+ cores for a SQLite ledger of ``PARALLEL_MIN`` events or more, else 1.
-        Only SQLite ledger files on POSIX (``fork``) can be split."""
+        2+ cores for a ledger of ``PARALLEL_MIN`` events or more, else 1.
+        Only ledgers with a partitionable reader (SQLite files, PostgreSQL) on POSIX
+        (``fork``) can be split."""
         if not hasattr(os, "fork") or not self.source.direct or self.path == ":memory:":
             return 1
         if self.jobs is not None:

@@ -161,3 +161,27 @@ async def test_a_failing_shard_worker_keeps_the_old_views(tmp_path, monkeypatch)
     async with Views(led, path, auto_sync=False) as v:
         assert await v.orders() == before
     led.close()
+
+
+async def test_rebuilding_all_views_keeps_a_current_audit_index(tmp_path, monkeypatch):
+    led = Ledger(str(tmp_path / "l.db"))
+    lines = list(iter_lines(80, 5))
+    half = len(lines) // 2
+    list(led.apply_lines(lines[:half]))
+    kept = str(tmp_path / "kept.views.db")
+    async with Views(led, kept) as v:
+        await v.rebuild()
+    list(led.apply_lines(lines[half:]))  # more events: the kept index catches up
+    async with Views(led, kept, jobs=2) as v:
+        r = await v.rebuild()
+        assert "audit" not in r.rebuilt and r.rebuilt
+        assert set((await v.checkpoints()).values()) == {led.head()}
+    async with Views(led, str(tmp_path / "fresh.views.db"), jobs=1) as v:
+        r = await v.rebuild()
+        assert "audit" in r.rebuilt  # never built: built
+    assert _rows(kept) == _rows(str(tmp_path / "fresh.views.db"))
+    # a new version of the audit's code rebuilds it
+    monkeypatch.setattr(PROJECTIONS["audit"], "version", PROJECTIONS["audit"].version + 1)
+    async with Views(led, kept) as v:
+        assert "audit" in (await v.rebuild()).rebuilt
+    led.close()
