@@ -289,22 +289,17 @@ class _Fused:
                 ship, deliver = iso(e.latest_ship_date), iso(e.latest_delivery_date)
                 b = e.buyer
                 if O is not None:
+                    # positional: several times faster than keywords for 23 fields
+                    # (the order of OrderDoc's fields, which is the table's columns)
                     O.recs[oid] = OrderDoc(
-                        order_id=oid, status=e.status, purchase_date=at_iso, purchase_us=at_us,
-                        payments_date=None, latest_ship_date=ship,
-                        latest_delivery_date=deliver, buyer_name=b.name,
-                        buyer_email=b.email, buyer_phone=b.phone, buyer_language=b.language,
-                        currency=e.currency, ship_service_level=e.ship_service_level,
-                        payment=None, warning=None, cancel_reason=None, canceled_by=None,
-                        buyer_requested_cancel=False, ever_released=False,
-                        ship_to=m._json(e.ship_to), market=m._market_json(e),
-                        last_updated=at_iso,
-                        items=[ItemRow(i.order_item_id, i.sku, i.title, i.quantity, 0, 0,
-                                       i.item_price, i.item_tax, i.shipping_price,
-                                       i.shipping_tax, i.gift_wrap_price, i.gift_wrap_tax,
-                                       i.promotion_discount, i.ship_promotion_discount,
-                                       i.price_designation)
-                               for i in e.items])
+                        oid, e.status, at_iso, at_us, None, ship, deliver, b.name, b.email,
+                        b.phone, b.language, e.currency, e.ship_service_level, None, None,
+                        None, None, False, False, m._json(e.ship_to), m._market_json(e), at_iso,
+                        [ItemRow(i.order_item_id, i.sku, i.title, i.quantity, 0, 0,
+                                 i.item_price, i.item_tax, i.shipping_price, i.shipping_tax,
+                                 i.gift_wrap_price, i.gift_wrap_tax, i.promotion_discount,
+                                 i.ship_promotion_discount, i.price_designation)
+                         for i in e.items])
                     O.dirty.add(oid)
                 if N is not None:
                     N.recs[oid] = NotifyOrder(

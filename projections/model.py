@@ -140,6 +140,8 @@ def market_of(d: OrderDoc) -> dict[str, Any]:
 
 
 def _market_json(e: ev.OrderPlaced) -> str:
+    if e.market is None and not e.restricted:
+        return "{}"
     out: dict[str, Any] = {}
     if e.market is not None:
         out.update(msgspec.to_builtins(e.market))
