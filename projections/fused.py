@@ -17,11 +17,13 @@ absent), the parallel rebuild's workers and :func:`projections.memory.project`
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, Iterable, Sequence
 
 from ledger import events as ev
 from ledger.rules import BUYER_WISH_REASONS
-from ledger.store import to_us
+from ledger.store import EPOCH
+from ledger.store import to_us as _to_us_any
 
 from . import model as m
 from .model import (
@@ -115,6 +117,24 @@ def _chain(first: Handler | None, rest: Sequence[Handler]) -> Handler:
         for h in calls:
             h(pos, e)
     return run
+
+
+_EPOCHS: dict[Any, Any] = {}
+
+
+def to_us(t: datetime) -> int:
+    """:func:`ledger.store.to_us`, about twice as fast for the fixed-offset times events
+    carry: the epoch expressed in the time's own zone is subtracted (same ``tzinfo``:
+    no offset is computed on either side). msgspec decodes an offset to one shared
+    ``timezone`` object, so the cache holds a handful of entries."""
+    tz = t.tzinfo
+    if type(tz) is not timezone:
+        return _to_us_any(t)
+    e = _EPOCHS.get(tz)
+    if e is None:
+        e = _EPOCHS[tz] = EPOCH.astimezone(tz)
+    d: timedelta = t - e
+    return (d.days * 86_400 + d.seconds) * 1_000_000 + d.microseconds
 
 
 def _cancel_qty(d: OrderDoc, lines: list[ev.ItemQuantity]) -> None:

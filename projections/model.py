@@ -20,6 +20,7 @@ or sorted, as microseconds since the epoch (``*_us``).
 
 from __future__ import annotations
 
+import sqlite3
 from decimal import Decimal
 from typing import Any, Callable, ClassVar, Iterable, get_args
 
@@ -36,6 +37,13 @@ STATUSES: tuple[str, ...] = get_args(ev.Status)
 Handler = Callable[[int, Any], None]
 
 _enc = msgspec.json.Encoder()
+
+# The sqlite3 module binds a None only after failing to find an adapter for it (an
+# AttributeError raised and cleared per value: ~5 % of a rebuild, whose rows have
+# many NULL columns). An adapter that returns None (an empty dict's ``get``: a
+# call into C, no Python frame) is found at once; the value bound is the same NULL.
+_no_keys: dict[None, None] = {}
+sqlite3.register_adapter(type(None), _no_keys.get)
 
 
 def _json(obj: Any) -> str:
@@ -114,9 +122,19 @@ _items_decoder = msgspec.json.Decoder(list[ItemRow])
 _address_decoder = msgspec.json.Decoder(ev.Address)
 
 
+#: where OrderDoc has its two booleans (buyer_requested_cancel, ever_released)
+_DOC_BOOLS = ORDER_COLUMNS.index("buyer_requested_cancel")
+assert ORDER_COLUMNS[_DOC_BOOLS + 1] == "ever_released"
+
+
 def doc_to_row(d: OrderDoc) -> tuple[Any, ...]:
+    """The ``orders`` row of a record. Booleans are bound as the integers SQLite
+    stores for them anyway: the sqlite3 module binds a ``bool`` only after failing
+    to find an adapter for it (two exceptions raised and cleared per value)."""
     t = msgspec.structs.astuple(d)
-    return t[:-1] + (_enc.encode(d.items).decode(),)
+    b = _DOC_BOOLS
+    return (t[:b] + (int(t[b]), int(t[b + 1])) + t[b + 2:-1]
+            + (_enc.encode(d.items).decode(),))
 
 
 def row_to_doc(row: Iterable[Any]) -> OrderDoc:
@@ -164,6 +182,14 @@ class MetricOrder(msgspec.Struct, gc=False):
 
 
 METRIC_COLUMNS: tuple[str, ...] = MetricOrder.__struct_fields__
+
+
+assert METRIC_COLUMNS[2] == "released"
+
+
+def _metric_row(t: tuple[Any, ...]) -> tuple[Any, ...]:
+    """A ``metric_orders`` row: ``released`` as an integer (see :func:`doc_to_row`)."""
+    return t[:2] + (int(t[2]),) + t[3:]
 
 
 def row_to_metric(row: Iterable[Any]) -> MetricOrder:
@@ -525,15 +551,17 @@ class MetricsProjection(KeyedProjection):
             astuple = msgspec.structs.astuple
             ops.append((f"INSERT OR REPLACE INTO {t['metric_orders']} ({', '.join(METRIC_COLUMNS)})"
                         f" VALUES ({', '.join('?' * len(METRIC_COLUMNS))})",
-                        [astuple(recs[k]) for k in keys]))
+                        [_metric_row(astuple(recs[k])) for k in keys]))
         if self.shipments:
             ops.append((f"INSERT INTO {t['metric_shipments']} (position, order_id, at_us, tracked)"
-                        " VALUES (?, ?, ?, ?)", self.shipments))
+                        " VALUES (?, ?, ?, ?)",
+                        [(p, o, at, int(tracked)) for p, o, at, tracked in self.shipments]))
             self.shipments = []
         if self.retracked:
             table = t["metric_shipments"]
             ops.append((f"UPDATE {table} SET tracked = ? WHERE position = "
-                        f"(SELECT MAX(position) FROM {table} WHERE order_id = ?)", self.retracked))
+                        f"(SELECT MAX(position) FROM {table} WHERE order_id = ?)",
+                        [(int(tracked), o) for tracked, o in self.retracked]))
             self.retracked = []
         return ops
 

@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import sqlite3
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from conftest import PG_URL, _drop_schema, pg_available
 from test_projections_support import everything
 
@@ -185,3 +187,26 @@ async def test_rebuilding_all_views_keeps_a_current_audit_index(tmp_path, monkey
     async with Views(led, kept) as v:
         assert "audit" in (await v.rebuild()).rebuilt
     led.close()
+
+
+@given(st.datetimes(min_value=datetime(1900, 1, 1), max_value=datetime(2300, 1, 1),
+                    timezones=st.one_of(
+                        st.integers(-14 * 60, 14 * 60).map(
+                            lambda m: timezone(timedelta(minutes=m))),
+                        st.timezones())))
+def test_the_fast_microseconds_equal_the_ledgers(t):
+    from ledger.store import to_us as ledger_to_us
+
+    assert fused.to_us(t) == ledger_to_us(t)
+
+
+def test_none_and_booleans_are_stored_as_before(tmp_path):
+    """Rows bind None through a registered adapter and booleans as integers: what
+    SQLite stores is unchanged (NULL, 0 and 1)."""
+    import projections.model  # noqa: F401  (registers the adapter)
+
+    con = sqlite3.connect(tmp_path / "x.db")
+    con.execute("CREATE TABLE t (a, b, c)")
+    con.executemany("INSERT INTO t VALUES (?, ?, ?)", [(None, True, int(True)), (None, 0, False)])
+    assert con.execute("SELECT typeof(a), typeof(b), b, typeof(c), c FROM t").fetchall() == [
+        ("null", "integer", 1, "integer", 1), ("null", "integer", 0, "integer", 0)]
