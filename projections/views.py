@@ -504,8 +504,9 @@ class Views:
         its partition; child 0 writes its rows into this file's ``__new`` tables,
         child k into a shard file of its own (:mod:`projections.shards`), so none
         waits for another; the shards are then copied in by SQLite, one
-        ``INSERT ... SELECT`` per table. They inherit the lock on the views file (held until the last of them
-        exits) and stop by themselves if this process dies.
+        ``INSERT ... SELECT`` per table. They inherit the lock on the views file
+        (held until the last of them exits) and stop by themselves if this
+        process dies.
         """
         shards.remove(self.path, jobs)  # an interrupted rebuild's
         counters = mmap.mmap(-1, 8 * jobs)
