@@ -158,9 +158,26 @@ class PostgresLog:
             self._conn = psycopg.connect(**self._params, autocommit=True)
         return self._conn
 
+    def _rows(self, sql: str, args: Sequence[Any] = ()) -> list[Any]:
+        """Run a query; a connection the server dropped (a restart, an idle timeout)
+        is opened again once, as the recorder's pool would."""
+        import psycopg
+
+        try:
+            return list(self._db().execute(sql, args).fetchall())
+        except psycopg.OperationalError:
+            if self._closed:
+                raise
+            conn, self._conn = self._conn, None
+            try:
+                conn.close()
+            except Exception:  # pragma: no cover - already gone
+                pass
+            return list(self._db().execute(sql, args).fetchall())
+
     def head(self) -> int:
-        row = self._db().execute(f"SELECT MAX(notification_id) FROM {self._table}").fetchone()
-        return int(row[0] or 0)
+        rows = self._rows(f"SELECT MAX(notification_id) FROM {self._table}")
+        return int(rows[0][0] or 0)
 
     def read(self, after: int, limit: int, upto: int | None = None,
              partition: tuple[int, int] | None = None) -> list[RawEvent]:
@@ -174,9 +191,9 @@ class PostgresLog:
                       f"'{ORDER_PREFIX}' THEN ascii(right(originator_id::text, 1)) %% %s "
                       "ELSE 0 END) = %s")
             args += [n, k]
-        rows = self._db().execute(
+        rows = self._rows(
             f"SELECT notification_id, originator_id::text, topic, state FROM {self._table} "
-            f"WHERE {where} ORDER BY notification_id LIMIT %s", (*args, limit)).fetchall()
+            f"WHERE {where} ORDER BY notification_id LIMIT %s", (*args, limit))
         return [(int(p), o, t, bytes(s)) for p, o, t, s in rows]
 
     def close(self) -> None:

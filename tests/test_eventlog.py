@@ -102,3 +102,27 @@ def test_backend_answers_the_backend_questions(tmp_path, monkeypatch):
     mem = Backend(":memory:")
     assert (mem.name, mem.default_views_path()) == ("memory", ":memory:")
     assert Backend.of(None).location == "order-ledger.db"
+
+
+def test_the_postgres_log_reconnects_after_losing_its_connection(pg_url):
+    import psycopg
+
+    from conftest import PG_URL
+
+    with Ledger(pg_url, advance_clock=True) as led:
+        list(led.apply_lines(walkthrough_lines()))
+        log = led.event_log()
+        try:
+            assert isinstance(log, PostgresLog)
+            head = log.head()
+            pid = log._db().info.backend_pid
+            with psycopg.connect(PG_URL, autocommit=True) as admin:  # a server restart, say
+                admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+            assert log.head() == head
+            other = led.event_log()
+            assert log.read(0, 3) == other.read(0, 3)
+            other.close()
+        finally:
+            log.close()
+        with pytest.raises(ValueError, match="closed"):
+            log.head()
