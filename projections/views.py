@@ -10,18 +10,12 @@ from __future__ import annotations
 
 import asyncio
 from datetime import datetime
-from typing import Any, Awaitable, Callable, Iterable, TypeVar, cast
+from typing import Any, Awaitable, Callable, Iterable, Sequence, TypeVar, cast
 
 import aiosqlite
 
-from . import read
-from .model import (
-    ORDER_COLUMNS,
-    STATUSES,
-    row_to_doc,
-    row_to_metric,
-    METRIC_COLUMNS,
-)
+from . import queries, read, rows
+from .model import METRIC_COLUMNS, ORDER_COLUMNS, OrderDoc, row_to_doc, row_to_metric
 from .runner import PARALLEL_MIN, RunResult, ViewRunner
 from .store import (
     CACHE_LIMIT,
@@ -49,7 +43,7 @@ class Views(ViewRunner):
     Reading methods call :meth:`sync` first unless ``auto_sync=False``.
     """
 
-    # --- reading ----------------------------------------------------------------------
+    # --- reading: the queries of ``projections.queries`` run as SQL ----------------------
 
     async def _ready(self) -> aiosqlite.Connection:
         if self.auto_sync:
@@ -60,78 +54,76 @@ class Views(ViewRunner):
         if not await self._tables_exist(name):
             raise ViewsError(f"the {name} view is not built yet; run `order-ledger sync`")
 
+    async def _select(self, view: str, sel: queries.Select, columns: Sequence[str],
+                      table: str) -> list[Any] | None:
+        """The stored records ``sel`` picks (None: view ``view`` is not built yet)."""
+        try:
+            sql, args = sel.sql(columns, table)
+        except queries.QueryError as exc:
+            raise ViewsError(str(exc)) from None
+        db = await self._ready()
+        if not await self._tables_exist(view):
+            return None
+        return list(await db.execute_fetchall(sql, args))
+
+    async def _docs(self, sel: queries.Select) -> list[OrderDoc]:
+        found = await self._select("orders", sel, ORDER_COLUMNS, "orders")
+        return [row_to_doc(r) for r in found or ()]
+
     async def orders(self, status: str | None = None,
-                     page: read.Page = read.DEFAULT_PAGE) -> list[dict[str, Any]]:
+                     page: read.Page = read.DEFAULT_PAGE) -> list[rows.OrderRow]:
         """Manage Orders: every order (newest purchase first), optionally one status;
         ``page`` sorts and limits in the query (see :class:`projections.read.Page`)."""
-        if status is not None and status not in STATUSES:
-            raise ViewsError(f"unknown status {status!r}; known: {', '.join(STATUSES)}")
-        order_by, args = _page_sql(page, "orders")
-        db = await self._ready()
-        if not await self._tables_exist("orders"):
-            return []
-        cols = ", ".join(ORDER_COLUMNS)
-        if status is None:
-            rows = await db.execute_fetchall(f"SELECT {cols} FROM orders{order_by}", args)
-        else:
-            rows = await db.execute_fetchall(
-                f"SELECT {cols} FROM orders WHERE status = ?{order_by}", (status, *args))
-        return [read.order_row(row_to_doc(r)) for r in rows]
+        try:
+            sel = queries.orders(status, page)
+        except queries.QueryError as exc:
+            raise ViewsError(str(exc)) from None
+        return queries.order_rows(await self._docs(sel))
 
-    async def order(self, order_id: str) -> dict[str, Any] | None:
-        db = await self._ready()
-        if not await self._tables_exist("orders"):
-            return None
-        rows = list(await db.execute_fetchall(
-            f"SELECT {', '.join(ORDER_COLUMNS)} FROM orders WHERE order_id = ?", (order_id,)))
-        return read.order_row(row_to_doc(rows[0])) if rows else None
-
-    async def _docs(self, where: str) -> list[Any]:
-        db = await self._ready()
-        if not await self._tables_exist("orders"):
-            return []
-        rows = await db.execute_fetchall(
-            f"SELECT {', '.join(ORDER_COLUMNS)} FROM orders WHERE {where}")
-        return [row_to_doc(r) for r in rows]
+    async def order(self, order_id: str) -> rows.OrderRow | None:
+        docs = await self._docs(queries.order(order_id))
+        return rows.order_row(docs[0]) if docs else None
 
     async def report_orders(self, report_time: datetime | None = None) -> str:
         """The Orders report as TSV text (no column depends on ``report_time``)."""
-        return read.render_orders_report(await self._docs("ever_released = 1"))
+        return queries.render_report("orders", await self._docs(queries.report("orders")),
+                                     report_time)
 
     async def report_unshipped(self, report_time: datetime, layout: str = "current") -> str:
         """The Unshipped Orders report at ``report_time`` as TSV text, in ``layout``."""
         if report_time.tzinfo is None:
             raise ValueError("a report time needs a UTC offset")
-        return read.render_unshipped_report(
-            await self._docs("status IN ('Unshipped', 'PartiallyShipped')"), report_time,
-            layout)
+        return queries.render_report(
+            "unshipped", await self._docs(queries.report("unshipped")), report_time, layout)
 
     async def report_all_orders(self, report_time: datetime | None = None) -> str:
         """The All Orders report as TSV text (every order; no column uses ``report_time``)."""
-        return read.render_all_orders_report(await self._docs("1 = 1"))
+        return queries.render_report(
+            "all_orders", await self._docs(queries.report("all_orders")), report_time)
 
-    async def inventory(self, page: read.Page = read.DEFAULT_PAGE) -> list[dict[str, Any]]:
+    async def inventory(self, page: read.Page = read.DEFAULT_PAGE) -> list[rows.InventoryRow]:
         """Manage Inventory: tracked SKUs by SKU (or as ``page`` says)."""
-        order_by, args = _page_sql(page, "inventory")
+        try:
+            page.spec("inventory")
+        except read.PageError as exc:
+            raise ViewsError(str(exc)) from None
         db = await self._ready()
         if not await self._tables_exist("inventory"):
             return []
-        rows = await db.execute_fetchall(
-            "SELECT i.sku AS sku, i.available AS available, COALESCE(r.reserved, 0) AS reserved"
-            " FROM inventory i "
-            "LEFT JOIN (SELECT sku, SUM(quantity) AS reserved FROM inventory_pending "
-            f"GROUP BY sku) r ON r.sku = i.sku{order_by}", args)
-        return [read.inventory_row(*r) for r in rows]
+        available = await db.execute_fetchall("SELECT sku, available FROM inventory")
+        pending = await db.execute_fetchall("SELECT sku, quantity FROM inventory_pending")
+        return queries.inventory(cast("list[tuple[str, int]]", list(available)),
+                                 cast("list[tuple[str, int]]", list(pending)), page)
 
-    async def metrics(self, at: datetime) -> dict[str, Any]:
+    async def metrics(self, at: datetime) -> rows.Metrics:
         """Seller metrics with windows ending at ``at`` (see docs/projections.md)."""
         if at.tzinfo is None:
             raise ValueError("a metrics time needs a UTC offset")
         db = await self._ready()
         if not await self._tables_exist("metrics"):
-            return read.compute_metrics([], [], at)
+            return queries.metrics([], [], at)
         r = read.metric_ranges(at)
-        rows = await db.execute_fetchall(
+        found = await db.execute_fetchall(
             f"SELECT {', '.join(METRIC_COLUMNS)} FROM metric_orders "
             "WHERE (purchase_us >= ? AND purchase_us < ?) "
             "OR (latest_ship_us >= ? AND latest_ship_us < ?)",
@@ -139,34 +131,20 @@ class Views(ViewRunner):
         ships = await db.execute_fetchall(
             "SELECT at_us, tracked FROM metric_shipments WHERE at_us >= ? AND at_us < ?",
             r["confirmation"])
-        return read.compute_metrics([row_to_metric(x) for x in rows],
-                                    cast("list[tuple[int, Any]]", list(ships)), at)
+        return queries.metrics([row_to_metric(x) for x in found],
+                               cast("list[tuple[int, Any]]", list(ships)), at)
 
     async def notifications(self, order_id: str | None = None,
-                            page: read.Page = read.DEFAULT_PAGE) -> list[dict[str, Any]]:
+                            page: read.Page = read.DEFAULT_PAGE) -> list[rows.Notification]:
         """The outbox in event order (or as ``page`` says), optionally of one order."""
-        order_by, args = _page_sql(page, "notifications")
-        db = await self._ready()
-        if not await self._tables_exist("notifications"):
-            return []
-        cols = "position, seq, at, recipient, kind, order_id, content"
-        if order_id is None:
-            rows = await db.execute_fetchall(f"SELECT {cols} FROM notifications{order_by}", args)
-        else:
-            rows = await db.execute_fetchall(
-                f"SELECT {cols} FROM notifications WHERE order_id = ?{order_by}",
-                (order_id, *args))
-        return [read.notification_row(tuple(r)) for r in rows]
+        found = await self._select(
+            "notifications", queries.notifications(order_id, page),
+            ("position", "seq", "at", "recipient", "kind", "order_id", "content"),
+            "notifications")
+        return [rows.notification_row(tuple(r)) for r in found or ()]
 
 
-def _page_sql(page: read.Page, listing: str) -> tuple[str, list[int]]:
-    try:
-        return page.sql(listing)
-    except read.PageError as exc:
-        raise ViewsError(str(exc)) from None
-
-
-
+# --- blocking wrappers for the command line -------------------------------------------
 # --- blocking wrappers for the command line -------------------------------------------
 
 
@@ -203,20 +181,20 @@ class BlockingViews:
         return self._call(lambda v: v.checkpoints())
 
     def orders(self, status: str | None = None,
-               page: read.Page = read.DEFAULT_PAGE) -> list[dict[str, Any]]:
+               page: read.Page = read.DEFAULT_PAGE) -> list[rows.OrderRow]:
         return self._call(lambda v: v.orders(status, page))
 
-    def order(self, order_id: str) -> dict[str, Any] | None:
+    def order(self, order_id: str) -> rows.OrderRow | None:
         return self._call(lambda v: v.order(order_id))
 
-    def inventory(self, page: read.Page = read.DEFAULT_PAGE) -> list[dict[str, Any]]:
+    def inventory(self, page: read.Page = read.DEFAULT_PAGE) -> list[rows.InventoryRow]:
         return self._call(lambda v: v.inventory(page))
 
-    def metrics(self, at: datetime) -> dict[str, Any]:
+    def metrics(self, at: datetime) -> rows.Metrics:
         return self._call(lambda v: v.metrics(at))
 
     def notifications(self, order_id: str | None = None,
-                      page: read.Page = read.DEFAULT_PAGE) -> list[dict[str, Any]]:
+                      page: read.Page = read.DEFAULT_PAGE) -> list[rows.Notification]:
         return self._call(lambda v: v.notifications(order_id, page))
 
     def report_orders(self, report_time: datetime | None = None) -> str:
