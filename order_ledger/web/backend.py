@@ -121,7 +121,7 @@ class Backend:
             if not steps:
                 return None
             return {"state": steps[-1].state, "steps": [s.as_dict() for s in steps],
-                    "explain": explain(led, order_id, steps)}
+                    "explain": plain(explain(led, order_id, steps))}
         return await self._blocking(work)
 
     # --- inventory, metrics, reports --------------------------------------------------
