@@ -66,12 +66,29 @@ class OrderRow(msgspec.Struct, kw_only=True):
     items: list[ItemRow]
 
 
-#: the fields of a Manage Orders row computed here; every other field is the stored
-#: record's field of the same name
-_COMPUTED = frozenset({"actionable", "greyed_out", "warning", "buyer_requested_cancel",
-                       "restricted", "market", "items"})
+#: the fields of a Manage Orders row computed by :func:`order_row`; every other field is
+#: the stored record's field of the same name
+_COMPUTED = ("actionable", "greyed_out", "warning", "buyer_requested_cancel", "restricted",
+             "market", "items")
 #: the fields copied by name from :class:`OrderDoc`
 FROM_DOC: tuple[str, ...] = tuple(f for f in OrderRow.__struct_fields__ if f not in _COMPUTED)
+
+
+def _row_builder() -> Any:
+    """``build(d, <computed fields>) -> OrderRow``: every field of :data:`FROM_DOC` read
+    from ``d`` by name, the computed ones as given -- written out once, from the fields
+    (as ``dataclasses`` writes ``__init__``), so a row costs what a hand-written
+    constructor call costs."""
+    copied = "".join(f"{f}=d.{f}, " for f in FROM_DOC)
+    given = "".join(f"{f}={f}, " for f in _COMPUTED)
+    src = (f"def build(d, {', '.join(_COMPUTED)}):\n"
+           f"    return OrderRow({copied}{given})\n")
+    scope: dict[str, Any] = {"OrderRow": OrderRow}
+    exec(src, scope)  # noqa: S102 - the source is built from the Struct's own field names
+    return scope["build"]
+
+
+_build_row = _row_builder()
 
 
 def order_row(d: OrderDoc) -> OrderRow:
@@ -80,8 +97,8 @@ def order_row(d: OrderDoc) -> OrderRow:
     market = market_of(d)
     for key in ("merchant_order_id", "buyer_cancel_reason"):
         market.pop(key, None)
-    return OrderRow(
-        **{f: getattr(d, f) for f in FROM_DOC},
+    row: OrderRow = _build_row(
+        d,
         actionable=is_open,
         greyed_out=d.status in (PENDING, CANCELED),
         warning=d.warning if is_open else None,
@@ -101,6 +118,7 @@ def order_row(d: OrderDoc) -> OrderRow:
             for i in d.items
         ],
     )
+    return row
 
 
 # --- one order: show, history, explain ------------------------------------------------
