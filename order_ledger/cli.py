@@ -155,11 +155,12 @@ def show(order_id: str, db: str | None, as_json: bool, as_of: datetime | None = 
     a past one)."""
     in_past = past(as_of, at_position)
     ledger = open_reader(db)
+    from projections.rows import plain
     from replay.asof import show_order
 
-    view = show_order(ledger, order_id,
-                      resolve_point(ledger, as_of, at_position) if in_past else None)
-    if view is None:
+    found = show_order(ledger, order_id,
+                       resolve_point(ledger, as_of, at_position) if in_past else None)
+    if found is None:
         k = known_at()
         when = "" if not in_past else (
             (f" as of {as_of.isoformat()}" if as_of else "")
@@ -167,6 +168,7 @@ def show(order_id: str, db: str | None, as_json: bool, as_of: datetime | None = 
             + (f" as known at {k.isoformat()}" if k is not None else ""))
         err_console.print(f"no order {order_id} in the ledger{when}", markup=False)
         sys.exit(1)
+    view = plain(found)
     if as_json:
         print_json(view)
         return

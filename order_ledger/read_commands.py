@@ -21,6 +21,7 @@ import click
 from ledger.store import connection_lost
 from projections import NAMES, Views, read
 from projections.model import STATUSES
+from projections.rows import Metrics, plain
 
 from .common import (
     WHEN,
@@ -146,6 +147,7 @@ def orders_cmd(status: str | None, db: str | None, views: str | None, as_json: b
                           ["orders"])
     else:
         rows = run_views(db, views, lambda v, _: v.orders(status, page))
+    rows = plain(rows)
     if as_json:
         print_json(rows)
         return
@@ -262,6 +264,7 @@ def inventory_cmd(db: str | None, views: str | None, as_json: bool,
                           ["inventory"])
     else:
         rows = run_views(db, views, lambda v, _: v.inventory(page))
+    rows = plain(rows)
     if as_json:
         print_json(rows)
         return
@@ -292,13 +295,14 @@ def metrics_cmd(at: datetime | None, db: str | None, views: str | None, as_json:
     valid_tracking_rate; each with numerator, denominator, rate (null when
     nothing is in the window), target, breached (cancellation: and breakdown).
     """
-    async def work(v: Views, ledger: Any) -> dict:
+    async def work(v: Views, ledger: Any) -> Metrics:
         return await v.metrics(at or default_time(ledger))
 
     if past(as_of, at_position):
         m = as_of_read(db, as_of, at_position, lambda s, when: s.metrics(at or when), ["metrics"])
     else:
         m = run_views(db, views, work)
+    m = plain(m)
     if as_json:
         print_json(m)
         return
@@ -358,6 +362,7 @@ def notifications_cmd(order_id: str | None, db: str | None, views: str | None,
                           lambda s, _: s.notifications(order_id, page), ["notifications"])
     else:
         rows = run_views(db, views, lambda v, _: v.notifications(order_id, page))
+    rows = plain(rows)
     if as_json:
         print_json(rows)
         return

@@ -11,6 +11,7 @@ from typing import Any
 
 import click
 
+from projections.rows import plain
 from replay.bundle import BundleError, export_bundle, import_bundle
 from replay.history import explain, order_history
 
@@ -97,10 +98,11 @@ def _short(v: Any) -> str:
 def explain_cmd(order_id: str, db: str | None, as_json: bool) -> None:
     """Why an order is in its status, and what happens next."""
     ledger = open_reader(db)
-    result = explain(ledger, order_id)
-    if result is None:
+    found = explain(ledger, order_id)
+    if found is None:
         err_console.print(f"no order {order_id} in the ledger", markup=False)
         sys.exit(1)
+    result = plain(found)
     if as_json:
         print_json(result)
         return

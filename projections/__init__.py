@@ -6,6 +6,11 @@
   ``(position, payload)``; returns a :class:`Snapshot` read like the views;
 - :func:`views_path` -- where the views of a ledger live.
 
+Reads return the Structs of :mod:`projections.rows` (``rows.plain()`` gives the
+JSON-ready form ``--json`` prints); :mod:`projections.queries` is the one query
+layer both the stored views and the snapshots use; the stored views are
+:mod:`projections.store` (the file) and :mod:`projections.runner` (sync, rebuild).
+
 Projections: ``orders`` (Manage Orders, Orders and Unshipped Orders reports),
 ``inventory`` (Manage Inventory), ``metrics`` (seller metrics),
 ``notifications`` (the outbox) and ``audit`` (one row per event, for

@@ -14,7 +14,7 @@ from typing import Any, Iterable
 
 from ledger import events as ev
 
-from . import read
+from . import queries, read, rows
 from .model import (
     NAMES,
     PROJECTIONS,
@@ -43,44 +43,47 @@ class Snapshot:
 
     # Manage Orders -------------------------------------------------------------
     def orders(self, status: str | None = None,
-               page: read.Page = read.DEFAULT_PAGE) -> list[dict[str, Any]]:
+               page: read.Page = read.DEFAULT_PAGE) -> list[rows.OrderRow]:
         p: OrdersProjection = self._p("orders")
-        docs = [d for d in p.recs.values() if status is None or d.status == status]
-        return [read.order_row(d) for d in page.apply("orders", docs)]
+        return queries.order_rows(queries.orders(status, page).apply(p.recs.values()))
 
-    def order(self, order_id: str) -> dict[str, Any] | None:
+    def order(self, order_id: str) -> rows.OrderRow | None:
         d = self._p("orders").recs.get(order_id)
-        return read.order_row(d) if d is not None else None
+        return rows.order_row(d) if d is not None else None
+
+    def _report(self, kind: str, report_time: datetime | None, layout: str = "current") -> str:
+        docs = queries.report(kind).apply(self._p("orders").recs.values())
+        return queries.render_report(kind, docs, report_time, layout)
 
     def report_orders(self, report_time: datetime | None = None) -> str:
         """The Orders report (``report_time`` is accepted for symmetry; no column uses it)."""
-        return read.render_orders_report(self._p("orders").recs.values())
+        return self._report("orders", report_time)
 
     def report_unshipped(self, report_time: datetime, layout: str = "current") -> str:
-        return read.render_unshipped_report(self._p("orders").recs.values(), report_time,
-                                            layout)
+        return self._report("unshipped", report_time, layout)
 
     def report_all_orders(self, report_time: datetime | None = None) -> str:
         """The All Orders report (``report_time`` accepted for symmetry; no column uses it)."""
-        return read.render_all_orders_report(self._p("orders").recs.values())
+        return self._report("all_orders", report_time)
 
     # Manage Inventory -------------------------------------------------------------
-    def inventory(self, page: read.Page = read.DEFAULT_PAGE) -> list[dict[str, Any]]:
+    def inventory(self, page: read.Page = read.DEFAULT_PAGE) -> list[rows.InventoryRow]:
         p: InventoryProjection = self._p("inventory")
-        return page.apply("inventory", [read.inventory_row(*r) for r in p.rows()])
+        return queries.inventory(p.available.items(),
+                                 (item for skus in p.pending.values() for item in skus.items()),
+                                 page)
 
     # metrics ------------------------------------------------------------------------
-    def metrics(self, at: datetime) -> dict[str, Any]:
+    def metrics(self, at: datetime) -> rows.Metrics:
         p: MetricsProjection = self._p("metrics")
-        return read.compute_metrics(p.recs.values(), [(s[2], s[3]) for s in p.shipments], at)
+        return queries.metrics(p.recs.values(), [(s[2], s[3]) for s in p.shipments], at)
 
     # notifications -------------------------------------------------------------------
     def notifications(self, order_id: str | None = None,
-                      page: read.Page = read.DEFAULT_PAGE) -> list[dict[str, Any]]:
+                      page: read.Page = read.DEFAULT_PAGE) -> list[rows.Notification]:
         p: NotificationsProjection = self._p("notifications")
-        rows = sorted(p.rows, key=lambda r: (r[0], r[1]))
-        return page.apply("notifications", [read.notification_row(r) for r in rows
-                                            if order_id is None or r[5] == order_id])
+        return queries.notifications(order_id, page).apply(
+            rows.notification_row(r) for r in p.rows)
 
 
 def _pairs(events: Iterable[Any]) -> Iterable[tuple[int, ev.Event]]:

@@ -122,28 +122,31 @@ _items_decoder = msgspec.json.Decoder(list[ItemRow])
 _address_decoder = msgspec.json.Decoder(ev.Address)
 
 
-#: where OrderDoc has its two booleans (buyer_requested_cancel, ever_released)
-_DOC_BOOLS = ORDER_COLUMNS.index("buyer_requested_cancel")
-assert ORDER_COLUMNS[_DOC_BOOLS + 1] == "ever_released"
-
-
 def doc_to_row(d: OrderDoc) -> tuple[Any, ...]:
-    """The ``orders`` row of a record. Booleans are bound as the integers SQLite
-    stores for them anyway: the sqlite3 module binds a ``bool`` only after failing
-    to find an adapter for it (two exceptions raised and cleared per value)."""
-    t = msgspec.structs.astuple(d)
-    b = _DOC_BOOLS
-    return (t[:b] + (int(t[b]), int(t[b + 1])) + t[b + 2:-1]
-            + (_enc.encode(d.items).decode(),))
+    """The ``orders`` row of an :class:`OrderDoc` (``items`` as JSON). Booleans are
+    bound as the integers SQLite stores for them anyway: the sqlite3 module binds a
+    ``bool`` only after failing to find an adapter for it (an exception raised and
+    cleared per value)."""
+    t = list(msgspec.structs.astuple(d))
+    t[_DOC_ITEMS] = _enc.encode(d.items).decode()
+    for i in _DOC_BOOLS:
+        t[i] = int(t[i])
+    return tuple(t)
+
+
+#: where the ``bool`` fields of :class:`OrderDoc` are (SQLite gives them back as 0 / 1)
+_DOC_BOOLS = tuple(i for i, f in enumerate(msgspec.structs.fields(OrderDoc)) if f.type is bool)
+_DOC_ITEMS = ORDER_COLUMNS.index("items")
 
 
 def row_to_doc(row: Iterable[Any]) -> OrderDoc:
+    """An ``orders`` row (its columns in :data:`ORDER_COLUMNS` order) as an
+    :class:`OrderDoc`; the conversions follow the fields' types."""
     vals = list(row)
-    vals[-1] = _items_decoder.decode(vals[-1])
-    d = OrderDoc(*vals)
-    d.buyer_requested_cancel = bool(d.buyer_requested_cancel)
-    d.ever_released = bool(d.ever_released)
-    return d
+    vals[_DOC_ITEMS] = _items_decoder.decode(vals[_DOC_ITEMS])
+    for i in _DOC_BOOLS:
+        vals[i] = bool(vals[i])
+    return OrderDoc(*vals)
 
 
 def address_of(d: OrderDoc) -> ev.Address:
@@ -488,14 +491,6 @@ class InventoryProjection(Projection):
         if len(self.pending) > limit:
             self.pending.clear()
             self.complete = False
-
-    def rows(self) -> list[tuple[str, int, int]]:
-        """(sku, available, reserved) for every tracked SKU, by SKU (in memory)."""
-        reserved: dict[str, int] = {}
-        for skus in self.pending.values():
-            for sku, q in skus.items():
-                reserved[sku] = reserved.get(sku, 0) + q
-        return [(s, a, reserved.get(s, 0)) for s, a in sorted(self.available.items())]
 
 
 # --- seller metrics -------------------------------------------------------------------

@@ -23,6 +23,7 @@ from .model import (
     iso,
     market_of,
 )
+from .rows import CancellationMetric, LateShipment, Metric, Metrics, Window
 
 DAY = timedelta(days=1)
 DAY_US = 86_400_000_000
@@ -99,72 +100,24 @@ class Page(msgspec.Struct, frozen=True):
 DEFAULT_PAGE = Page()
 
 
-# --- Manage Orders -------------------------------------------------------------------
+class Where(msgspec.Struct, frozen=True):
+    """``field`` is one of ``values``: a filter written once, applied in SQL by the stored
+    views (:meth:`sql`) and in memory by the snapshots (:meth:`test`)."""
 
+    field: str
+    values: tuple[Any, ...]
 
-def order_row(d: OrderDoc) -> dict[str, Any]:
-    """One Manage Orders row (the keys follow ``order-ledger show --json``)."""
-    is_open = d.status in OPEN
-    market = market_of(d)
-    for key in ("merchant_order_id", "buyer_cancel_reason"):
-        market.pop(key, None)
-    return {
-        "order_id": d.order_id,
-        "status": d.status,
-        "actionable": is_open,
-        "greyed_out": d.status in (PENDING, CANCELED),
-        "purchase_date": d.purchase_date,
-        "payments_date": d.payments_date,
-        "latest_ship_date": d.latest_ship_date,
-        "latest_delivery_date": d.latest_delivery_date,
-        "warning": d.warning if is_open else None,
-        "buyer_name": d.buyer_name,
-        "ship_service_level": d.ship_service_level,
-        "currency": d.currency,
-        "payment": d.payment,
-        "cancel_reason": d.cancel_reason,
-        "canceled_by": d.canceled_by,
-        "buyer_requested_cancel": bool(d.buyer_requested_cancel),
-        #: what the marketplace withheld, and its own fields (as ``show --json``)
-        "restricted": market.pop("restricted", []),
-        "market": market,
-        "items": [
-            {
-                "order_item_id": i.order_item_id,
-                "sku": i.sku,
-                "title": i.title,
-                "quantity": i.quantity,
-                "quantity_shipped": i.shipped,
-                "quantity_canceled": i.canceled,
-                "quantity_to_ship": (i.quantity - i.shipped - i.canceled) if is_open else 0,
-            }
-            for i in d.items
-        ],
-    }
+    def sql(self) -> tuple[str, list[Any]]:
+        """``field IN (?, ...)`` and its parameters."""
+        return f"{self.field} IN ({', '.join('?' * len(self.values))})", list(self.values)
+
+    def test(self, record: Any) -> bool:
+        return bool(getattr(record, self.field) in self.values)
 
 
 def manage_orders_key(d: OrderDoc) -> tuple[Any, ...]:
     """Manage Orders lists the newest purchase first, ties by order id."""
     return (-d.purchase_us, d.order_id)
-
-
-# --- Manage Inventory ----------------------------------------------------------------
-
-
-def inventory_row(sku: str, available: int, reserved: int) -> dict[str, Any]:
-    return {"sku": sku, "available": available, "active": available > 0,
-            "reserved": reserved}
-
-
-# --- notifications -------------------------------------------------------------------
-
-_dec = msgspec.json.Decoder()
-
-
-def notification_row(row: tuple[Any, ...]) -> dict[str, Any]:
-    position, seq, at, to, kind, order_id, content = row
-    return {"position": position, "seq": seq, "at": at, "to": to, "kind": kind,
-            "order_id": order_id, "content": _dec.decode(content)}
 
 
 # --- reports ---------------------------------------------------------------------------
@@ -246,13 +199,28 @@ def report_key(d: OrderDoc) -> tuple[Any, ...]:
     return (d.purchase_us, d.order_id)
 
 
+#: which orders each report reads (besides its own per-item rules): the Orders report
+#: those that left Pending (Canceled ones only if they ever did), the Unshipped Orders
+#: report the open ones, the All Orders report every order
+REPORT_WHERE: dict[str, Where | None] = {
+    "orders": Where("ever_released", (True,)),
+    "unshipped": Where("status", OPEN),
+    "all_orders": None,
+}
+
+
 def in_orders_report(d: OrderDoc) -> bool:
     """Orders that left Pending (Canceled ones only if they ever did)."""
-    return bool(d.ever_released)
+    return _in_report("orders", d)
 
 
 def in_unshipped_report(d: OrderDoc) -> bool:
-    return d.status in OPEN
+    return _in_report("unshipped", d)
+
+
+def _in_report(kind: str, d: OrderDoc) -> bool:
+    where = REPORT_WHERE[kind]
+    return where is None or where.test(d)
 
 
 def days_past_promise(promise: datetime, report_time: datetime) -> int:
@@ -495,6 +463,7 @@ def _need_offset(t: datetime) -> None:
 # --- seller metrics -------------------------------------------------------------------
 
 CANCELLATION_DAYS = 7
+#: the late shipment windows (the fields of :class:`projections.rows.LateShipment`)
 LATE_SHIPMENT_DAYS = (10, 30)
 VALID_TRACKING_DAYS = 30
 
@@ -521,18 +490,18 @@ def metric_ranges(at: datetime) -> dict[str, tuple[int, int]]:
     }
 
 
-def _metric(name: str, at: datetime, days: int, by: str, num: int, den: int) -> dict[str, Any]:
+def _metric(name: str, at: datetime, days: int, by: str, num: int, den: int) -> Metric:
     target, text, breached = TARGETS[name]
-    return {
-        "window": {"days": days, "by": by, "from": iso(at - timedelta(days=days)),
-                   "to": iso(at), "edges": "[from, to)"},
-        "numerator": num,
-        "denominator": den,
-        "rate": (num / den) if den else None,
-        "target": target,
-        "target_text": text,
-        "breached": bool(den) and breached(num, den),
-    }
+    return Metric(
+        window=Window(days=days, by=by, from_=iso(at - timedelta(days=days)), to=iso(at),
+                      edges="[from, to)"),
+        numerator=num,
+        denominator=den,
+        rate=(num / den) if den else None,
+        target=target,
+        target_text=text,
+        breached=bool(den) and breached(num, den),
+    )
 
 
 def is_late(m: MetricOrder) -> bool:
@@ -543,7 +512,7 @@ def is_late(m: MetricOrder) -> bool:
 
 
 def compute_metrics(orders: Iterable[MetricOrder], shipments: Iterable[tuple[int, Any]],
-                    at: datetime) -> dict[str, Any]:
+                    at: datetime) -> Metrics:
     """Seller metrics at ``at`` from per-order facts and (at_us, tracked) confirmations.
 
     ``orders`` and ``shipments`` may hold more than the windows; they are filtered here.
@@ -575,14 +544,16 @@ def compute_metrics(orders: Iterable[MetricOrder], shipments: Iterable[tuple[int
             v_den += 1
             if tracked:
                 v_num += 1
-    cancel = _metric("cancellation_rate", at, CANCELLATION_DAYS, "purchase date", c_num, c_den)
-    cancel["breakdown"] = dict(sorted(breakdown.items()))
-    return {
-        "at": iso(at),
-        "cancellation_rate": cancel,
-        "late_shipment_rate": {
-            f"{d}d": _metric("late_shipment_rate", at, d, "latest ship date", *late[d])
-            for d in LATE_SHIPMENT_DAYS},
-        "valid_tracking_rate": _metric("valid_tracking_rate", at, VALID_TRACKING_DAYS,
-                                       "confirmation time", v_num, v_den),
-    }
+    cancel = CancellationMetric(
+        **msgspec.structs.asdict(_metric("cancellation_rate", at, CANCELLATION_DAYS,
+                                         "purchase date", c_num, c_den)),
+        breakdown=dict(sorted(breakdown.items())))
+    d10, d30 = (_metric("late_shipment_rate", at, d, "latest ship date", *late[d])
+                for d in LATE_SHIPMENT_DAYS)
+    return Metrics(
+        at=iso(at),
+        cancellation_rate=cancel,
+        late_shipment_rate=LateShipment(d10=d10, d30=d30),
+        valid_tracking_rate=_metric("valid_tracking_rate", at, VALID_TRACKING_DAYS,
+                                    "confirmation time", v_num, v_den),
+    )

@@ -45,6 +45,7 @@ from ledger import events as ev
 from ledger.application import Ledger
 from ledger.store import from_us, to_us
 from projections import Snapshot, project
+from projections import rows as out
 
 from .history import order_history
 
@@ -257,7 +258,8 @@ def order_view(ledger: Ledger, order_id: str, point: Point | int) -> dict[str, A
     return steps[-1].state if steps else None
 
 
-def show_order(ledger: Ledger, order_id: str, point: Point | None = None) -> dict[str, Any] | None:
+def show_order(ledger: Ledger, order_id: str,
+               point: Point | None = None) -> out.OrderView | None:
     """``order-ledger show --json``: the order now (``point`` None) or as of ``point``,
     with the business time (``updated_at``) and the recording time (``recorded_at``)
     of its latest event; None when the ledger holds no such order (by then)."""
@@ -265,8 +267,6 @@ def show_order(ledger: Ledger, order_id: str, point: Point | None = None) -> dic
         else order_history(ledger, order_id)
     if not steps:
         return None
-    view = dict(steps[-1].state)
     last = steps[-1].payload
-    view["updated_at"] = last.at.isoformat()
-    view["recorded_at"] = ev.recorded_at(last).isoformat()
-    return view
+    return out.order_view(steps[-1].state | {"updated_at": last.at.isoformat(),
+                                             "recorded_at": ev.recorded_at(last).isoformat()})

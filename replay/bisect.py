@@ -44,6 +44,7 @@ from ledger.application import Ledger
 from ledger.store import from_us, to_us
 from projections import Snapshot, project
 from projections.model import MetricsProjection, dispatch_table
+from projections.rows import Metrics, plain
 
 from .asof import _command_time, clock_at, events_upto
 from .history import Step, event_fields, order_history
@@ -87,12 +88,13 @@ class Predicate:
     uses_order: bool
     uses_metrics: bool
 
-    def holds(self, order: dict | None, metrics: dict | None) -> bool:
+    def holds(self, order: Any, metrics: Any) -> bool:
+        """Whether the condition holds of the order and metrics (dicts or rows)."""
         env: dict[str, Any] = {}
         if self.uses_order:
-            env["order"] = wrap(order)
+            env["order"] = wrap(plain(order))
         if self.uses_metrics:
-            env["metrics"] = wrap(metrics)
+            env["metrics"] = wrap(plain(metrics))
         try:
             return bool(eval(self.code, {"__builtins__": SAFE_BUILTINS}, env))  # noqa: S307
         except TypeError as exc:
@@ -238,8 +240,9 @@ class _Search:
             t = self._fallback
         return t
 
-    def state(self, position: int, metrics: dict) -> dict:
-        return {"position": position, "order": self.order_at(position), "metrics": metrics}
+    def state(self, position: int, metrics: Metrics) -> dict:
+        return {"position": position, "order": self.order_at(position),
+                "metrics": plain(metrics)}
 
     def state_at(self, position: int) -> dict:
         """The order and the metrics right after ``position`` (one prefix replay)."""

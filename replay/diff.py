@@ -28,6 +28,7 @@ from typing import Any, Callable, Iterable
 
 from ledger.application import Ledger
 from projections import PROJECTIONS, Snapshot, Views, project
+from projections.rows import plain
 from projections.verify import replays, view_points
 
 from .asof import VIEW_NAMES, Point, evaluation_time, events_upto
@@ -57,10 +58,10 @@ def side_from_snapshot(snap: Snapshot, at: datetime, label: str,
                        point: dict[str, Any] | None = None) -> Side:
     side = Side(label, at, point=point or {"position": snap.position})
     side.sections = {
-        "orders": snap.orders(),
-        "inventory": snap.inventory(),
-        "notifications": snap.notifications(),
-        "metrics": snap.metrics(at),
+        "orders": plain(snap.orders()),
+        "inventory": plain(snap.inventory()),
+        "notifications": plain(snap.notifications()),
+        "metrics": plain(snap.metrics(at)),
         "orders_report": snap.report_orders(at),
         "unshipped_report": snap.report_unshipped(at),
     }
@@ -223,7 +224,7 @@ async def _stored_side(v: Views, at: datetime, label: str) -> Side:
         "unshipped_report": lambda: v.report_unshipped(at)}
     for name, read in readers.items():
         try:
-            side.sections[name] = await read()
+            side.sections[name] = plain(await read())
         except Exception as exc:  # e.g. a table whose columns the code no longer knows
             side.errors[name] = f"{type(exc).__name__}: {exc}"
     return side
@@ -333,7 +334,7 @@ async def views_vs_rebuild(ledger: Ledger, views: str | None = None,
             "orders": s.orders, "inventory": s.inventory, "notifications": s.notifications,
             "metrics": lambda: s.metrics(when), "orders_report": lambda: s.report_orders(when),
             "unshipped_report": lambda: s.report_unshipped(when)}
-        fresh.sections[section] = read[section]()
+        fresh.sections[section] = plain(read[section]())
     stored.point = {"checkpoints": {n: points[n].checkpoint for n in PROJECTIONS}, "at": when.isoformat()}
     fresh.point = {"positions": target, "at": when.isoformat()}
     result = compare(stored, fresh)

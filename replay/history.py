@@ -15,6 +15,7 @@ import msgspec
 from ledger import events as ev
 from ledger.application import Ledger
 from ledger.domain import HOLD, SHIP, VERIFY, WARN, Order, Recorded, order_key
+from projections.rows import Explanation, NextStep, Reason
 
 _ENVELOPE = ("type", "at", "recorded_at", "actor", "command_id", "order_id")
 
@@ -102,7 +103,7 @@ ACTIONS: dict[str, str] = {
 
 
 def explain(ledger: Ledger, order_id: str,
-            steps: list[Step] | None = None) -> dict[str, Any] | None:
+            steps: list[Step] | None = None) -> Explanation | None:
     """Why the order is in its status, and what happens next; ``steps``: the order's
     history to explain (default: all of it; e.g. ``replay.asof.steps_as_of`` for a past
     view)."""
@@ -111,7 +112,7 @@ def explain(ledger: Ledger, order_id: str,
     if not steps:
         return None
     state = steps[-1].state
-    reasons = []
+    reasons: list[Reason] = []
     prev_status = None
     for step in steps:
         p = step.payload
@@ -121,21 +122,21 @@ def explain(ledger: Ledger, order_id: str,
         detail = _detail(p)
         if changed or isinstance(p, (ev.ShipmentConfirmed, ev.OrderAdjusted,
                                      ev.ShipByWarningIssued, ev.CancellationRequested)):
-            reasons.append({
-                "position": step.position, "at": p.at.isoformat(), "type": type(p).__name__,
-                "actor": p.actor, "why": text + (f": {detail}" if detail else ""),
-                "status_after": status})
+            reasons.append(Reason(
+                position=step.position, at=p.at.isoformat(), type=type(p).__name__,
+                actor=p.actor, why=text + (f": {detail}" if detail else ""),
+                status_after=status))
         prev_status = status
     nd = state.get("next_deadline")
-    return {
-        "order_id": order_id,
-        "status": state["status"],
-        "actionable": state["actionable"],
-        "because": reasons,
-        "seller_can": ACTIONS[state["status"]],
-        "next_deadline": (
-            {"kind": nd["kind"], "at": nd["at"], "what_happens": NEXT[nd["kind"]]} if nd else None),
-    }
+    return Explanation(
+        order_id=order_id,
+        status=state["status"],
+        actionable=state["actionable"],
+        because=reasons,
+        seller_can=ACTIONS[state["status"]],
+        next_deadline=(NextStep(kind=nd["kind"], at=nd["at"], what_happens=NEXT[nd["kind"]])
+                       if nd else None),
+    )
 
 
 def _detail(p: ev.Event) -> str:

@@ -29,6 +29,7 @@ from typing import Any
 
 from ledger.application import Ledger
 from projections.read import ReportEncodingError, encode_report
+from projections.rows import plain
 
 from .asof import VIEW_NAMES, Point, evaluation_time, snapshot
 
@@ -101,10 +102,10 @@ def render(ledger: Ledger, point: Point, at: datetime | None = None) -> dict[str
     files = {
         "orders.txt": _report_bytes(snap.report_orders(when)),
         "unshipped.txt": _report_bytes(snap.report_unshipped(when)),
-        "manage-orders.json": dumps(snap.orders()),
-        "inventory.json": dumps(snap.inventory()),
-        "metrics.json": dumps(snap.metrics(when)),
-        "notifications.json": dumps(snap.notifications()),
+        "manage-orders.json": dumps(plain(snap.orders())),
+        "inventory.json": dumps(plain(snap.inventory())),
+        "metrics.json": dumps(plain(snap.metrics(when))),
+        "notifications.json": dumps(plain(snap.notifications())),
     }
     manifest = {
         **point.as_dict(),

@@ -23,6 +23,7 @@ from ledger.application import Ledger
 from ledger.store import to_us
 from projections import read
 from projections.model import MetricsProjection
+from projections.rows import Metrics
 
 from .asof import CommandTimes, Point, evaluation_time, events_as_of, resolve
 
@@ -30,12 +31,12 @@ DAY = timedelta(days=1)
 
 #: the charted series: key -> (label, how to pick it out of ``compute_metrics``)
 SERIES: dict[str, tuple[str, Any]] = {
-    "cancellation_rate": ("Cancellation rate (7 days)", lambda m: m["cancellation_rate"]),
+    "cancellation_rate": ("Cancellation rate (7 days)", lambda m: m.cancellation_rate),
     "late_shipment_rate_10d": ("Late shipment rate (10 days)",
-                               lambda m: m["late_shipment_rate"]["10d"]),
+                               lambda m: m.late_shipment_rate.d10),
     "late_shipment_rate_30d": ("Late shipment rate (30 days)",
-                               lambda m: m["late_shipment_rate"]["30d"]),
-    "valid_tracking_rate": ("Valid tracking rate (30 days)", lambda m: m["valid_tracking_rate"]),
+                               lambda m: m.late_shipment_rate.d30),
+    "valid_tracking_rate": ("Valid tracking rate (30 days)", lambda m: m.valid_tracking_rate),
 }
 
 
@@ -63,12 +64,12 @@ def day_boundaries(first: datetime, end: datetime, max_days: int | None = None) 
     return out
 
 
-def _point_row(at: datetime, m: dict[str, Any]) -> dict[str, Any]:
+def _point_row(at: datetime, m: Metrics) -> dict[str, Any]:
     row: dict[str, Any] = {"at": at.isoformat()}
     for key, (_, pick) in SERIES.items():
         x = pick(m)
-        row[key] = {"numerator": x["numerator"], "denominator": x["denominator"],
-                    "rate": x["rate"], "breached": x["breached"]}
+        row[key] = {"numerator": x.numerator, "denominator": x.denominator,
+                    "rate": x.rate, "breached": x.breached}
     return row
 
 

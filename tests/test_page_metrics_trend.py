@@ -27,7 +27,7 @@ def _same_as_as_of(ledger: Ledger, trend: dict, known_at: datetime | None = None
             x = pick(m)
             got = p[key]
             assert (got["numerator"], got["denominator"], got["rate"], got["breached"]) == (
-                x["numerator"], x["denominator"], x["rate"], x["breached"]), (p["at"], key)
+                x.numerator, x.denominator, x.rate, x.breached), (p["at"], key)
     return len(trend["points"])
 
 
@@ -107,7 +107,7 @@ def test_the_last_point_is_what_metrics_gives_now(db_url, tmp_path):
     last = trend["points"][-1]
     assert last["at"] == clock.isoformat()
     assert (last["cancellation_rate"]["numerator"], last["cancellation_rate"]["denominator"]) \
-        == (now["cancellation_rate"]["numerator"], now["cancellation_rate"]["denominator"]) \
+        == (now.cancellation_rate.numerator, now.cancellation_rate.denominator) \
         == (1, 2)
     assert all(p["cancellation_rate"]["numerator"] == 0 for p in trend["points"][:-1])
 

@@ -28,13 +28,15 @@ from ledger.application import Ledger
 from projections import NAMES, Views, ViewsError, ViewsLocationError, project, views_path
 from projections import fused
 from projections.model import PROJECTIONS
+from projections.rows import InventoryRow, OrderRow, OrderView, order_view, plain
 
 A, B, C, D, E = (oid(n) for n in range(1, 6))
 REPORT = T0 + timedelta(days=3)
 
 
 def by_id(rows):
-    return {r["order_id"]: r for r in rows}
+    """Rows (Structs, or their JSON form) by order id."""
+    return {(r["order_id"] if isinstance(r, dict) else r.order_id): r for r in rows}
 
 
 # --- Manage Orders ----------------------------------------------------------------------
@@ -84,14 +86,16 @@ async def test_manage_orders_matches_the_aggregate_view(tmp_path):
         cmd("tick", at(31)),
     ))
     rows = (await views_and_memory(led, tmp_path, REPORT))["orders"]
+    # every field a Manage Orders row shares with `show` (no list kept by hand)
+    shared = set(OrderRow.__struct_fields__) & set(OrderView.__struct_fields__)
+    assert {"status", "items", "market", "restricted", "warning"} <= shared
     for row in rows:
-        view = led.order(row["order_id"]).view()
-        for key in ("status", "actionable", "buyer_name", "cancel_reason", "canceled_by",
-                    "buyer_requested_cancel", "payment", "items", "warning",
-                    "ship_service_level", "currency"):
-            assert row[key] == view[key], (row["order_id"], key)
-        for key in ("purchase_date", "payments_date", "latest_ship_date", "latest_delivery_date"):
-            assert (row[key] and when(row[key])) == (view[key] and when(view[key])), key
+        view = plain(order_view(led.order(row["order_id"]).view()))
+        for key in shared:
+            if key.endswith("_date"):  # the same instant (a row writes UTC as Z)
+                assert (row[key] and when(row[key])) == (view[key] and when(view[key])), key
+            else:
+                assert row[key] == view[key], (row["order_id"], key)
     led.close()
 
 
@@ -120,19 +124,19 @@ async def test_day_23_warning_shows_until_shipped_or_canceled(tmp_path):
     async with Views(led, str(tmp_path / "v.db")) as v:
         rows = by_id(await v.orders())
         text = "Confirm as shipped by 2026-04-01 to avoid cancellation"
-        assert {k: r["warning"] for k, r in rows.items()} == {A: text, B: text, C: text}
+        assert {k: r.warning for k, r in rows.items()} == {A: text, B: text, C: text}
         apply(led, [ship(A, at(0, days=24)), ship(B, at(0, days=24), [("I1", 1)])])
         rows = by_id(await v.orders())
-        assert rows[A]["warning"] is None                       # Shipped: cleared
-        assert rows[B]["warning"] == text                       # still partially open
+        assert rows[A].warning is None                          # Shipped: cleared
+        assert rows[B].warning == text                          # still partially open
         apply(led, [cmd("tick", at(0, days=31))])               # 30-day rule
         rows = by_id(await v.orders())
-        assert (rows[B]["status"], rows[B]["warning"]) == ("Shipped", None)
-        assert (rows[C]["status"], rows[C]["warning"], rows[C]["cancel_reason"]) == (
+        assert (rows[B].status, rows[B].warning) == ("Shipped", None)
+        assert (rows[C].status, rows[C].warning, rows[C].cancel_reason) == (
             "Canceled", None, "ShipmentNotConfirmed")
-        assert [r["order_id"] for r in await v.orders("Canceled")] == [C]
+        assert [r.order_id for r in await v.orders("Canceled")] == [C]
         assert await v.orders("Pending") == []
-        assert (await v.order(A))["status"] == "Shipped"
+        assert (await v.order(A)).status == "Shipped"
         assert await v.order("999-9999999-9999999") is None
     led.close()
 
@@ -141,8 +145,8 @@ async def test_orders_filter_and_order_of_listing(tmp_path):
     led = build(tmp_path, timeline(released(A, when_minutes=0), released(B, when_minutes=1),
                                    place(C, at(45))))
     async with Views(led, str(tmp_path / "v.db")) as v:
-        assert [r["order_id"] for r in await v.orders()] == [C, B, A]   # newest first
-        assert [r["order_id"] for r in await v.orders("Unshipped")] == [B, A]
+        assert [r.order_id for r in await v.orders()] == [C, B, A]   # newest first
+        assert [r.order_id for r in await v.orders("Unshipped")] == [B, A]
         with pytest.raises(ViewsError):
             await v.orders("Lost")
     led.close()
@@ -159,7 +163,7 @@ async def test_inventory_available_active_reserved(tmp_path):
         place(B, at(2), [item("I1", "MUG", 2), item("I2", "MUG", 1)]),
     ])
     async with Views(led, str(tmp_path / "v.db")) as v:
-        assert await v.inventory() == [
+        assert plain(await v.inventory()) == [
             {"sku": "MUG", "available": 4, "active": True, "reserved": 6},
             {"sku": "ZERO", "available": 0, "active": False, "reserved": 0},
         ]
@@ -168,14 +172,14 @@ async def test_inventory_available_active_reserved(tmp_path):
             cmd("cancel", at(6), order_id=B, by="buyer"),          # units go back
             cmd("tick", at(40)),
         ])
-        assert await v.inventory() == [
+        assert plain(await v.inventory()) == [
             {"sku": "MUG", "available": 7, "active": True, "reserved": 0},
             {"sku": "ZERO", "available": 0, "active": False, "reserved": 0},
         ]
         apply(led, [seller_cancel(A, at(50)), cmd("set-inventory", at(51), sku="MUG",
                                                     quantity=0)])
-        assert (await v.inventory())[0] == {"sku": "MUG", "available": 0, "active": False,
-                                             "reserved": 0}
+        assert (await v.inventory())[0] == InventoryRow(sku="MUG", available=0, active=False,
+                                                        reserved=0)
     await views_and_memory(led, tmp_path, REPORT)
     led.close()
 
@@ -252,7 +256,7 @@ async def test_notifications_delayed_release_and_adjustments(tmp_path):
     assert partial["items"] == [{"order_item_id": "I1", "title": "Product SKU-1", "quantity": 1,
                                  "reason": "NoInventory"}]
     async with Views(led, str(tmp_path / "check.views.db")) as v:
-        assert [n["kind"] for n in await v.notifications(A)] == [n["kind"] for n in notes]
+        assert [n.kind for n in await v.notifications(A)] == [n["kind"] for n in notes]
         assert await v.notifications(B) == []
     led.close()
 
@@ -290,7 +294,7 @@ async def test_sync_upto_and_auto_sync_off(tmp_path):
     async with Views(led, str(tmp_path / "v.db"), auto_sync=False) as v:
         await v.sync(upto=cut - 1)
         assert set((await v.checkpoints()).values()) == {cut - 1}
-        assert [r["order_id"] for r in await v.orders()] == [A]
+        assert [r.order_id for r in await v.orders()] == [A]
         assert await v.orders() == project(e for e in events if e[0] < cut).orders()
     led.close()
 
@@ -331,7 +335,7 @@ async def test_changed_projection_version_is_rebuilt_on_sync(tmp_path):
     async with Views(led, path) as v:
         r = await v.sync()
         assert r.rebuilt == ["metrics"]
-        assert (await v.metrics(REPORT))["cancellation_rate"]["denominator"] == 1
+        assert (await v.metrics(REPORT)).cancellation_rate.denominator == 1
     led.close()
 
 
@@ -345,8 +349,8 @@ async def test_views_of_another_ledger_are_refused(tmp_path):
         with pytest.raises(ViewsError, match="another ledger"):
             await v.orders()
         await v.rebuild(["orders"])                             # fixes every projection
-        assert [r["order_id"] for r in await v.orders()] == [A]
-        assert (await v.metrics(REPORT))["cancellation_rate"]["denominator"] == 1
+        assert [r.order_id for r in await v.orders()] == [A]
+        assert (await v.metrics(REPORT)).cancellation_rate.denominator == 1
     one.close()
     two.close()
 
@@ -422,7 +426,7 @@ async def test_empty_ledger_reads_empty(tmp_path):
             assert await v.notifications() == []
             assert (await v.report_orders(REPORT)).count("\n") == 1
             m = await v.metrics(REPORT)
-            assert m["cancellation_rate"]["rate"] is None
+            assert m.cancellation_rate.rate is None
 
 
 async def test_both_backends_agree_with_memory(ledger, tmp_path):

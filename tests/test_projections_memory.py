@@ -117,7 +117,7 @@ def test_a_batch_s_order_ids_are_grouped_by_event_type_once(tmp_path):
     checkpoint (events of SKUs and earlier ones left out), and the orders placed
     in the batch, which cannot be stored yet."""
     from ledger import events as ev
-    from projections.views import _order_ids_by_type
+    from projections.runner import _order_ids_by_type
 
     A, B = oid(1), oid(2)
     led = build(tmp_path, timeline(

@@ -16,6 +16,7 @@ from builders import T0, at, cmd, item, place
 
 from ledger.application import Ledger
 from projections import Views, project
+from projections.rows import plain
 
 __all__ = ["T0", "at", "cmd", "item", "place", "build", "apply", "timeline", "everything",
            "views_and_memory", "ship", "seller_cancel", "tsv_rows", "when"]
@@ -64,12 +65,13 @@ def seller_cancel(order_id: str, when_: str, reason: str = "NoInventory") -> dic
 
 
 async def everything(v: Any, report_time: datetime) -> dict:
-    """Every read of a Views (async) or Snapshot (sync) object."""
+    """Every read of a Views (async) or Snapshot (sync) object, JSON-ready (as ``--json``
+    prints the rows)."""
     async def call(name: str, *args: Any) -> Any:
         r = getattr(v, name)(*args)
         if hasattr(r, "__await__"):
             r = await r
-        return r
+        return plain(r)
     return {
         "orders": await call("orders"),
         "inventory": await call("inventory"),

@@ -95,7 +95,7 @@ def test_a_deadline_not_applied_yet_is_not_applied_as_of_then(tmp_path):
         view = asof.order_view(led, O22, point)
         assert view["status"] == "Unshipped"
         assert view["next_deadline"] == {"kind": "ship-limit", "at": "2026-04-11T15:00:00+01:00"}
-        assert asof.snapshot(led, point).order(O22)["status"] == "Unshipped"
+        assert asof.snapshot(led, point).order(O22).status == "Unshipped"
         # the tick at 06:00 the next morning applied it
         after = asof.resolve(led, datetime.fromisoformat("2026-04-12T06:00:00+02:00"))
         assert asof.order_view(led, O22, after)["status"] == "Canceled"

@@ -49,10 +49,10 @@ def test_history_steps_through_every_event_with_state_after(ledger):
 def test_explain_names_the_rules_and_the_next_deadline(ledger):
     list(ledger.apply_lines(lines(*released(oid(1)))))
     result = explain(ledger, oid(1))
-    assert result["status"] == "Unshipped"
-    assert any("hold ended" in r["why"] and "verified" in r["why"] for r in result["because"])
-    assert result["next_deadline"]["kind"] == "ship-warning"
-    assert "day 23" in result["next_deadline"]["what_happens"]
+    assert result.status == "Unshipped"
+    assert any("hold ended" in r.why and "verified" in r.why for r in result.because)
+    assert result.next_deadline.kind == "ship-warning"
+    assert "day 23" in result.next_deadline.what_happens
     assert explain(ledger, oid(99)) is None
 
 

@@ -25,8 +25,15 @@ from ledger.errors import CommandRejected, LedgerError
 from projections import ViewsError, read
 
 from . import schemas as s
-from .auth import principal_of, redact, redact_tsv
+from .auth import principal_of, redact as _redact, redact_tsv
 from .errors import ServiceError, error_responses
+
+
+def redact(obj: Any, principal: Any) -> Any:
+    """:func:`auth.redact` of the JSON-ready form of ``obj`` (the library's rows are
+    Structs: redaction walks their fields as keys)."""
+    return _redact(msgspec.to_builtins(obj), principal)
+
 
 JSON_TYPES = ("application/json",)
 LINES_TYPES = ("application/x-ndjson", "application/jsonl", "application/json-lines",
@@ -636,12 +643,12 @@ async def get_metrics(request: Request,
     _need_offset("at", at)
     svc = service(request)
 
-    async def from_views(v: Any) -> dict:
+    async def from_views(v: Any) -> s.Metrics:
         return await v.metrics(at or svc.default_time(v.ledger))
 
     m = await svc.read_views(from_views, lambda snap, when: snap.metrics(at or when),
                              as_of, at_position, known_at, ["metrics"], with_time=True)
-    return s.to(s.Metrics, m)
+    return m
 
 
 @get("/api/notifications", summary="The notifications the ledger sends, in event order",

@@ -1,9 +1,10 @@
 """Response types of the service, as msgspec Structs, so /schema/openapi.json is exact.
 
-Where the library already returns msgspec Structs they are used as they are;
-where it returns dicts (views rows, show, history, outcomes) the Struct here
-names their keys and types, and :func:`to` converts the dict (after
-redaction) on the way out.
+The read side's rows are the library's own (``projections.rows``: Manage Orders,
+show, history, explain, inventory, metrics, notifications), so the document
+describes exactly what the command line prints; what only the service answers
+(health, outcomes, pages, feeds and imports, audit rows, conflicts) is defined
+here. :func:`to` converts what the library returns (after redaction) on the way out.
 """
 
 from __future__ import annotations
@@ -12,14 +13,34 @@ from typing import Any, Generic, TypeVar
 
 import msgspec
 
-from ledger.events import ShipFrom
+from projections.rows import (
+    CancellationMetric,
+    Explanation,
+    HistoryStep,
+    InventoryRow,
+    ItemRow,
+    LateShipment,
+    Metric,
+    Metrics,
+    NextDeadline,
+    NextStep,
+    Notification,
+    OrderRow,
+    OrderView,
+    Reason,
+    Window,
+)
+
+__all__ = ["CancellationMetric", "Explanation", "HistoryStep", "InventoryRow", "ItemRow",
+           "LateShipment", "Metric", "Metrics", "NextDeadline", "NextStep", "Notification",
+           "OrderRow", "OrderView", "Reason", "Window"]
 
 T = TypeVar("T")
 
 
 def to(kind: Any, obj: Any) -> Any:
-    """``obj`` (dicts from the library) as ``kind``; unknown keys are dropped."""
-    return msgspec.convert(obj, kind, strict=False)
+    """``obj`` (dicts or rows from the library) as ``kind``; unknown keys are dropped."""
+    return msgspec.convert(msgspec.to_builtins(obj), kind, strict=False)
 
 
 class Health(msgspec.Struct):
@@ -64,97 +85,9 @@ class Outcome(msgspec.Struct, omit_defaults=True, kw_only=True):
     error: LineError | None = None
 
 
-class ItemRow(msgspec.Struct):
-    order_item_id: str
-    sku: str
-    title: str
-    quantity: int
-    quantity_shipped: int
-    quantity_canceled: int
-    quantity_to_ship: int
-
-
-class NextDeadline(msgspec.Struct):
-    kind: str
-    at: str
-
-
-class OrderRow(msgspec.Struct):
-    """A Manage Orders row (``order-ledger orders --json``)."""
-
-    order_id: str
-    status: str
-    actionable: bool
-    greyed_out: bool
-    purchase_date: str | None
-    payments_date: str | None
-    latest_ship_date: str | None
-    latest_delivery_date: str | None
-    warning: str | None
-    buyer_name: str | None
-    ship_service_level: str | None
-    currency: str | None
-    payment: str | None
-    cancel_reason: str | None
-    canceled_by: str | None
-    buyer_requested_cancel: bool
-    items: list[ItemRow]
-    #: withheld buyer data (``ship_to``, ``buyer``) of an order imported without it
-    restricted: list[str] = []
-    #: what the marketplace said beyond the rules (service category, sales channel,
-    #: Prime, business order, purchase order number, dates, address type; per item
-    #: promotions and price designation under ``items``): only what was given
-    market: dict[str, Any] = {}
-
-
 class OrderPage(msgspec.Struct):
     items: list[OrderRow]
     next_cursor: str | None
-
-
-class OrderView(msgspec.Struct):
-    """One order as ``order-ledger show --json`` prints it."""
-
-    order_id: str
-    status: str
-    actionable: bool
-    purchase_date: str | None
-    payments_date: str | None
-    latest_ship_date: str | None
-    latest_delivery_date: str | None
-    warning: str | None
-    buyer_name: str | None
-    restricted: list[str]
-    ship_service_level: str | None
-    currency: str | None
-    payment: str | None
-    cancel_reason: str | None
-    canceled_by: str | None
-    buyer_requested_cancel: bool
-    next_deadline: NextDeadline | None
-    items: list[ItemRow]
-    updated_at: str
-    recorded_at: str
-    market: dict[str, Any] = {}
-    #: the current tracking number (after corrections; None when cleared or unshipped)
-    tracking_number: str | None = None
-    tracking_corrections: int = 0
-    ship_from: ShipFrom | None = None
-    transparency_codes: list[str] = []
-
-
-class HistoryStep(msgspec.Struct):
-    """One event of an order's history with the order's state after it."""
-
-    position: int
-    version: int
-    at: str
-    recorded_at: str
-    type: str
-    actor: str | None
-    command_id: str | None
-    fields: dict[str, Any]
-    state: dict[str, Any]
 
 
 class HistoryPage(msgspec.Struct):
@@ -162,84 +95,9 @@ class HistoryPage(msgspec.Struct):
     next_cursor: str | None
 
 
-class Reason(msgspec.Struct):
-    position: int
-    at: str
-    type: str
-    actor: str | None
-    why: str
-    status_after: str
-
-
-class NextStep(msgspec.Struct):
-    kind: str
-    at: str
-    what_happens: str
-
-
-class Explanation(msgspec.Struct):
-    order_id: str
-    status: str
-    actionable: bool
-    because: list[Reason]
-    seller_can: str
-    next_deadline: NextStep | None
-
-
-class InventoryRow(msgspec.Struct):
-    sku: str
-    available: int
-    active: bool
-    reserved: int
-
-
 class InventoryPage(msgspec.Struct):
     items: list[InventoryRow]
     next_cursor: str | None
-
-
-class Window(msgspec.Struct, rename={"from_": "from"}):
-    days: int
-    by: str
-    from_: str
-    to: str
-    edges: str
-
-
-class Metric(msgspec.Struct):
-    window: Window
-    numerator: int
-    denominator: int
-    rate: float | None
-    target: float
-    target_text: str
-    breached: bool
-
-
-class CancellationMetric(Metric):
-    breakdown: dict[str, int]
-
-
-class LateShipment(msgspec.Struct, rename={"d10": "10d", "d30": "30d"}):
-    d10: Metric
-    d30: Metric
-
-
-class Metrics(msgspec.Struct):
-    at: str
-    cancellation_rate: CancellationMetric
-    late_shipment_rate: LateShipment
-    valid_tracking_rate: Metric
-
-
-class Notification(msgspec.Struct):
-    position: int
-    seq: int
-    at: str
-    to: str
-    kind: str
-    order_id: str
-    content: dict[str, Any]
 
 
 class NotificationPage(msgspec.Struct):

@@ -18,6 +18,7 @@ from typing import Any, Callable
 import anyio.to_thread
 
 from projections import read as pread
+from projections.rows import plain
 from replay import asof
 from replay.history import explain, order_history
 from replay.trend import metrics_over_time
@@ -103,8 +104,8 @@ class Backend:
         """One page of Manage Orders (newest purchase first) and whether more follow."""
         offset = (page - 1) * PAGE_SIZE
         sel = pread.Page() if search else pread.Page(limit=PAGE_SIZE + 1, offset=offset)
-        rows = await self._read(when, lambda v: v.orders(status, sel),
-                                lambda snap: snap.orders(status, sel), ["orders"])
+        rows = plain(await self._read(when, lambda v: v.orders(status, sel),
+                                      lambda snap: snap.orders(status, sel), ["orders"]))
         if search:
             needle = search.strip()
             rows = [r for r in rows if needle in r["order_id"]][offset:offset + PAGE_SIZE + 1]
@@ -120,20 +121,21 @@ class Backend:
             if not steps:
                 return None
             return {"state": steps[-1].state, "steps": [s.as_dict() for s in steps],
-                    "explain": explain(led, order_id, steps)}
+                    "explain": plain(explain(led, order_id, steps))}
         return await self._blocking(work)
 
     # --- inventory, metrics, reports --------------------------------------------------
 
     async def inventory(self, when: When) -> list[dict]:
-        return await self._read(when, lambda v: v.inventory(), lambda snap: snap.inventory(),
-                                ["inventory"])
+        return plain(await self._read(when, lambda v: v.inventory(),
+                                      lambda snap: snap.inventory(), ["inventory"]))
 
     async def metrics(self, when: When) -> tuple[dict, dict]:
         """The metrics now (or as of) and their daily points from the ledger's start."""
         at = None if when.past else await self.evaluation_time()
-        current = await self._read(when, lambda v: v.metrics(at),
-                                   lambda snap, t: snap.metrics(t), ["metrics"], with_time=True)
+        current = plain(await self._read(when, lambda v: v.metrics(at),
+                                         lambda snap, t: snap.metrics(t), ["metrics"],
+                                         with_time=True))
         def daily(led: Any) -> dict:
             # one pass over every event: kept per (ledger, head, time asked) in this process
             key = (self.svc.config.db, led.head(), led.now(), when.as_of, when.known_at)
