@@ -26,8 +26,7 @@ from test_projections_support import (
 
 from ledger.application import Ledger
 from projections import NAMES, Views, ViewsError, ViewsLocationError, project, views_path
-from projections import fused
-from projections.model import PROJECTIONS
+from projections.model import PROJECTIONS, _Fused
 from projections.rows import InventoryRow, OrderRow, OrderView, order_view, plain
 
 A, B, C, D, E = (oid(n) for n in range(1, 6))
@@ -386,7 +385,7 @@ async def test_a_failing_rebuild_keeps_the_old_views(tmp_path, monkeypatch, jobs
         raise RuntimeError("boom")
 
     # the fused handler of OrderPlaced fails (in the workers too: they are forked)
-    monkeypatch.setattr(fused._Fused, "_placed", lambda self, cls: boom)
+    monkeypatch.setattr(_Fused, "_placed", lambda self, cls: boom)
     async with Views(led, path, jobs=jobs) as v:
         with pytest.raises((RuntimeError, ViewsError), match="boom"):
             await v.rebuild()

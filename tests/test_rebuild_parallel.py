@@ -23,8 +23,9 @@ from test_projections_support import everything
 
 from bench.generate import iter_lines
 from ledger.application import Ledger
-from projections import Views, fused, project, shards
-from projections.model import PROJECTIONS
+from projections import Views, project, shards
+from projections.model import PROJECTIONS, handlers_for
+from projections.model import to_us as fast_to_us
 from projections.source import EventSource
 
 REPORT_TIME = "2026-03-01T00:00:00+00:00"
@@ -75,9 +76,9 @@ def test_fused_handlers_equal_each_view_alone(location):
     with Ledger(location) as led:
         events = [(item[0], item[-1]) for item in led.iter_events()]
     together = {n: PROJECTIONS[n](complete=True) for n in PROJECTIONS}
-    table = fused.handlers_for(together.values())
+    table = handlers_for(together.values())
     alone = {n: PROJECTIONS[n](complete=True) for n in PROJECTIONS}
-    single = {n: fused.handlers_for([p]) for n, p in alone.items()}
+    single = {n: handlers_for([p]) for n, p in alone.items()}
     assert len(table) == len({t for h in single.values() for t in h})  # one per event type
     for pos, e in events:
         h = table.get(type(e))
@@ -197,7 +198,7 @@ async def test_rebuilding_all_views_keeps_a_current_audit_index(tmp_path, monkey
 def test_the_fast_microseconds_equal_the_ledgers(t):
     from ledger.store import to_us as ledger_to_us
 
-    assert fused.to_us(t) == ledger_to_us(t)
+    assert fast_to_us(t) == ledger_to_us(t)
 
 
 def test_none_and_booleans_are_stored_as_before(tmp_path):
