@@ -9,8 +9,8 @@ ledger. Three implementations:
   through a read-only connection of its own with one plain query per batch:
   the library builds a ``Notification`` object per row, which costs about as
   much as decoding the event, and rebuilding views is what users wait on;
-- :class:`ledger.postgres.PostgresLog` -- the same for a PostgreSQL ledger
-  (a connection of its own, opened on first use).
+- :class:`ledger.postgres.PostgresLog` -- a PostgreSQL ledger through its
+  recorder, and one partition with a plain query on a connection of its own.
 
 The last two can read one partition of the orders (for a parallel rebuild).
 :meth:`ledger.application.Ledger.event_log` picks one.

@@ -3,9 +3,9 @@
 :class:`LedgerPostgresRecorder` is the library's PostgreSQL application recorder,
 extended with the ledger's tables (written in the same transaction as the
 events, under the library's table lock); :class:`LedgerPostgresReader` opens a
-ledger for reading and creates nothing; :class:`PostgresLog` is the fast
-:class:`~ledger.eventlog.EventLog` of a ledger (a connection of its own;
-partitions for the parallel rebuild).
+ledger for reading and creates nothing; :class:`PostgresLog` is its
+:class:`~ledger.eventlog.EventLog` that can also read one partition of the
+orders (for the parallel rebuild).
 """
 
 from __future__ import annotations
@@ -122,19 +122,24 @@ class LedgerPostgresReader(LedgerPostgresRecorder):
 
 
 class PostgresLog:
-    """The events of a PostgreSQL ledger through a connection of its own.
+    """The events of a PostgreSQL ledger, which can read one partition of the orders
+    (for a parallel rebuild).
 
-    One plain query per batch (no ``Notification`` object per row, as
-    :class:`~ledger.sqlite.SQLiteFileLog` does for a file), and it can read one
-    partition of the orders, for a parallel rebuild. The connection is opened
-    on first use, so a forked rebuild worker opens its own.
+    The head and whole ranges are read through the recorder (its pool rides out
+    a lost connection or a server restart, as every reader of the ledger
+    does); a partition is read with one plain query per batch on a connection
+    of its own, opened on first use, so that each forked rebuild worker opens
+    its own.
     """
 
     partitionable = True
 
-    def __init__(self, params: dict[str, Any], table: str) -> None:
+    def __init__(self, params: dict[str, Any], table: str, recorder: Any = None) -> None:
+        from .eventlog import RecorderLog
+
         self._params = params
         self._table = table
+        self._plain = RecorderLog(recorder) if recorder is not None else None
         self._conn: Any = None
         self._closed = False
 
@@ -147,7 +152,7 @@ class PostgresLog:
         except AttributeError:
             return None
         params.pop("row_factory", None)
-        return cls(params, recorder.prefix + recorder.events_table_name)
+        return cls(params, recorder.prefix + recorder.events_table_name, recorder)
 
     def _db(self) -> Any:
         if self._closed:
@@ -176,11 +181,19 @@ class PostgresLog:
             return list(self._db().execute(sql, args).fetchall())
 
     def head(self) -> int:
+        if self._closed:
+            raise ValueError("the event log is closed")
+        if self._plain is not None:
+            return self._plain.head()
         rows = self._rows(f"SELECT MAX(notification_id) FROM {self._table}")
         return int(rows[0][0] or 0)
 
     def read(self, after: int, limit: int, upto: int | None = None,
              partition: tuple[int, int] | None = None) -> list[RawEvent]:
+        if self._closed:
+            raise ValueError("the event log is closed")
+        if partition is None and self._plain is not None:
+            return [(p, o, t, bytes(s)) for p, o, t, s in self._plain.read(after, limit, upto)]
         where, args = "notification_id > %s", [after]
         if upto is not None:
             where += " AND notification_id <= %s"
