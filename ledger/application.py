@@ -507,21 +507,29 @@ class Ledger:
         dry = None
         if dry_run:
             dry = dry_run if isinstance(dry_run, DryRun) else DryRun(self)
-        chunk: list[tuple[int | None, Any]] = []
-        for n, line in command_lines(lines, start_line):
-            chunk.append((n, line))
-            if len(chunk) >= batch_size:
-                yield from self._run_batch(chunk, dry, advance_clock)
-                chunk = []
-        if chunk:
-            yield from self._run_batch(chunk, dry, advance_clock)
+        # what the batches leave alive (the aggregate cache above all) is frozen out of
+        # the collector's generations until the last batch: see _gc_paused
+        freeze = gc.isenabled() and gc.get_freeze_count() == 0
+        try:
+            chunk: list[tuple[int | None, Any]] = []
+            for n, line in command_lines(lines, start_line):
+                chunk.append((n, line))
+                if len(chunk) >= batch_size:
+                    yield from self._run_batch(chunk, dry, advance_clock, freeze)
+                    chunk = []
+            if chunk:
+                yield from self._run_batch(chunk, dry, advance_clock, freeze)
+        finally:
+            if freeze:
+                gc.unfreeze()
 
     def _run_batch(self, chunk: list[tuple[int | None, Any]],
                    dry: "DryRun | None" = None,
-                   advance_clock: bool | None = None) -> list[Outcome]:
+                   advance_clock: bool | None = None,
+                   freeze: bool = False) -> list[Outcome]:
         # the collector is paused from the parsing on: parsing allocates a batch's
         # commands, and a collection then would rescan the aggregate cache
-        with _gc_paused():
+        with _gc_paused(freeze):
             return self._decide_batch(chunk, dry, advance_clock)
 
     def _decide_batch(self, chunk: list[tuple[int | None, Any]],
@@ -725,12 +733,20 @@ def _minutes(d: timedelta) -> str:
 
 
 @contextmanager
-def _gc_paused() -> Iterator[None]:
+def _gc_paused(freeze: bool = False) -> Iterator[None]:
     """Pause the cyclic garbage collector for one batch.
 
     A batch allocates many small objects that form no cycles; collecting
     while they are alive rescans the aggregate cache again and again (a
     quarter of bulk-apply time). Anything cyclic is collected after the batch.
+
+    ``freeze`` (a run of batches, :meth:`Ledger.apply_lines`): what the batch
+    left alive is moved out of the collector's generations (``gc.freeze``)
+    before it is enabled again, so the collection that follows each batch does
+    not scan the batch's new objects and the aggregate cache once more; the run
+    unfreezes them at its end. Freezing changes no object's lifetime: the
+    frozen objects are freed by their reference counts as before, only a cycle
+    among them waits for the end of the run.
     """
     if not gc.isenabled():
         yield
@@ -739,7 +755,27 @@ def _gc_paused() -> Iterator[None]:
     try:
         yield
     finally:
+        if freeze:
+            gc.freeze()
         gc.enable()
+
+
+_COMMAND_NAMES = c.COMMAND_NAMES
+#: the Order method that decides each command on an order, and whether it returns
+#: quantities whose units go back to the inventory
+_ORDER_METHODS: dict[type, tuple[Callable[..., Any], bool]] = {
+    c.Cancel: (Order.cancel, True),
+    c.RequestCancel: (Order.request_cancel, False),
+    c.VerifyPayment: (Order.verify_payment, True),
+    c.Ship: (Order.ship, False),
+    c.Adjust: (Order.adjust, True),
+    c.SendMessage: (Order.send_message, False),
+    c.ReceiveMessage: (Order.receive_message, False),
+    c.ChangeAddress: (Order.change_address, False),
+    c.Acknowledge: (Order.acknowledge, False),
+    c.ReleaseRestricted: (Order.release_restricted, False),
+    c.CorrectTracking: (Order.correct_tracking, False),
+}
 
 
 class UnitOfWork:
@@ -768,6 +804,9 @@ class UnitOfWork:
         #: command id and outcome (see :meth:`finish`)
         self.late: dict[str, tuple[str, Outcome]] = {}
         self.heap: list[tuple[int, str, str]] = []
+        #: aggregates changed since the heap was last brought up to date: their orders'
+        #: next deadlines are pushed only when the heap is next read (:meth:`_advance`)
+        self.dirty: dict[str, Any] = {}
         self.horizon: datetime | None = None  # deadlines due by then are in the heap
         self._line: dict[str, tuple[Any, ...] | None] = {}
         self.extend(commands)
@@ -862,9 +901,10 @@ class UnitOfWork:
     def handle(self, line: int | None, cmd: c.Command | CommandRejected) -> Outcome:
         if isinstance(cmd, CommandRejected):
             return Outcome(line, "rejected", error=cmd.as_dict())
-        cmd = self.stamp(cmd)
+        if cmd.at is None:
+            cmd = self.stamp(cmd)
         at: datetime = cmd.at  # type: ignore[assignment]
-        ctype = c.command_type(cmd)
+        ctype = _COMMAND_NAMES[type(cmd)]
         order_id = getattr(cmd, "order_id", None)
         out = Outcome(line, "applied", ctype, cmd.command_id, order_id, at.isoformat())
         cid = cmd.command_id
@@ -1019,17 +1059,23 @@ class UnitOfWork:
             base._pending_events = kept
             base._sink = self.sink  # type: ignore[attr-defined]
             self.aggs[key] = base
-            if isinstance(base, Order):
-                self._push(base)
+            self.dirty[key] = None
         del self.sink[mark:]
         self._line = {}
 
     def _after_line(self) -> None:
-        for key in self._line:
-            agg = self.aggs.get(key)
+        self.dirty.update(self._line)
+        self._line = {}
+
+    def _flush_dirty(self) -> None:
+        """Push the next deadline of every order changed since the heap was last read
+        (stale entries are skipped when popped, so pushing late changes nothing)."""
+        dirty, self.dirty = self.dirty, {}
+        aggs = self.aggs
+        for key in dirty:
+            agg = aggs.get(key)
             if isinstance(agg, Order):
                 self._push(agg)
-        self._line = {}
 
     def _push(self, order: Order) -> None:
         nd = order.next_deadline_us()
@@ -1040,6 +1086,8 @@ class UnitOfWork:
         """Apply every deadline due at or before ``at`` (``at_us``: the same in
         microseconds, when the caller has it), in due order."""
         limit = to_us(at) if at_us is None else at_us
+        if self.dirty:
+            self._flush_dirty()
         heap = self.heap
         while heap and heap[0][0] <= limit:
             due_us, order_id, kind = heapq.heappop(heap)
@@ -1077,31 +1125,15 @@ class UnitOfWork:
         if isinstance(cmd, c.Place):
             self._place(cmd, at, actor, cid)
             return
-        order = self.order(cmd.order_id)  # type: ignore[attr-defined]
-        if isinstance(cmd, c.Cancel):
-            self._give_back(order, order.cancel(cmd, actor, cid), at, actor, cid)
-        elif isinstance(cmd, c.RequestCancel):
-            order.request_cancel(cmd, actor, cid)
-        elif isinstance(cmd, c.VerifyPayment):
-            self._give_back(order, order.verify_payment(cmd, actor, cid), at, actor, cid)
-        elif isinstance(cmd, c.Ship):
-            order.ship(cmd, actor, cid)
-        elif isinstance(cmd, c.Adjust):
-            self._give_back(order, order.adjust(cmd, actor, cid), at, actor, cid)
-        elif isinstance(cmd, c.SendMessage):
-            order.send_message(cmd, actor, cid)
-        elif isinstance(cmd, c.ReceiveMessage):
-            order.receive_message(cmd, actor, cid)
-        elif isinstance(cmd, c.ChangeAddress):
-            order.change_address(cmd, actor, cid)
-        elif isinstance(cmd, c.Acknowledge):
-            order.acknowledge(cmd, actor, cid)
-        elif isinstance(cmd, c.ReleaseRestricted):
-            order.release_restricted(cmd, actor, cid)
-        elif isinstance(cmd, c.CorrectTracking):
-            order.correct_tracking(cmd, actor, cid)
-        else:  # pragma: no cover - the union is closed
+        entry = _ORDER_METHODS.get(type(cmd))
+        if entry is None:  # pragma: no cover - the union is closed
             raise CommandRejected("unknown-type", f"cannot handle {type(cmd).__name__}")
+        method, gives_back = entry
+        order = self.order(cmd.order_id)  # type: ignore[attr-defined]
+        if gives_back:
+            self._give_back(order, method(order, cmd, actor, cid), at, actor, cid)
+        else:
+            method(order, cmd, actor, cid)
 
     def _place(self, cmd: c.Place, at: datetime, actor: str, cid: str) -> None:
         key = order_key(cmd.order_id)

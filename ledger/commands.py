@@ -19,7 +19,7 @@ import msgspec.structs
 from msgspec import Meta
 
 from .errors import CommandRejected
-from .events import Address, Attachment, Buyer, MarketInfo, ShipFrom
+from .events import ZERO, Address, Attachment, Buyer, MarketInfo, ShipFrom
 
 ORDER_ID_PATTERN = r"^\d{3}-\d{7}-\d{7}$"
 ORDER_ID_RE = re.compile(ORDER_ID_PATTERN)
@@ -72,15 +72,15 @@ class PlaceItem(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields
     title: str
     quantity: Positive
     item_price: Decimal
-    item_tax: Decimal = Decimal("0")
-    shipping_price: Decimal = Decimal("0")
-    shipping_tax: Decimal = Decimal("0")
+    item_tax: Decimal = ZERO
+    shipping_price: Decimal = ZERO
+    shipping_tax: Decimal = ZERO
     #: gift wrap charged (optional: 0 = none, or not known to the ledger)
-    gift_wrap_price: Decimal = Decimal("0")
-    gift_wrap_tax: Decimal = Decimal("0")
+    gift_wrap_price: Decimal = ZERO
+    gift_wrap_tax: Decimal = ZERO
     #: promotion discounts the marketplace gave (kept and shown, not charged)
-    promotion_discount: Decimal = Decimal("0")
-    ship_promotion_discount: Decimal = Decimal("0")
+    promotion_discount: Decimal = ZERO
+    ship_promotion_discount: Decimal = ZERO
     price_designation: str | None = None
 
 
@@ -145,16 +145,16 @@ class AdjustItem(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_field
     order_item_id: ItemId
     reason: NonEmpty
     quantity_cancelled: NonNegative = 0
-    item_price_adj: Decimal = Decimal("0")
-    item_tax_adj: Decimal = Decimal("0")
-    shipping_price_adj: Decimal = Decimal("0")
-    shipping_tax_adj: Decimal = Decimal("0")
-    gift_wrap_price_adj: Decimal = Decimal("0")
-    gift_wrap_tax_adj: Decimal = Decimal("0")
+    item_price_adj: Decimal = ZERO
+    item_tax_adj: Decimal = ZERO
+    shipping_price_adj: Decimal = ZERO
+    shipping_tax_adj: Decimal = ZERO
+    gift_wrap_price_adj: Decimal = ZERO
+    gift_wrap_tax_adj: Decimal = ZERO
     #: part of the item's / shipping's promotion discount taken back from this refund
     #: (the buyer gets item_price_adj - item_promotion_adj); docs/decisions.md
-    item_promotion_adj: Decimal = Decimal("0")
-    ship_promotion_adj: Decimal = Decimal("0")
+    item_promotion_adj: Decimal = ZERO
+    ship_promotion_adj: Decimal = ZERO
 
 
 class Adjust(Command, tag="adjust", kw_only=True, frozen=True):
@@ -554,7 +554,8 @@ def _check_limits(command: Command) -> None:
         for i, item in enumerate(command.items):
             for comp in _PLACE_AMOUNTS:
                 value = getattr(item, comp)
-                if not _amount_ok(value):
+                # an amount the line leaves out is the shared default: nothing to check
+                if value is not ZERO and not _amount_ok(value):
                     _check_amount(value, f"items[{i}].{comp}")
         if command.market is not None:
             for name in ("earliest_ship_date", "earliest_delivery_date"):
@@ -570,7 +571,7 @@ def _check_limits(command: Command) -> None:
         for i, adj in enumerate(command.items):
             for comp in _ADJ_AMOUNTS:
                 value = getattr(adj, comp)
-                if not _amount_ok(value):
+                if value is not ZERO and not _amount_ok(value):
                     _check_amount(value, f"items[{i}].{comp}")
 
 
