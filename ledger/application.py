@@ -95,6 +95,8 @@ class _ConnectionLost(ConnectionError):
 
 
 DEFAULT_BATCH = 1000
+#: a run of batches lets the collector scan everything once every this many batches
+GC_FULL_EVERY = 100
 CACHE_LIMIT = 50_000
 #: How far past the ledger's latest business time a command taking its time from
 #: the wall clock may go before the command line asks first (docs/decisions.md).
@@ -512,11 +514,18 @@ class Ledger:
         freeze = gc.isenabled() and gc.get_freeze_count() == 0
         try:
             chunk: list[tuple[int | None, Any]] = []
+            batches = 0
             for n, line in command_lines(lines, start_line):
                 chunk.append((n, line))
                 if len(chunk) >= batch_size:
                     yield from self._run_batch(chunk, dry, advance_clock, freeze)
                     chunk = []
+                    batches += 1
+                    if freeze and batches % GC_FULL_EVERY == 0:
+                        # now and then, everything is scanned once: cyclic garbage
+                        # among the frozen objects waits at most this many batches
+                        gc.unfreeze()
+                        gc.collect()
             if chunk:
                 yield from self._run_batch(chunk, dry, advance_clock, freeze)
         finally:
@@ -544,7 +553,9 @@ class Ledger:
             try:
                 parsed.append((n, parse(item), None))
             except CommandRejected as exc:
-                parsed.append((n, exc, None))
+                # without its traceback: it would hold this frame, and so the batch
+                # (a cycle the collector frees only after the batch)
+                parsed.append((n, exc.with_traceback(None), None))
             except UnicodeDecodeError as exc:  # bytes inside a JSON string that are not UTF-8
                 parsed.append((n, CommandRejected(
                     "malformed-json",

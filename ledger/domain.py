@@ -95,6 +95,11 @@ class LedgerAggregate(BaseAggregate[str]):
     def when(self, payload: ev.Event) -> None:
         self._handlers[type(payload)](self, payload)
 
+    def collect_events(self) -> list[Any]:
+        """The pending events, handed over at once (the library pops them one by one)."""
+        collected, self._pending_events = self._pending_events, []
+        return collected
+
     def checkpoint(self) -> tuple[int, int]:
         """Enough to undo a line: the version and the number of pending events.
 
