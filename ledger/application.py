@@ -710,7 +710,7 @@ def command_lines(lines: Iterable[str | bytes], start_line: int = 1
                 line = line[3:]
             elif isinstance(line, str) and line.startswith("\ufeff"):
                 line = line[1:]
-        if line.strip():
+        if line and not line.isspace():  # not blank (without copying the line to strip it)
             yield n, line
 
 
@@ -833,7 +833,7 @@ class UnitOfWork:
         A batch calls it once; a dry run (:class:`DryRun`) calls it for every
         chunk of lines while the state stays in memory, uncommitted.
         """
-        commands = [self.stamp(cmd) for cmd in commands]
+        commands = [cmd if cmd.at is not None else self.stamp(cmd) for cmd in commands]
         ids = [cmd.command_id for cmd in commands
                if cmd.command_id is not None and cmd.command_id not in self.known]
         if ids:

@@ -539,7 +539,7 @@ def _amount_ok(value: Decimal) -> bool:
     """The common case of :func:`_check_amount`, cheaply: finite, in range, and
     exact to ``AMOUNT_PLACES`` decimal places (anything else goes through
     :func:`_check_amount`, which decides and words the rejection). Rounding to
-    the places and comparing is a third of the cost of ``as_tuple()``."""
+    the places and comparing costs a third of ``as_tuple()``."""
     return (value.is_finite() and _NEG_MAX_AMOUNT < value < MAX_AMOUNT
             and value == value.quantize(_PLACES, context=_AMOUNT_CONTEXT))
 
