@@ -553,8 +553,10 @@ class Ledger:
             try:
                 parsed.append((n, parse(item), None))
             except CommandRejected as exc:
-                # without its traceback: it would hold this frame, and so the batch
-                # (a cycle the collector frees only after the batch)
+                # kept without its traceback and the decoder's error it replaced: their
+                # frames hold this one, and so the batch (a cycle that would wait for
+                # the collector, which a run of batches lets scan it only now and then)
+                exc.__context__ = None
                 parsed.append((n, exc.with_traceback(None), None))
             except UnicodeDecodeError as exc:  # bytes inside a JSON string that are not UTF-8
                 parsed.append((n, CommandRejected(
