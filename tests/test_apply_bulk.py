@@ -117,6 +117,22 @@ def test_cyclic_garbage_is_collected_during_a_long_run(sqlite_url, monkeypatch):
         list(it)
 
 
+def test_many_rejected_lines_bring_a_full_collection_sooner(sqlite_url, monkeypatch):
+    monkeypatch.setattr(application, "GC_FULL_EVERY", 10**9)
+    monkeypatch.setattr(application, "GC_FULL_REJECTED", 30)
+    bad = ['{"type": "ship"'] * 400
+    with Ledger(sqlite_url, clock=FixedClock(RECORDED)) as led:
+        it = led.apply_lines(bad, batch_size=10)
+        next(it)
+        cycle = _Cycle()
+        ref = weakref.ref(cycle)
+        del cycle
+        for _ in range(100):
+            next(it)
+        assert ref() is None
+        list(it)
+
+
 def test_rejected_lines_leave_no_reference_cycles(sqlite_url):
     """A rejected line's exception is kept without its traceback: it would hold the
     batch's frame, a cycle that frozen batches would keep until the end of the run."""
