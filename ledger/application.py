@@ -98,7 +98,7 @@ DEFAULT_BATCH = 1000
 #: a run of batches lets the collector scan everything once every this many batches,
 #: or sooner after this many rejected lines (a line that fails to decode can leave a
 #: small cycle behind; an accepted one leaves none). A full scan at 50k orders costs
-#: about as much as a tenth of the run, so it is rare.
+#: a few per cent of the whole run, so it is rare.
 GC_FULL_EVERY = 1000
 GC_FULL_REJECTED = 10_000
 CACHE_LIMIT = 50_000
