@@ -76,7 +76,7 @@ async def test_requests_waiting_on_a_leader_that_goes_away_get_busy_then_one_tak
         assert not waiting.done()
         # the leader goes away: its connection and its lock with it
         assert follower._conn is not None
-        follower._conn.writer.close()  # the connection breaks, as when the leader dies
+        follower._conn.transport.close()  # the connection breaks, as when the leader dies
         with pytest.raises(LedgerBusy, match="send the same commands again"):
             await asyncio.wait_for(waiting, 5)
         release.set()

@@ -17,6 +17,7 @@ import concurrent.futures
 import os
 import queue
 import threading
+import weakref
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -51,12 +52,44 @@ class ServiceConfig:
 
 
 class _Job:
-    __slots__ = ("lines", "future", "advance_clock")
+    """One request's lines for the writer, and how to answer it: ``done(outcomes,
+    error)`` called in ``loop`` once its batch committed (or failed); or, for a call
+    on the writer thread (``run_sync``), ``future``."""
 
-    def __init__(self, lines: list[tuple[int, bytes]], advance_clock: bool) -> None:
+    __slots__ = ("lines", "future", "advance_clock", "loop", "done")
+
+    def __init__(self, lines: Any, advance_clock: bool,
+                 loop: asyncio.AbstractEventLoop | None = None,
+                 done: Callable[[list[Outcome] | None, BaseException | None], None] | None
+                 = None) -> None:
         self.lines = lines
         self.advance_clock = advance_clock
-        self.future: concurrent.futures.Future = concurrent.futures.Future()
+        self.loop = loop
+        self.done = done
+        self.future: concurrent.futures.Future | None = (
+            concurrent.futures.Future() if done is None else None)
+
+
+def _answer_all(answers: list[tuple[_Job, list[Outcome] | None, BaseException | None]]
+                ) -> None:
+    """In a request's event loop: the answers of one batch, all at once."""
+    for job, outs, exc in answers:
+        try:
+            job.done(outs, exc)  # type: ignore[misc]
+        except Exception:  # noqa: BLE001 - one answer's failure is not the others'
+            import logging
+
+            logging.getLogger("order_ledger.service").exception("answering a request failed")
+
+
+def _settle(fut: "asyncio.Future[list[Outcome]]", outs: list[Outcome] | None,
+            exc: BaseException | None) -> None:
+    if fut.done():  # the request went away (cancelled): its lines were applied all the same
+        return
+    if exc is not None:
+        fut.set_exception(exc)
+    else:
+        fut.set_result(outs)  # type: ignore[arg-type]
 
 
 class GroupWriter:
@@ -75,15 +108,25 @@ class GroupWriter:
     async def submit(self, lines: list[tuple[int, bytes]], *,
                      advance_clock: bool = False) -> list[Outcome]:
         """Apply ``(line number, line)`` pairs; their outcomes once committed."""
-        job = _Job(lines, advance_clock)
-        self.queue.put(job)
-        return await asyncio.wrap_future(job.future)
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[list[Outcome]] = loop.create_future()
+        self.enqueue(lines, loop, lambda outs, exc: _settle(fut, outs, exc),
+                     advance_clock=advance_clock)
+        return await fut
+
+    def enqueue(self, lines: list[tuple[int, bytes]], loop: asyncio.AbstractEventLoop,
+                done: Callable[[list[Outcome] | None, BaseException | None], None], *,
+                advance_clock: bool = False) -> None:
+        """Queue ``lines``; ``done(outcomes, None)`` or ``done(None, error)`` is called in
+        ``loop`` once their batch committed or failed. The answers of one batch reach a
+        loop together, in one wake-up."""
+        self.queue.put(_Job(lines, advance_clock, loop, done))
 
     def run_sync(self, fn: Callable[[Ledger], Any]) -> "concurrent.futures.Future[Any]":
         """Run ``fn(ledger)`` on the writer thread between batches (feeds, imports, ticks)."""
-        job = _Job([], False)
-        job.lines = fn  # type: ignore[assignment]
+        job = _Job(fn, False)
         self.queue.put(job)
+        assert job.future is not None
         return job.future
 
     def close(self) -> None:
@@ -143,10 +186,11 @@ class GroupWriter:
                 return
 
     def _call(self, job: _Job) -> None:
+        assert job.future is not None
         if not job.future.set_running_or_notify_cancel():
             return
         try:
-            result = job.lines(self.ledger)  # type: ignore[operator]
+            result = job.lines(self.ledger)
             job.future.set_result(result)
         except BaseException as exc:  # noqa: BLE001 - handed to the request
             job.future.set_exception(exc)
@@ -173,13 +217,25 @@ class GroupWriter:
                 self.commits += 1
             self.requests += len(group)
         except BaseException as exc:  # noqa: BLE001 - every request of the batch gets it
-            for job in group:
-                if job.future.set_running_or_notify_cancel():
-                    job.future.set_exception(exc)
+            self._answer([(job, None, exc) for job in group])
             return
-        for job in group:
-            if job.future.set_running_or_notify_cancel():
-                job.future.set_result(results[id(job)])
+        self._answer([(job, results[id(job)], None) for job in group])
+
+    @staticmethod
+    def _answer(answers: list[tuple[_Job, list[Outcome] | None, BaseException | None]]
+                ) -> None:
+        """One ``call_soon_threadsafe`` per event loop for the whole batch, not one per
+        request: the loop wakes once and answers them all."""
+        by_loop: dict[int, tuple[asyncio.AbstractEventLoop, list]] = {}
+        for answer in answers:
+            loop = answer[0].loop
+            assert loop is not None
+            by_loop.setdefault(id(loop), (loop, []))[1].append(answer)
+        for loop, some in by_loop.values():
+            try:
+                loop.call_soon_threadsafe(_answer_all, some)
+            except RuntimeError:  # that loop is closed: nobody is waiting any more
+                pass
 
 
 def _turns_file(ledger: Ledger) -> int | None:
@@ -252,6 +308,7 @@ class WriteRouter:
     """
 
     def __init__(self, writer: GroupWriter, db: str) -> None:
+        _ROUTERS.add(self)
         self.writer = writer
         self.base = router_base(db)
         if self.base and len(self.base + "-writer.sock") > 100:  # AF_UNIX path limit
@@ -264,7 +321,7 @@ class WriteRouter:
         self._next_id = 0
         self._connecting = asyncio.Lock()
         #: a leader's connections from followers
-        self._served: set[asyncio.Task] = set()
+        self._served: set[_Served] = set()
 
     @property
     def sock_path(self) -> str:
@@ -294,7 +351,8 @@ class WriteRouter:
                 os.unlink(self.sock_path)  # a dead leader's
             except FileNotFoundError:
                 pass
-            self.server = await asyncio.start_unix_server(self._serve, path=self.sock_path)
+            self.server = await asyncio.get_running_loop().create_unix_server(
+                self._serve, path=self.sock_path)
             # only this user (who can write the ledger anyway) may hand it commands: the
             # socket takes no token
             os.chmod(self.sock_path, 0o600)
@@ -308,8 +366,8 @@ class WriteRouter:
     async def stop(self) -> None:
         if self._conn is not None:
             self._drop(self._conn)
-        for task in list(self._served):  # answer what followers sent, take no more
-            task.cancel()
+        for proto in list(self._served):  # answer what followers sent, take no more
+            proto.stop_reading()
         if self.server is not None:
             self.server.close()
             try:
@@ -336,12 +394,8 @@ class WriteRouter:
         reply_future: asyncio.Future = asyncio.get_running_loop().create_future()
         conn.pending[key] = reply_future
         try:
-            await _send(conn.writer,
-                        msgspec.msgpack.encode([key, [[n, line] for n, line in lines]]))
+            conn.send(msgspec.msgpack.encode([key, lines]))
             reply = await reply_future
-        except (OSError, RuntimeError):
-            self._drop(conn, "ConnectionError")
-            raise _gone("ConnectionError") from None
         finally:
             conn.pending.pop(key, None)
         self.forwarded += 1
@@ -359,87 +413,161 @@ class WriteRouter:
             return self._conn
         async with self._connecting:
             if self._conn is None:
-                reader, writer = await asyncio.open_unix_connection(self.sock_path)
-                conn = _Link(reader, writer)
-                conn.task = asyncio.create_task(self._read_replies(conn))
+                loop = asyncio.get_running_loop()
+                _, conn = await loop.create_unix_connection(lambda: _Link(self),
+                                                            self.sock_path)
                 self._conn = conn
             return self._conn
-
-    async def _read_replies(self, conn: "_Link") -> None:
-        import msgspec
-
-        why = "IncompleteReadError"
-        try:
-            while True:
-                key, reply = msgspec.msgpack.decode(await _recv(conn.reader))
-                waiting = conn.pending.get(key)
-                if waiting is not None and not waiting.done():
-                    waiting.set_result(reply)
-        except (OSError, asyncio.IncompleteReadError, ValueError, TypeError,
-                msgspec.DecodeError) as exc:
-            why = type(exc).__name__
-        finally:
-            self._drop(conn, why)
 
     def _drop(self, conn: "_Link", why: str = "ConnectionError") -> None:
         """The leader went away: every request waiting on it is told so (503: send the
         same commands again); the next request takes the lead or connects anew."""
         if self._conn is conn:
             self._conn = None
-        conn.writer.close()
+        if conn.transport is not None:
+            conn.transport.close()
         for waiting in list(conn.pending.values()):
             if not waiting.done():
                 waiting.set_exception(_gone(why))
         conn.pending.clear()
 
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    def _serve(self) -> "_Served":
         """A follower's connection: requests in, each answered once committed."""
+        return _Served(self)
+
+
+class _Framed(asyncio.Protocol):
+    """Length-prefixed msgpack messages over a Unix socket, read in ``data_received``
+    (no task or await per message), written in one ``write`` per turn of the event
+    loop however many messages it made: the answers of one group commit go to a
+    follower together."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self._buf = bytearray()
+        self._out: list[bytes] = []
+        self._closed = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
         import msgspec
 
-        tasks: set[asyncio.Task] = set()
-        me = asyncio.current_task()
-        if me is not None:
-            self._served.add(me)
-
-        async def answer(key: Any, lines: list[tuple[int, bytes]]) -> None:
-            try:
-                outs = await self.writer.submit(lines)
-                reply: dict = {"outcomes": [o.as_dict() for o in outs]}
-            except Exception as exc:  # noqa: BLE001 - told to the follower
-                reply = {"error": [type(exc).__name__, str(exc)]}
-            try:
-                await _send(writer, msgspec.msgpack.encode([key, reply]))
-            except (OSError, RuntimeError):
-                pass
-
+        buf = self._buf
+        buf += data
+        start = 0
         try:
-            while True:
-                key, raw = msgspec.msgpack.decode(await _recv(reader))
-                lines = [(int(n), bytes(line)) for n, line in raw]
-                task = asyncio.create_task(answer(key, lines))
-                tasks.add(task)
-                task.add_done_callback(tasks.discard)
-        except (OSError, asyncio.IncompleteReadError, ValueError, TypeError,
-                msgspec.DecodeError, asyncio.CancelledError):
-            pass
-        finally:
-            if me is not None:
-                self._served.discard(me)
-            if tasks:  # answer what was sent before the follower went away or we stop
-                await asyncio.gather(*tasks, return_exceptions=True)
-            writer.close()
+            while len(buf) - start >= 4:
+                size = int.from_bytes(buf[start:start + 4], "big")
+                if len(buf) - start - 4 < size:
+                    break
+                message = msgspec.msgpack.decode(buf[start + 4:start + 4 + size])
+                start += 4 + size
+                self.received(message)
+        except (ValueError, TypeError, msgspec.DecodeError) as exc:
+            del buf[:]
+            self.broken(type(exc).__name__)
+            return
+        del buf[:start]
+
+    def send(self, message: bytes) -> None:
+        if self._closed:
+            raise _gone("ConnectionError")
+        if not self._out:
+            asyncio.get_running_loop().call_soon(self._flush)
+        self._out.append(len(message).to_bytes(4, "big"))
+        self._out.append(message)
+
+    def _flush(self) -> None:
+        out, self._out = self._out, []
+        if out and self.transport is not None and not self._closed:
+            self.transport.write(b"".join(out))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._closed = True
+        self.broken(type(exc).__name__ if exc is not None else "IncompleteReadError")
+
+    def received(self, message: Any) -> None:
+        raise NotImplementedError
+
+    def broken(self, why: str) -> None:
+        raise NotImplementedError
 
 
-class _Link:
+class _Link(_Framed):
     """A follower's connection to its leader and the requests waiting on it."""
 
-    __slots__ = ("reader", "writer", "pending", "task")
-
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.reader = reader
-        self.writer = writer
+    def __init__(self, router: WriteRouter) -> None:
+        super().__init__()
+        self.router = router
         self.pending: dict[int, asyncio.Future] = {}
-        self.task: asyncio.Task | None = None
+
+    def received(self, message: Any) -> None:
+        key, reply = message
+        waiting = self.pending.get(key)
+        if waiting is not None and not waiting.done():
+            waiting.set_result(reply)
+
+    def broken(self, why: str) -> None:
+        self._closed = True
+        self.router._drop(self, why)
+
+
+class _Served(_Framed):
+    """The leader's end of a follower's connection: each request goes straight to the
+    group-commit writer; its answer is sent once its batch committed."""
+
+    def __init__(self, router: WriteRouter) -> None:
+        super().__init__()
+        self.router = router
+        self._reading = True
+        self.loop: asyncio.AbstractEventLoop | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        self.router._served.add(self)
+        self.loop = asyncio.get_running_loop()
+
+    def received(self, message: Any) -> None:
+        if not self._reading:
+            return
+        key, raw = message
+        lines = [(int(n), bytes(line)) for n, line in raw]
+        assert self.loop is not None
+        self.router.writer.enqueue(lines, self.loop,
+                                   lambda outs, exc: self._answer(key, outs, exc))
+
+    def _answer(self, key: Any, outs: list[Outcome] | None, exc: BaseException | None) -> None:
+        import msgspec
+
+        if self._closed:
+            return  # the follower went away; its lines were applied all the same
+        if exc is None:
+            reply: dict = {"outcomes": [o.as_dict() for o in outs or []]}
+        else:
+            reply = {"error": [type(exc).__name__, str(exc)]}
+        self.send(msgspec.msgpack.encode([key, reply]))
+
+    def stop_reading(self) -> None:
+        """Take no more requests; those already with the writer are still answered."""
+        self._reading = False
+        if self.transport is not None and not self._closed:
+            self.transport.pause_reading()
+
+    def broken(self, why: str) -> None:
+        self._closed = True
+        self.router._served.discard(self)
+        if self.transport is not None:
+            self.transport.close()
+
+
+_ROUTERS: "weakref.WeakSet[WriteRouter]" = weakref.WeakSet()
+
+
+def leads_host() -> bool:
+    """Whether this process is the host's writer leader (holds ``<ledger>-writer.lead``)."""
+    return any(r.lead_fd is not None for r in _ROUTERS)
 
 
 def _gone(why: str) -> Exception:
@@ -466,14 +594,3 @@ def router_base(db: str) -> str | None:
         return os.path.join(tempfile.gettempdir(), f"order-ledger-{digest}")
     path = sqlite_file(db)
     return os.path.abspath(path) if path else None
-
-
-async def _send(writer: asyncio.StreamWriter, data: bytes) -> None:
-    writer.write(len(data).to_bytes(4, "big") + data)
-    if writer.transport.get_write_buffer_size() > 65536:
-        await writer.drain()
-
-
-async def _recv(reader: asyncio.StreamReader) -> bytes:
-    size = int.from_bytes(await reader.readexactly(4), "big")
-    return await reader.readexactly(size)
