@@ -50,8 +50,10 @@ async def test_a_follower_sends_every_request_over_one_connection(two_routers):
         assert [(o[0].order_id, o[0].line) for o in outs] == [(oid(n), 1) for n in range(2, 22)]
         assert all(o[0].status == "applied" for o in outs)
         assert follower.forwarded == 21
-        assert lead_writer.requests == 21 and follow_writer.requests == 0
+        assert lead_writer.requests == 21
         assert lead_writer.commits < 21  # concurrent requests shared commits
+        # the follower counts its requests and the group commits they shared (its /health)
+        assert follow_writer.requests == 21 and follow_writer.commits == lead_writer.commits
         # a command sent again is a duplicate, not a second event
         again = await follower.submit(_line(5))
         assert [o.status for o in again] == ["duplicate"]
@@ -85,7 +87,8 @@ async def test_requests_waiting_on_a_leader_that_goes_away_get_busy_then_one_tak
         outs = await follower.submit(_line(3))
         assert [o.status for o in outs] == ["applied"]
         assert follower.lead_fd is not None
-        assert follow_writer.requests == 1
+        assert follow_writer.requests == 2  # one relayed before, one written itself
+        assert follow_writer.commits == 2
     finally:
         release.set()
         await follower.stop()

@@ -16,6 +16,7 @@ import asyncio
 import concurrent.futures
 import os
 import queue
+import socket
 import threading
 import weakref
 from contextlib import contextmanager
@@ -103,6 +104,9 @@ class GroupWriter:
         self.thread = threading.Thread(target=self._run, name="ledger-writer", daemon=True)
         self.commits = 0
         self.requests = 0
+        #: the relay (see WriteRouter): followers' connections, read and answered by this
+        #: thread itself; ``None`` until :meth:`serve_relay`
+        self._relay: _Relay | None = None
         self.thread.start()
 
     async def submit(self, lines: list[tuple[int, bytes]], *,
@@ -120,18 +124,41 @@ class GroupWriter:
         """Queue ``lines``; ``done(outcomes, None)`` or ``done(None, error)`` is called in
         ``loop`` once their batch committed or failed. The answers of one batch reach a
         loop together, in one wake-up."""
-        self.queue.put(_Job(lines, advance_clock, loop, done))
+        self._put(_Job(lines, advance_clock, loop, done))
 
     def run_sync(self, fn: Callable[[Ledger], Any]) -> "concurrent.futures.Future[Any]":
         """Run ``fn(ledger)`` on the writer thread between batches (feeds, imports, ticks)."""
         job = _Job(fn, False)
-        self.queue.put(job)
+        self._put(job)
         assert job.future is not None
         return job.future
 
+    def _put(self, job: _Job | None) -> None:
+        self.queue.put(job)
+        relay = self._relay
+        if relay is not None:  # the thread may be waiting on the followers' sockets
+            relay.wake()
+
+    def serve_relay(self, listening: "socket.socket") -> "concurrent.futures.Future[Any]":
+        """Take followers' connections on ``listening`` (a bound, listening Unix socket):
+        this thread reads their requests and answers them itself, with no event loop in
+        between (one wake-up fewer each way)."""
+        def start(_: Ledger) -> None:
+            self._relay = _Relay(self, listening)
+        return self.run_sync(start)
+
+    def stop_relay(self) -> "concurrent.futures.Future[Any]":
+        """Take no more followers' requests; those already here are still answered."""
+        def stop(_: Ledger) -> None:
+            if self._relay is not None:
+                self._relay.stop_reading()
+        return self.run_sync(stop)
+
     def close(self) -> None:
-        self.queue.put(None)
+        self._put(None)
         self.thread.join(timeout=30)
+        if self._relay is not None:
+            self._relay.close()
         if self._turns is not None:
             os.close(self._turns)
             self._turns = None
@@ -152,9 +179,22 @@ class GroupWriter:
         finally:
             fcntl.flock(self._turns, fcntl.LOCK_UN)
 
+    def _next(self) -> _Job | None:
+        """The next job: from the queue, or, with the relay on, the first request a
+        follower sends (waiting on the followers' sockets and the queue at once)."""
+        relay = self._relay
+        if relay is None:
+            return self.queue.get()
+        while True:
+            try:
+                return self.queue.get_nowait()
+            except queue.Empty:
+                pass
+            relay.poll(None)
+
     def _run(self) -> None:
         while True:
-            job = self.queue.get()
+            job = self._next()
             if job is None:
                 return
             # wait for our turn first: requests that arrive meanwhile join this batch
@@ -166,6 +206,8 @@ class GroupWriter:
                 size = len(job.lines)
                 stop = False
                 pending_call: _Job | None = None
+                if self._relay is not None:  # what followers sent while we waited
+                    self._relay.poll(0)
                 while size < self.max_lines:
                     try:
                         nxt = self.queue.get_nowait()
@@ -221,16 +263,22 @@ class GroupWriter:
             return
         self._answer([(job, results[id(job)], None) for job in group])
 
-    @staticmethod
-    def _answer(answers: list[tuple[_Job, list[Outcome] | None, BaseException | None]]
+    def _answer(self, answers: list[tuple[_Job, list[Outcome] | None, BaseException | None]]
                 ) -> None:
         """One ``call_soon_threadsafe`` per event loop for the whole batch, not one per
-        request: the loop wakes once and answers them all."""
+        request: the loop wakes once and answers them all. Followers' requests are
+        answered from here, one write per follower."""
         by_loop: dict[int, tuple[asyncio.AbstractEventLoop, list]] = {}
+        relayed = False
         for answer in answers:
-            loop = answer[0].loop
-            assert loop is not None
-            by_loop.setdefault(id(loop), (loop, []))[1].append(answer)
+            job = answer[0]
+            if job.loop is None:  # a follower's: answered from this thread
+                job.done(answer[1], answer[2])  # type: ignore[misc]
+                relayed = True
+                continue
+            by_loop.setdefault(id(job.loop), (job.loop, []))[1].append(answer)
+        if relayed and self._relay is not None:
+            self._relay.flush()
         for loop, some in by_loop.values():
             try:
                 loop.call_soon_threadsafe(_answer_all, some)
@@ -289,6 +337,178 @@ def utc_now() -> datetime:
     return datetime.now(timezone.utc)
 
 
+class _Relay:
+    """The leader's end of the followers' connections, run by the writer thread.
+
+    Messages are a 4-byte big-endian length and msgpack: a request ``[key, [[line
+    number, line], ...]]``, an answer ``[key, {"outcomes": [...]}]`` or ``[key,
+    {"error": [kind, message]}]``. The writer thread waits on the listening socket,
+    the followers' connections and a wake-up pipe (for its own process's requests)
+    at once; a request read becomes a job of the next batch, and its answer is
+    written back by the same thread once that batch committed."""
+
+    def __init__(self, writer: GroupWriter, listening: "socket.socket") -> None:
+        import selectors
+
+        self.writer = writer
+        self.listening: socket.socket | None = listening
+        listening.setblocking(False)
+        self.sel = selectors.DefaultSelector()
+        self.sel.register(listening, selectors.EVENT_READ, None)
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        os.set_blocking(self._wake_w, False)
+        self.sel.register(self._wake_r, selectors.EVENT_READ, "wake")
+        self.conns: dict[int, _Follower] = {}
+        self._dirty: set[_Follower] = set()
+
+    def wake(self) -> None:
+        try:
+            os.write(self._wake_w, b"\0")
+        except (BlockingIOError, OSError):  # full: the thread is woken already
+            pass
+
+    def poll(self, timeout: float | None) -> None:
+        """Wait up to ``timeout`` (None: until something happens) and read what came:
+        requests go on the writer's queue."""
+        import selectors
+
+        for key, _ in self.sel.select(timeout):
+            if key.data == "wake":
+                try:
+                    while os.read(self._wake_r, 4096):
+                        pass
+                except BlockingIOError:
+                    pass
+            elif key.data is None:
+                self._accept(selectors)
+            else:
+                key.data.read()
+
+    def _accept(self, selectors: Any) -> None:
+        while self.listening is not None:
+            try:
+                sock, _ = self.listening.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                return
+            sock.settimeout(5.0)  # an answer that cannot be written in 5 s ends it
+            conn = _Follower(self, sock)
+            self.conns[sock.fileno()] = conn
+            self.sel.register(sock, selectors.EVENT_READ, conn)
+
+    def flush(self) -> None:
+        dirty, self._dirty = self._dirty, set()
+        for conn in dirty:
+            conn.flush()
+
+    def drop(self, conn: "_Follower") -> None:
+        if conn.closed:
+            return
+        conn.closed = True
+        try:
+            self.sel.unregister(conn.sock)
+        except (KeyError, ValueError):
+            pass
+        self.conns.pop(conn.fd, None)
+        conn.sock.close()
+
+    def stop_reading(self) -> None:
+        if self.listening is not None:
+            self.sel.unregister(self.listening)
+            self.listening.close()
+            self.listening = None
+        for conn in list(self.conns.values()):
+            try:
+                self.sel.unregister(conn.sock)
+            except (KeyError, ValueError):
+                pass
+            conn.reading = False
+
+    def close(self) -> None:
+        self.stop_reading()
+        for conn in list(self.conns.values()):
+            conn.flush()
+            self.drop(conn)
+        self.sel.close()
+        os.close(self._wake_r)
+        os.close(self._wake_w)
+
+
+class _Follower:
+    """One follower's connection, as the writer thread sees it."""
+
+    __slots__ = ("relay", "sock", "fd", "buf", "out", "closed", "reading")
+
+    def __init__(self, relay: _Relay, sock: "socket.socket") -> None:
+        self.relay = relay
+        self.sock = sock
+        self.fd = sock.fileno()
+        self.buf = bytearray()
+        self.out: list[bytes] = []
+        self.closed = False
+        self.reading = True
+
+    def read(self) -> None:
+        import msgspec
+
+        try:
+            data = self.sock.recv(1 << 16)
+        except (BlockingIOError, InterruptedError, TimeoutError):
+            return
+        except OSError:
+            data = b""
+        if not data:  # the follower went away; what it sent is still applied
+            self.relay.drop(self)
+            return
+        buf = self.buf
+        buf += data
+        start = 0
+        writer = self.relay.writer
+        try:
+            while len(buf) - start >= 4:
+                size = int.from_bytes(buf[start:start + 4], "big")
+                if len(buf) - start - 4 < size:
+                    break
+                key, raw = msgspec.msgpack.decode(buf[start + 4:start + 4 + size])
+                start += 4 + size
+                lines = [(int(n), bytes(line)) for n, line in raw]
+                writer.queue.put(_Job(lines, False, None, self._answerer(key)))
+        except (ValueError, TypeError, msgspec.DecodeError):
+            self.relay.drop(self)
+            return
+        del buf[:start]
+
+    def _answerer(self, key: Any) -> Callable[[list[Outcome] | None, BaseException | None],
+                                               None]:
+        def done(outs: list[Outcome] | None, exc: BaseException | None) -> None:
+            import msgspec
+
+            if self.closed:
+                return  # the follower went away; its lines were applied all the same
+            if exc is None:
+                # the batch's number: the follower counts the group commits its requests
+                # shared (its /health)
+                reply: dict = {"outcomes": [o.as_dict() for o in outs or []],
+                               "commit": self.relay.writer.commits}
+            else:
+                reply = {"error": [type(exc).__name__, str(exc)]}
+            message = msgspec.msgpack.encode([key, reply])
+            self.out.append(len(message).to_bytes(4, "big") + message)
+            self.relay._dirty.add(self)
+        return done
+
+    def flush(self) -> None:
+        out, self.out = self.out, []
+        if not out or self.closed:
+            return
+        try:
+            self.sock.sendall(b"".join(out))
+        except OSError:
+            self.relay.drop(self)
+
+
 class WriteRouter:
     """Sends command lines to one group commit per host: the leader's.
 
@@ -314,14 +534,14 @@ class WriteRouter:
         if self.base and len(self.base + "-writer.sock") > 100:  # AF_UNIX path limit
             self.base = None
         self.lead_fd: int | None = None
-        self.server: asyncio.AbstractServer | None = None
+        #: whether this process's writer serves the followers (see :class:`_Relay`)
+        self.relaying = False
         self.forwarded = 0
         #: a follower's one connection to the leader
         self._conn: _Link | None = None
         self._next_id = 0
+        self._last_commit: Any = None
         self._connecting = asyncio.Lock()
-        #: a leader's connections from followers
-        self._served: set[_Served] = set()
 
     @property
     def sock_path(self) -> str:
@@ -351,11 +571,19 @@ class WriteRouter:
                 os.unlink(self.sock_path)  # a dead leader's
             except FileNotFoundError:
                 pass
-            self.server = await asyncio.get_running_loop().create_unix_server(
-                self._serve, path=self.sock_path)
-            # only this user (who can write the ledger anyway) may hand it commands: the
-            # socket takes no token
-            os.chmod(self.sock_path, 0o600)
+            listening = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                listening.bind(self.sock_path)
+                # only this user (who can write the ledger anyway) may hand it commands:
+                # the socket takes no token
+                os.chmod(self.sock_path, 0o600)
+                listening.listen(128)
+            except OSError:
+                listening.close()
+                raise
+            # the writer thread itself reads and answers the followers
+            await asyncio.wrap_future(self.writer.serve_relay(listening))
+            self.relaying = True
         except OSError:  # e.g. another user's file in the way: every process writes itself
             os.close(fd)
             self.lead_fd = None
@@ -366,15 +594,13 @@ class WriteRouter:
     async def stop(self) -> None:
         if self._conn is not None:
             self._drop(self._conn)
-        for proto in list(self._served):  # answer what followers sent, take no more
-            proto.stop_reading()
-        if self.server is not None:
-            self.server.close()
+        if self.relaying:  # answer what followers sent, take no more
+            self.writer.stop_relay()
             try:
                 os.unlink(self.sock_path)
             except OSError:
                 pass
-            self.server = None
+            self.relaying = False
         if self.lead_fd is not None:
             os.close(self.lead_fd)
             self.lead_fd = None
@@ -399,6 +625,11 @@ class WriteRouter:
         finally:
             conn.pending.pop(key, None)
         self.forwarded += 1
+        if "commit" in reply:  # this process's requests and the group commits they shared
+            self.writer.requests += 1
+            if reply["commit"] != self._last_commit:
+                self._last_commit = reply["commit"]
+                self.writer.commits += 1
         if "error" in reply:
             from ledger.errors import LedgerBusy, StoreError
 
@@ -431,16 +662,11 @@ class WriteRouter:
                 waiting.set_exception(_gone(why))
         conn.pending.clear()
 
-    def _serve(self) -> "_Served":
-        """A follower's connection: requests in, each answered once committed."""
-        return _Served(self)
-
 
 class _Framed(asyncio.Protocol):
-    """Length-prefixed msgpack messages over a Unix socket, read in ``data_received``
-    (no task or await per message), written in one ``write`` per turn of the event
-    loop however many messages it made: the answers of one group commit go to a
-    follower together."""
+    """Length-prefixed msgpack messages over a Unix socket (see :class:`_Relay`), read
+    in ``data_received`` (no task or await per message), written in one ``write`` per
+    turn of the event loop however many messages it made."""
 
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
@@ -512,54 +738,6 @@ class _Link(_Framed):
     def broken(self, why: str) -> None:
         self._closed = True
         self.router._drop(self, why)
-
-
-class _Served(_Framed):
-    """The leader's end of a follower's connection: each request goes straight to the
-    group-commit writer; its answer is sent once its batch committed."""
-
-    def __init__(self, router: WriteRouter) -> None:
-        super().__init__()
-        self.router = router
-        self._reading = True
-        self.loop: asyncio.AbstractEventLoop | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        super().connection_made(transport)
-        self.router._served.add(self)
-        self.loop = asyncio.get_running_loop()
-
-    def received(self, message: Any) -> None:
-        if not self._reading:
-            return
-        key, raw = message
-        lines = [(int(n), bytes(line)) for n, line in raw]
-        assert self.loop is not None
-        self.router.writer.enqueue(lines, self.loop,
-                                   lambda outs, exc: self._answer(key, outs, exc))
-
-    def _answer(self, key: Any, outs: list[Outcome] | None, exc: BaseException | None) -> None:
-        import msgspec
-
-        if self._closed:
-            return  # the follower went away; its lines were applied all the same
-        if exc is None:
-            reply: dict = {"outcomes": [o.as_dict() for o in outs or []]}
-        else:
-            reply = {"error": [type(exc).__name__, str(exc)]}
-        self.send(msgspec.msgpack.encode([key, reply]))
-
-    def stop_reading(self) -> None:
-        """Take no more requests; those already with the writer are still answered."""
-        self._reading = False
-        if self.transport is not None and not self._closed:
-            self.transport.pause_reading()
-
-    def broken(self, why: str) -> None:
-        self._closed = True
-        self.router._served.discard(self)
-        if self.transport is not None:
-            self.transport.close()
 
 
 _ROUTERS: "weakref.WeakSet[WriteRouter]" = weakref.WeakSet()
