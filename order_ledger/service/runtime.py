@@ -18,7 +18,6 @@ import os
 import queue
 import socket
 import threading
-import weakref
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -528,7 +527,6 @@ class WriteRouter:
     """
 
     def __init__(self, writer: GroupWriter, db: str) -> None:
-        _ROUTERS.add(self)
         self.writer = writer
         self.base = router_base(db)
         if self.base and len(self.base + "-writer.sock") > 100:  # AF_UNIX path limit
@@ -738,14 +736,6 @@ class _Link(_Framed):
     def broken(self, why: str) -> None:
         self._closed = True
         self.router._drop(self, why)
-
-
-_ROUTERS: "weakref.WeakSet[WriteRouter]" = weakref.WeakSet()
-
-
-def leads_host() -> bool:
-    """Whether this process is the host's writer leader (holds ``<ledger>-writer.lead``)."""
-    return any(r.lead_fd is not None for r in _ROUTERS)
 
 
 def _gone(why: str) -> Exception:

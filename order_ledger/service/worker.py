@@ -28,35 +28,10 @@ def listening_socket(host: str, port: int) -> socket.socket:
 
 
 def main(argv: list[str]) -> int:
-    import asyncio
-    import os
-
     import uvicorn
 
-    from .runtime import leads_host
-
     host, port, log_level = argv[0], int(argv[1]), argv[2]
-    quiet_leader = os.environ.get("ORDER_LEDGER_LEADER_LISTENS", "0") != "1"
-
-    class Server(uvicorn.Server):
-        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-            # the app starts first (its lifespan decides who leads the host's writes);
-            # then the socket: the leader binds none when it need not
-            await super().startup(sockets=[])
-            if self.should_exit or (quiet_leader and leads_host()):
-                return
-            sock = listening_socket(host, port)
-            config = self.config
-            loop = asyncio.get_running_loop()
-
-            def protocol() -> asyncio.Protocol:
-                return config.http_protocol_class(  # type: ignore[call-arg]
-                    config=config, server_state=self.server_state,
-                    app_state=self.lifespan.state, _loop=loop)
-
-            self.servers.append(await loop.create_server(protocol, sock=sock,
-                                                         backlog=config.backlog))
-
+    sock = listening_socket(host, port)
     config = uvicorn.Config("order_ledger.service.app:app_from_env", factory=True,
                             log_level=log_level, access_log=False,
                             timeout_graceful_shutdown=10,
@@ -65,7 +40,7 @@ def main(argv: list[str]) -> int:
                             # the pair cuts the CPU per request by about a third
                             # (docs/benchmarks.md, "The HTTP service")
                             http="auto", loop="auto")
-    Server(config).run()
+    uvicorn.Server(config).run(sockets=[sock])
     return 0
 
 
