@@ -8,6 +8,13 @@ ledger's writer lock, one durable transaction -- and only then answers each
 request with its own lines' outcomes. While a batch commits, the next requests
 gather, so concurrent posts share commits as a database's group commit does.
 Across processes the ledger's writer lock serialises the batches.
+
+The answers of one batch reach each event loop in one wake-up
+(``call_soon_threadsafe`` once per loop, not once per request). In the host's
+writer leader (:class:`WriteRouter`) the same thread also reads the other
+workers' requests from their Unix sockets and writes their answers back, one
+write per worker per batch (:class:`_Relay`): no event loop between a
+follower and the writer.
 """
 
 from __future__ import annotations
@@ -135,7 +142,7 @@ class GroupWriter:
     def _put(self, job: _Job | None) -> None:
         self.queue.put(job)
         relay = self._relay
-        if relay is not None:  # the thread may be waiting on the followers' sockets
+        if relay is not None and relay.waiting:  # waiting on the followers' sockets
             relay.wake()
 
     def serve_relay(self, listening: "socket.socket") -> "concurrent.futures.Future[Any]":
@@ -185,11 +192,15 @@ class GroupWriter:
         if relay is None:
             return self.queue.get()
         while True:
+            relay.waiting = True  # from here on a request queued wakes us
             try:
-                return self.queue.get_nowait()
+                job = self.queue.get_nowait()
             except queue.Empty:
-                pass
-            relay.poll(None)
+                relay.poll(None)
+                continue
+            finally:
+                relay.waiting = False
+            return job
 
     def _run(self) -> None:
         while True:
@@ -360,6 +371,8 @@ class _Relay:
         self.sel.register(self._wake_r, selectors.EVENT_READ, "wake")
         self.conns: dict[int, _Follower] = {}
         self._dirty: set[_Follower] = set()
+        #: the writer thread waits in :meth:`poll`: a request queued must wake it
+        self.waiting = False
 
     def wake(self) -> None:
         try:
@@ -518,7 +531,10 @@ class WriteRouter:
     their requests' lines there and get the outcomes back, so all of them share the
     leader's batches. A follower keeps one connection to the leader for all its
     requests (numbered, answered in any order, each once its batch committed), so a
-    request costs no connect, accept or lock probe. If the leader is gone, a
+    request costs no connect, accept or lock probe; on the leader's side the writer
+    thread itself serves these connections (:class:`_Relay`). A follower counts its
+    requests and the leader's commits they shared in its own writer's ``requests``
+    and ``commits`` (its ``/health``). If the leader is gone, a
     follower's requests waiting on it fail with
     :class:`~ledger.errors.LedgerBusy` (503: try again; the command ids make the retry
     safe) and the next request takes the lead or writes itself. On PostgreSQL the
