@@ -93,3 +93,31 @@ async def test_requests_waiting_on_a_leader_that_goes_away_get_busy_then_one_tak
         release.set()
         await follower.stop()
         await leader.stop()
+
+
+async def test_a_batch_is_answered_with_one_wake_up_of_the_event_loop(two_routers):
+    """Requests that share a batch are answered together: the writer thread hands the
+    loop one call for all of them, not one per request."""
+    _, (writer, _) = two_routers
+    loop = asyncio.get_running_loop()
+    release = threading.Event()
+    writer.run_sync(lambda led: release.wait(10))  # the next requests gather meanwhile
+    waiting = [asyncio.create_task(writer.submit(_line(n))) for n in range(40, 50)]
+    await asyncio.sleep(0.1)
+    calls = []
+    real = loop.call_soon_threadsafe
+
+    def counting(callback, *args):
+        calls.append(callback)
+        return real(callback, *args)
+
+    loop.call_soon_threadsafe = counting  # type: ignore[method-assign]
+    try:
+        release.set()
+        outs = await asyncio.wait_for(asyncio.gather(*waiting), 10)
+    finally:
+        del loop.call_soon_threadsafe
+    assert [o[0].status for o in outs] == ["applied"] * 10
+    assert writer.commits == 1 and writer.requests == 10
+    answers = [c for c in calls if getattr(c, "__name__", "") == "_answer_all"]
+    assert len(answers) == 1
