@@ -10,6 +10,13 @@ same run, on a fresh ledger each.
 
     python -m bench.service_load --commands 2000 --workers 4
     python -m bench.service_load --db postgresql://postgres@127.0.0.1:5432/test --workers 2
+    python -m bench.service_load --service-tree ../before   # a baseline's service, same run
+    python -m bench.service_load --no-follow --readers 0    # the posts alone
+    python -m bench.service_load --profile /tmp/prof        # py-spy (on PATH) on every process
+
+The load generator is raw keep-alive HTTP/1.1 on asyncio (it shares the cores
+with the service); the group commits are counted from the ledger afterwards
+(the events of one commit share their recording time).
 
 Prints one JSON object (``--json``) or a short table.
 """
