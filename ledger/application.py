@@ -95,6 +95,12 @@ class _ConnectionLost(ConnectionError):
 
 
 DEFAULT_BATCH = 1000
+#: a run of batches lets the collector scan everything once every this many batches,
+#: or sooner after this many rejected lines (a line that fails to decode can leave a
+#: small cycle behind; an accepted one leaves none). A full scan at 50k orders costs
+#: a few per cent of the whole run, so it is rare.
+GC_FULL_EVERY = 1000
+GC_FULL_REJECTED = 10_000
 CACHE_LIMIT = 50_000
 #: How far past the ledger's latest business time a command taking its time from
 #: the wall clock may go before the command line asks first (docs/decisions.md).
@@ -507,21 +513,40 @@ class Ledger:
         dry = None
         if dry_run:
             dry = dry_run if isinstance(dry_run, DryRun) else DryRun(self)
-        chunk: list[tuple[int | None, Any]] = []
-        for n, line in command_lines(lines, start_line):
-            chunk.append((n, line))
-            if len(chunk) >= batch_size:
-                yield from self._run_batch(chunk, dry, advance_clock)
-                chunk = []
-        if chunk:
-            yield from self._run_batch(chunk, dry, advance_clock)
+        # what the batches leave alive (the aggregate cache above all) is frozen out of
+        # the collector's generations until the last batch: see _gc_paused
+        freeze = gc.isenabled() and gc.get_freeze_count() == 0
+        try:
+            chunk: list[tuple[int | None, Any]] = []
+            batches = rejected = 0
+            for n, line in command_lines(lines, start_line):
+                chunk.append((n, line))
+                if len(chunk) >= batch_size:
+                    outcomes = self._run_batch(chunk, dry, advance_clock, freeze)
+                    chunk = []
+                    if freeze:
+                        batches += 1
+                        rejected += sum(1 for o in outcomes if o.status == "rejected")
+                        if batches >= GC_FULL_EVERY or rejected >= GC_FULL_REJECTED:
+                            # now and then everything is scanned once: what cyclic
+                            # garbage the frozen batches hold waits at most this long
+                            batches = rejected = 0
+                            gc.unfreeze()
+                            gc.collect()
+                    yield from outcomes
+            if chunk:
+                yield from self._run_batch(chunk, dry, advance_clock, freeze)
+        finally:
+            if freeze:
+                gc.unfreeze()
 
     def _run_batch(self, chunk: list[tuple[int | None, Any]],
                    dry: "DryRun | None" = None,
-                   advance_clock: bool | None = None) -> list[Outcome]:
+                   advance_clock: bool | None = None,
+                   freeze: bool = False) -> list[Outcome]:
         # the collector is paused from the parsing on: parsing allocates a batch's
         # commands, and a collection then would rescan the aggregate cache
-        with _gc_paused():
+        with _gc_paused(freeze):
             return self._decide_batch(chunk, dry, advance_clock)
 
     def _decide_batch(self, chunk: list[tuple[int | None, Any]],
@@ -536,7 +561,11 @@ class Ledger:
             try:
                 parsed.append((n, parse(item), None))
             except CommandRejected as exc:
-                parsed.append((n, exc, None))
+                # kept without its traceback and the decoder's error it replaced: their
+                # frames hold this one, and so the batch (a cycle that would wait for
+                # the collector, which a run of batches lets scan it only now and then)
+                exc.__context__ = None
+                parsed.append((n, exc.with_traceback(None), None))
             except UnicodeDecodeError as exc:  # bytes inside a JSON string that are not UTF-8
                 parsed.append((n, CommandRejected(
                     "malformed-json",
@@ -691,7 +720,7 @@ def command_lines(lines: Iterable[str | bytes], start_line: int = 1
                 line = line[3:]
             elif isinstance(line, str) and line.startswith("\ufeff"):
                 line = line[1:]
-        if line.strip():
+        if line and not line.isspace():  # not blank (without copying the line to strip it)
             yield n, line
 
 
@@ -725,12 +754,20 @@ def _minutes(d: timedelta) -> str:
 
 
 @contextmanager
-def _gc_paused() -> Iterator[None]:
+def _gc_paused(freeze: bool = False) -> Iterator[None]:
     """Pause the cyclic garbage collector for one batch.
 
     A batch allocates many small objects that form no cycles; collecting
     while they are alive rescans the aggregate cache again and again (a
     quarter of bulk-apply time). Anything cyclic is collected after the batch.
+
+    ``freeze`` (a run of batches, :meth:`Ledger.apply_lines`): what the batch
+    left alive is moved out of the collector's generations (``gc.freeze``)
+    before it is enabled again, so the collection that follows each batch does
+    not scan the batch's new objects and the aggregate cache once more; the run
+    unfreezes them at its end. Freezing changes no object's lifetime: the
+    frozen objects are freed by their reference counts as before, only a cycle
+    among them waits for the end of the run.
     """
     if not gc.isenabled():
         yield
@@ -739,7 +776,27 @@ def _gc_paused() -> Iterator[None]:
     try:
         yield
     finally:
+        if freeze:
+            gc.freeze()
         gc.enable()
+
+
+_COMMAND_NAMES = c.COMMAND_NAMES
+#: the Order method that decides each command on an order, and whether it returns
+#: quantities whose units go back to the inventory
+_ORDER_METHODS: dict[type, tuple[Callable[..., Any], bool]] = {
+    c.Cancel: (Order.cancel, True),
+    c.RequestCancel: (Order.request_cancel, False),
+    c.VerifyPayment: (Order.verify_payment, True),
+    c.Ship: (Order.ship, False),
+    c.Adjust: (Order.adjust, True),
+    c.SendMessage: (Order.send_message, False),
+    c.ReceiveMessage: (Order.receive_message, False),
+    c.ChangeAddress: (Order.change_address, False),
+    c.Acknowledge: (Order.acknowledge, False),
+    c.ReleaseRestricted: (Order.release_restricted, False),
+    c.CorrectTracking: (Order.correct_tracking, False),
+}
 
 
 class UnitOfWork:
@@ -768,6 +825,9 @@ class UnitOfWork:
         #: command id and outcome (see :meth:`finish`)
         self.late: dict[str, tuple[str, Outcome]] = {}
         self.heap: list[tuple[int, str, str]] = []
+        #: aggregates changed since the heap was last brought up to date: their orders'
+        #: next deadlines are pushed only when the heap is next read (:meth:`_advance`)
+        self.dirty: dict[str, Any] = {}
         self.horizon: datetime | None = None  # deadlines due by then are in the heap
         self._line: dict[str, tuple[Any, ...] | None] = {}
         self.extend(commands)
@@ -783,7 +843,7 @@ class UnitOfWork:
         A batch calls it once; a dry run (:class:`DryRun`) calls it for every
         chunk of lines while the state stays in memory, uncommitted.
         """
-        commands = [self.stamp(cmd) for cmd in commands]
+        commands = [cmd if cmd.at is not None else self.stamp(cmd) for cmd in commands]
         ids = [cmd.command_id for cmd in commands
                if cmd.command_id is not None and cmd.command_id not in self.known]
         if ids:
@@ -862,9 +922,10 @@ class UnitOfWork:
     def handle(self, line: int | None, cmd: c.Command | CommandRejected) -> Outcome:
         if isinstance(cmd, CommandRejected):
             return Outcome(line, "rejected", error=cmd.as_dict())
-        cmd = self.stamp(cmd)
+        if cmd.at is None:
+            cmd = self.stamp(cmd)
         at: datetime = cmd.at  # type: ignore[assignment]
-        ctype = c.command_type(cmd)
+        ctype = _COMMAND_NAMES[type(cmd)]
         order_id = getattr(cmd, "order_id", None)
         out = Outcome(line, "applied", ctype, cmd.command_id, order_id, at.isoformat())
         cid = cmd.command_id
@@ -1019,17 +1080,23 @@ class UnitOfWork:
             base._pending_events = kept
             base._sink = self.sink  # type: ignore[attr-defined]
             self.aggs[key] = base
-            if isinstance(base, Order):
-                self._push(base)
+            self.dirty[key] = None
         del self.sink[mark:]
         self._line = {}
 
     def _after_line(self) -> None:
-        for key in self._line:
-            agg = self.aggs.get(key)
+        self.dirty.update(self._line)
+        self._line = {}
+
+    def _flush_dirty(self) -> None:
+        """Push the next deadline of every order changed since the heap was last read
+        (stale entries are skipped when popped, so pushing late changes nothing)."""
+        dirty, self.dirty = self.dirty, {}
+        aggs = self.aggs
+        for key in dirty:
+            agg = aggs.get(key)
             if isinstance(agg, Order):
                 self._push(agg)
-        self._line = {}
 
     def _push(self, order: Order) -> None:
         nd = order.next_deadline_us()
@@ -1040,6 +1107,8 @@ class UnitOfWork:
         """Apply every deadline due at or before ``at`` (``at_us``: the same in
         microseconds, when the caller has it), in due order."""
         limit = to_us(at) if at_us is None else at_us
+        if self.dirty:
+            self._flush_dirty()
         heap = self.heap
         while heap and heap[0][0] <= limit:
             due_us, order_id, kind = heapq.heappop(heap)
@@ -1077,31 +1146,15 @@ class UnitOfWork:
         if isinstance(cmd, c.Place):
             self._place(cmd, at, actor, cid)
             return
-        order = self.order(cmd.order_id)  # type: ignore[attr-defined]
-        if isinstance(cmd, c.Cancel):
-            self._give_back(order, order.cancel(cmd, actor, cid), at, actor, cid)
-        elif isinstance(cmd, c.RequestCancel):
-            order.request_cancel(cmd, actor, cid)
-        elif isinstance(cmd, c.VerifyPayment):
-            self._give_back(order, order.verify_payment(cmd, actor, cid), at, actor, cid)
-        elif isinstance(cmd, c.Ship):
-            order.ship(cmd, actor, cid)
-        elif isinstance(cmd, c.Adjust):
-            self._give_back(order, order.adjust(cmd, actor, cid), at, actor, cid)
-        elif isinstance(cmd, c.SendMessage):
-            order.send_message(cmd, actor, cid)
-        elif isinstance(cmd, c.ReceiveMessage):
-            order.receive_message(cmd, actor, cid)
-        elif isinstance(cmd, c.ChangeAddress):
-            order.change_address(cmd, actor, cid)
-        elif isinstance(cmd, c.Acknowledge):
-            order.acknowledge(cmd, actor, cid)
-        elif isinstance(cmd, c.ReleaseRestricted):
-            order.release_restricted(cmd, actor, cid)
-        elif isinstance(cmd, c.CorrectTracking):
-            order.correct_tracking(cmd, actor, cid)
-        else:  # pragma: no cover - the union is closed
+        entry = _ORDER_METHODS.get(type(cmd))
+        if entry is None:  # pragma: no cover - the union is closed
             raise CommandRejected("unknown-type", f"cannot handle {type(cmd).__name__}")
+        method, gives_back = entry
+        order = self.order(cmd.order_id)  # type: ignore[attr-defined]
+        if gives_back:
+            self._give_back(order, method(order, cmd, actor, cid), at, actor, cid)
+        else:
+            method(order, cmd, actor, cid)
 
     def _place(self, cmd: c.Place, at: datetime, actor: str, cid: str) -> None:
         key = order_key(cmd.order_id)

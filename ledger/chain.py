@@ -51,11 +51,25 @@ def link(prev: bytes, position: int, originator_id: str, version: int, topic: st
 
 def links(prev: bytes, rows: Iterable[tuple[int, str, int, str, bytes]]
           ) -> list[tuple[int, bytes]]:
-    """``(position, hash)`` for events ``(position, id, version, topic, state)`` in order."""
+    """``(position, hash)`` for events ``(position, id, version, topic, state)`` in order.
+
+    The same bytes as :func:`link`, hashed in one call per event: the topic's
+    part is built once per topic."""
     out: list[tuple[int, bytes]] = []
+    append = out.append
+    sha256 = hashlib.sha256
+    head, state_len, join = _HEAD.pack, _STATE_LEN.pack, b"".join
+    topics: dict[str, bytes] = {}
     for position, oid, version, topic, state in rows:
-        prev = link(prev, position, oid, version, topic, bytes(state))
-        out.append((position, prev))
+        tp = topics.get(topic)
+        if tp is None:
+            raw = topic.encode("utf-8")
+            tp = topics[topic] = _LEN.pack(len(raw)) + raw
+        o = oid.encode("utf-8")
+        state = bytes(state)
+        prev = sha256(join((prev, head(position, version, len(o)), o, tp,
+                            state_len(len(state)), state))).digest()
+        append((position, prev))
     return out
 
 

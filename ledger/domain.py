@@ -95,6 +95,11 @@ class LedgerAggregate(BaseAggregate[str]):
     def when(self, payload: ev.Event) -> None:
         self._handlers[type(payload)](self, payload)
 
+    def collect_events(self) -> list[Any]:
+        """The pending events, handed over at once (the library pops them one by one)."""
+        collected, self._pending_events = self._pending_events, []
+        return collected
+
     def checkpoint(self) -> tuple[int, int]:
         """Enough to undo a line: the version and the number of pending events.
 
@@ -191,10 +196,10 @@ class Item:
         self.line = line
         self.shipped = 0
         self.canceled = 0
-        # refunded amounts per component
-        self.refunded = [Decimal(0) for _ in _COMPONENTS]
+        # refunded amounts per component (Decimals are immutable: a refund replaces one)
+        self.refunded = [ev.ZERO] * len(_COMPONENTS)
         # promotion discounts taken back from refunds: item, shipping
-        self.promotions = [Decimal(0), Decimal(0)]
+        self.promotions = [ev.ZERO, ev.ZERO]
 
     @property
     def remaining(self) -> int:
@@ -263,7 +268,15 @@ class Order(LedgerAggregate):
         self.deadline_kind: str | None = None
 
     def record(self, payload: ev.Event) -> None:
-        super().record(payload)
+        # LedgerAggregate.record and _note_time in one: it runs for every order event
+        event = Recorded(self._id, self._version + 1, payload.at, payload)
+        self._handlers[type(payload)](self, payload)
+        self._version = event.originator_version
+        self._modified_on = payload.at
+        self._pending_events.append(event)
+        sink = self.__dict__.get("_sink")
+        if sink is not None:
+            sink.append(event)
         self._note_time(payload)
 
     def when(self, payload: ev.Event) -> None:
@@ -590,7 +603,9 @@ class Order(LedgerAggregate):
                     field=f"items[{i}].order_item_id", hint="give each item line its own id")
             seen.add(item.order_item_id)
             for comp in _COMPONENTS:
-                rules.check_money(getattr(item, comp), f"items[{i}].{comp}")
+                value = getattr(item, comp)
+                if value is not ev.ZERO:  # the default of a left-out amount is fine
+                    rules.check_money(value, f"items[{i}].{comp}")
         if not rules.LANGUAGE_RE.match(cmd.buyer.language):
             raise CommandRejected(
                 "bad-language", f"buyer language {cmd.buyer.language!r} is not a BCP-47 tag",

@@ -25,9 +25,9 @@ from .store import TOKENS_SQLITE, LedgerRecorderMixin
 
 EXTRA_TABLES_SQLITE = [
     "CREATE TABLE IF NOT EXISTS ledger_commands ("
-    " command_id TEXT PRIMARY KEY, type TEXT NOT NULL, at_us INTEGER NOT NULL)",
+    " command_id TEXT PRIMARY KEY, type TEXT NOT NULL, at_us INTEGER NOT NULL) WITHOUT ROWID",
     "CREATE TABLE IF NOT EXISTS ledger_deadlines ("
-    " order_id TEXT PRIMARY KEY, due_us INTEGER NOT NULL, kind TEXT NOT NULL)",
+    " order_id TEXT PRIMARY KEY, due_us INTEGER NOT NULL, kind TEXT NOT NULL) WITHOUT ROWID",
     "CREATE INDEX IF NOT EXISTS ledger_deadlines_due ON ledger_deadlines (due_us)",
     "CREATE TABLE IF NOT EXISTS ledger_clock ("
     " id INTEGER PRIMARY KEY CHECK (id = 1), at TEXT NOT NULL, at_us INTEGER NOT NULL)",

@@ -185,10 +185,14 @@ def test_workers_share_the_leaders_group_commit(tmp_path):
         assert not errors
         procs = health_of_each(server, 2)
         assert len(procs) == 2
-        leaders = [h for h in procs.values() if h["commits"]]
+        # the leader counts every request, forwarded ones too; the other its own, and
+        # the leader's commits they shared
+        leaders = [h for h in procs.values() if h["requests"] == 160]
         assert len(leaders) == 1
-        assert leaders[0]["requests"] == 160  # every request, forwarded ones too
         assert leaders[0]["commits"] < 160
+        (other,) = [h for h in procs.values() if h is not leaders[0]]
+        assert 0 < other["requests"] < 160
+        assert 0 < other["commits"] <= leaders[0]["commits"]
         os.kill(leaders[0]["pid"], signal.SIGKILL)
         statuses = []
         with server.client("operator") as c:

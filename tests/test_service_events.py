@@ -5,6 +5,7 @@ too far behind, roles and redaction."""
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 import uuid
@@ -156,3 +157,41 @@ def test_events_redacted_for_auditor_and_closed_to_viewer(server):
     with server.client("auditor") as c:
         bad = c.get("/api/events", headers={"Last-Event-ID": "yesterday"})
         assert bad.status_code == 400 and bad.json()["error"]["field"] == "Last-Event-ID"
+
+
+def test_the_events_of_one_read_go_out_as_one_chunk(server):
+    """A stream sends the events it read from the store in one write: the HTTP chunk
+    after the greeting holds all of them, not one event per chunk."""
+    import socket
+
+    start = head(server)
+    sku = "SSE-" + uuid.uuid4().hex[:6].upper()
+    with server.client("operator") as c:
+        r = c.post("/api/commands", json=[{"type": "set-inventory", "sku": sku, "quantity": q}
+                                          for q in range(1, 6)])
+        assert r.status_code == 200
+    host, port = server.url.split("//")[1].split(":")
+    with socket.create_connection((host, int(port)), timeout=20) as sock:
+        sock.sendall(f"GET /api/events?after={start}&limit=5 HTTP/1.1\r\nHost: x\r\n"
+                     f"Authorization: Bearer {server.tokens['operator']}\r\n\r\n".encode())
+        data = b""
+        while b"event: end" not in data:
+            more = sock.recv(65536)
+            if not more:
+                break
+            data += more
+    body = data.split(b"\r\n\r\n", 1)[1]
+    chunks = []
+    while body:  # chunked transfer encoding: size line, data, CRLF
+        size_line, _, rest = body.partition(b"\r\n")
+        size = int(size_line, 16)
+        if size == 0:
+            break
+        chunks.append(rest[:size])
+        body = rest[size + 2:]
+    assert chunks[0].startswith(b": order-ledger events after")
+    events = chunks[1]
+    assert events.count(b"\r\nid: ") + events.startswith(b"id: ") == 6  # 5 and the end
+    assert [int(x) for x in re.findall(rb"^id: (\d+)", events, re.M)][:5] == list(
+        range(start + 1, start + 6))
+

@@ -50,8 +50,10 @@ async def test_a_follower_sends_every_request_over_one_connection(two_routers):
         assert [(o[0].order_id, o[0].line) for o in outs] == [(oid(n), 1) for n in range(2, 22)]
         assert all(o[0].status == "applied" for o in outs)
         assert follower.forwarded == 21
-        assert lead_writer.requests == 21 and follow_writer.requests == 0
+        assert lead_writer.requests == 21
         assert lead_writer.commits < 21  # concurrent requests shared commits
+        # the follower counts its requests and the group commits they shared (its /health)
+        assert follow_writer.requests == 21 and follow_writer.commits == lead_writer.commits
         # a command sent again is a duplicate, not a second event
         again = await follower.submit(_line(5))
         assert [o.status for o in again] == ["duplicate"]
@@ -76,7 +78,7 @@ async def test_requests_waiting_on_a_leader_that_goes_away_get_busy_then_one_tak
         assert not waiting.done()
         # the leader goes away: its connection and its lock with it
         assert follower._conn is not None
-        follower._conn.writer.close()  # the connection breaks, as when the leader dies
+        follower._conn.transport.close()  # the connection breaks, as when the leader dies
         with pytest.raises(LedgerBusy, match="send the same commands again"):
             await asyncio.wait_for(waiting, 5)
         release.set()
@@ -85,8 +87,37 @@ async def test_requests_waiting_on_a_leader_that_goes_away_get_busy_then_one_tak
         outs = await follower.submit(_line(3))
         assert [o.status for o in outs] == ["applied"]
         assert follower.lead_fd is not None
-        assert follow_writer.requests == 1
+        assert follow_writer.requests == 2  # one relayed before, one written itself
+        assert follow_writer.commits == 2
     finally:
         release.set()
         await follower.stop()
         await leader.stop()
+
+
+async def test_a_batch_is_answered_with_one_wake_up_of_the_event_loop(two_routers):
+    """Requests that share a batch are answered together: the writer thread hands the
+    loop one call for all of them, not one per request."""
+    _, (writer, _) = two_routers
+    loop = asyncio.get_running_loop()
+    release = threading.Event()
+    writer.run_sync(lambda led: release.wait(10))  # the next requests gather meanwhile
+    waiting = [asyncio.create_task(writer.submit(_line(n))) for n in range(40, 50)]
+    await asyncio.sleep(0.1)
+    calls = []
+    real = loop.call_soon_threadsafe
+
+    def counting(callback, *args):
+        calls.append(callback)
+        return real(callback, *args)
+
+    loop.call_soon_threadsafe = counting  # type: ignore[method-assign]
+    try:
+        release.set()
+        outs = await asyncio.wait_for(asyncio.gather(*waiting), 10)
+    finally:
+        del loop.call_soon_threadsafe
+    assert [o[0].status for o in outs] == ["applied"] * 10
+    assert writer.commits == 1 and writer.requests == 10
+    answers = [c for c in calls if getattr(c, "__name__", "") == "_answer_all"]
+    assert len(answers) == 1

@@ -8,6 +8,13 @@ ledger's writer lock, one durable transaction -- and only then answers each
 request with its own lines' outcomes. While a batch commits, the next requests
 gather, so concurrent posts share commits as a database's group commit does.
 Across processes the ledger's writer lock serialises the batches.
+
+The answers of one batch reach each event loop in one wake-up
+(``call_soon_threadsafe`` once per loop, not once per request). In the host's
+writer leader (:class:`WriteRouter`) the same thread also reads the other
+workers' requests from their Unix sockets and writes their answers back, one
+write per worker per batch (:class:`_Relay`): no event loop between a
+follower and the writer.
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ import asyncio
 import concurrent.futures
 import os
 import queue
+import socket
 import threading
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -51,12 +59,44 @@ class ServiceConfig:
 
 
 class _Job:
-    __slots__ = ("lines", "future", "advance_clock")
+    """One request's lines for the writer, and how to answer it: ``done(outcomes,
+    error)`` called in ``loop`` once its batch committed (or failed); or, for a call
+    on the writer thread (``run_sync``), ``future``."""
 
-    def __init__(self, lines: list[tuple[int, bytes]], advance_clock: bool) -> None:
+    __slots__ = ("lines", "future", "advance_clock", "loop", "done")
+
+    def __init__(self, lines: Any, advance_clock: bool,
+                 loop: asyncio.AbstractEventLoop | None = None,
+                 done: Callable[[list[Outcome] | None, BaseException | None], None] | None
+                 = None) -> None:
         self.lines = lines
         self.advance_clock = advance_clock
-        self.future: concurrent.futures.Future = concurrent.futures.Future()
+        self.loop = loop
+        self.done = done
+        self.future: concurrent.futures.Future | None = (
+            concurrent.futures.Future() if done is None else None)
+
+
+def _answer_all(answers: list[tuple[_Job, list[Outcome] | None, BaseException | None]]
+                ) -> None:
+    """In a request's event loop: the answers of one batch, all at once."""
+    for job, outs, exc in answers:
+        try:
+            job.done(outs, exc)  # type: ignore[misc]
+        except Exception:  # noqa: BLE001 - one answer's failure is not the others'
+            import logging
+
+            logging.getLogger("order_ledger.service").exception("answering a request failed")
+
+
+def _settle(fut: "asyncio.Future[list[Outcome]]", outs: list[Outcome] | None,
+            exc: BaseException | None) -> None:
+    if fut.done():  # the request went away (cancelled): its lines were applied all the same
+        return
+    if exc is not None:
+        fut.set_exception(exc)
+    else:
+        fut.set_result(outs)  # type: ignore[arg-type]
 
 
 class GroupWriter:
@@ -70,25 +110,61 @@ class GroupWriter:
         self.thread = threading.Thread(target=self._run, name="ledger-writer", daemon=True)
         self.commits = 0
         self.requests = 0
+        #: the relay (see WriteRouter): followers' connections, read and answered by this
+        #: thread itself; ``None`` until :meth:`serve_relay`
+        self._relay: _Relay | None = None
         self.thread.start()
 
     async def submit(self, lines: list[tuple[int, bytes]], *,
                      advance_clock: bool = False) -> list[Outcome]:
         """Apply ``(line number, line)`` pairs; their outcomes once committed."""
-        job = _Job(lines, advance_clock)
-        self.queue.put(job)
-        return await asyncio.wrap_future(job.future)
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[list[Outcome]] = loop.create_future()
+        self.enqueue(lines, loop, lambda outs, exc: _settle(fut, outs, exc),
+                     advance_clock=advance_clock)
+        return await fut
+
+    def enqueue(self, lines: list[tuple[int, bytes]], loop: asyncio.AbstractEventLoop,
+                done: Callable[[list[Outcome] | None, BaseException | None], None], *,
+                advance_clock: bool = False) -> None:
+        """Queue ``lines``; ``done(outcomes, None)`` or ``done(None, error)`` is called in
+        ``loop`` once their batch committed or failed. The answers of one batch reach a
+        loop together, in one wake-up."""
+        self._put(_Job(lines, advance_clock, loop, done))
 
     def run_sync(self, fn: Callable[[Ledger], Any]) -> "concurrent.futures.Future[Any]":
         """Run ``fn(ledger)`` on the writer thread between batches (feeds, imports, ticks)."""
-        job = _Job([], False)
-        job.lines = fn  # type: ignore[assignment]
-        self.queue.put(job)
+        job = _Job(fn, False)
+        self._put(job)
+        assert job.future is not None
         return job.future
 
+    def _put(self, job: _Job | None) -> None:
+        self.queue.put(job)
+        relay = self._relay
+        if relay is not None and relay.waiting:  # waiting on the followers' sockets
+            relay.wake()
+
+    def serve_relay(self, listening: "socket.socket") -> "concurrent.futures.Future[Any]":
+        """Take followers' connections on ``listening`` (a bound, listening Unix socket):
+        this thread reads their requests and answers them itself, with no event loop in
+        between (one wake-up fewer each way)."""
+        def start(_: Ledger) -> None:
+            self._relay = _Relay(self, listening)
+        return self.run_sync(start)
+
+    def stop_relay(self) -> "concurrent.futures.Future[Any]":
+        """Take no more followers' requests; those already here are still answered."""
+        def stop(_: Ledger) -> None:
+            if self._relay is not None:
+                self._relay.stop_reading()
+        return self.run_sync(stop)
+
     def close(self) -> None:
-        self.queue.put(None)
+        self._put(None)
         self.thread.join(timeout=30)
+        if self._relay is not None:
+            self._relay.close()
         if self._turns is not None:
             os.close(self._turns)
             self._turns = None
@@ -109,9 +185,26 @@ class GroupWriter:
         finally:
             fcntl.flock(self._turns, fcntl.LOCK_UN)
 
+    def _next(self) -> _Job | None:
+        """The next job: from the queue, or, with the relay on, the first request a
+        follower sends (waiting on the followers' sockets and the queue at once)."""
+        relay = self._relay
+        if relay is None:
+            return self.queue.get()
+        while True:
+            relay.waiting = True  # from here on a request queued wakes us
+            try:
+                job = self.queue.get_nowait()
+            except queue.Empty:
+                relay.poll(None)
+                continue
+            finally:
+                relay.waiting = False
+            return job
+
     def _run(self) -> None:
         while True:
-            job = self.queue.get()
+            job = self._next()
             if job is None:
                 return
             # wait for our turn first: requests that arrive meanwhile join this batch
@@ -123,6 +216,8 @@ class GroupWriter:
                 size = len(job.lines)
                 stop = False
                 pending_call: _Job | None = None
+                if self._relay is not None:  # what followers sent while we waited
+                    self._relay.poll(0)
                 while size < self.max_lines:
                     try:
                         nxt = self.queue.get_nowait()
@@ -143,10 +238,11 @@ class GroupWriter:
                 return
 
     def _call(self, job: _Job) -> None:
+        assert job.future is not None
         if not job.future.set_running_or_notify_cancel():
             return
         try:
-            result = job.lines(self.ledger)  # type: ignore[operator]
+            result = job.lines(self.ledger)
             job.future.set_result(result)
         except BaseException as exc:  # noqa: BLE001 - handed to the request
             job.future.set_exception(exc)
@@ -173,13 +269,31 @@ class GroupWriter:
                 self.commits += 1
             self.requests += len(group)
         except BaseException as exc:  # noqa: BLE001 - every request of the batch gets it
-            for job in group:
-                if job.future.set_running_or_notify_cancel():
-                    job.future.set_exception(exc)
+            self._answer([(job, None, exc) for job in group])
             return
-        for job in group:
-            if job.future.set_running_or_notify_cancel():
-                job.future.set_result(results[id(job)])
+        self._answer([(job, results[id(job)], None) for job in group])
+
+    def _answer(self, answers: list[tuple[_Job, list[Outcome] | None, BaseException | None]]
+                ) -> None:
+        """One ``call_soon_threadsafe`` per event loop for the whole batch, not one per
+        request: the loop wakes once and answers them all. Followers' requests are
+        answered from here, one write per follower."""
+        by_loop: dict[int, tuple[asyncio.AbstractEventLoop, list]] = {}
+        relayed = False
+        for answer in answers:
+            job = answer[0]
+            if job.loop is None:  # a follower's: answered from this thread
+                job.done(answer[1], answer[2])  # type: ignore[misc]
+                relayed = True
+                continue
+            by_loop.setdefault(id(job.loop), (job.loop, []))[1].append(answer)
+        if relayed and self._relay is not None:
+            self._relay.flush()
+        for loop, some in by_loop.values():
+            try:
+                loop.call_soon_threadsafe(_answer_all, some)
+            except RuntimeError:  # that loop is closed: nobody is waiting any more
+                pass
 
 
 def _turns_file(ledger: Ledger) -> int | None:
@@ -233,6 +347,180 @@ def utc_now() -> datetime:
     return datetime.now(timezone.utc)
 
 
+class _Relay:
+    """The leader's end of the followers' connections, run by the writer thread.
+
+    Messages are a 4-byte big-endian length and msgpack: a request ``[key, [[line
+    number, line], ...]]``, an answer ``[key, {"outcomes": [...]}]`` or ``[key,
+    {"error": [kind, message]}]``. The writer thread waits on the listening socket,
+    the followers' connections and a wake-up pipe (for its own process's requests)
+    at once; a request read becomes a job of the next batch, and its answer is
+    written back by the same thread once that batch committed."""
+
+    def __init__(self, writer: GroupWriter, listening: "socket.socket") -> None:
+        import selectors
+
+        self.writer = writer
+        self.listening: socket.socket | None = listening
+        listening.setblocking(False)
+        self.sel = selectors.DefaultSelector()
+        self.sel.register(listening, selectors.EVENT_READ, None)
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        os.set_blocking(self._wake_w, False)
+        self.sel.register(self._wake_r, selectors.EVENT_READ, "wake")
+        self.conns: dict[int, _Follower] = {}
+        self._dirty: set[_Follower] = set()
+        #: the writer thread waits in :meth:`poll`: a request queued must wake it
+        self.waiting = False
+
+    def wake(self) -> None:
+        try:
+            os.write(self._wake_w, b"\0")
+        except (BlockingIOError, OSError):  # full: the thread is woken already
+            pass
+
+    def poll(self, timeout: float | None) -> None:
+        """Wait up to ``timeout`` (None: until something happens) and read what came:
+        requests go on the writer's queue."""
+        import selectors
+
+        for key, _ in self.sel.select(timeout):
+            if key.data == "wake":
+                try:
+                    while os.read(self._wake_r, 4096):
+                        pass
+                except BlockingIOError:
+                    pass
+            elif key.data is None:
+                self._accept(selectors)
+            else:
+                key.data.read()
+
+    def _accept(self, selectors: Any) -> None:
+        while self.listening is not None:
+            try:
+                sock, _ = self.listening.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                return
+            sock.settimeout(5.0)  # an answer that cannot be written in 5 s ends it
+            conn = _Follower(self, sock)
+            self.conns[sock.fileno()] = conn
+            self.sel.register(sock, selectors.EVENT_READ, conn)
+
+    def flush(self) -> None:
+        dirty, self._dirty = self._dirty, set()
+        for conn in dirty:
+            conn.flush()
+
+    def drop(self, conn: "_Follower") -> None:
+        if conn.closed:
+            return
+        conn.closed = True
+        try:
+            self.sel.unregister(conn.sock)
+        except (KeyError, ValueError):
+            pass
+        self.conns.pop(conn.fd, None)
+        conn.sock.close()
+
+    def stop_reading(self) -> None:
+        if self.listening is not None:
+            self.sel.unregister(self.listening)
+            self.listening.close()
+            self.listening = None
+        for conn in list(self.conns.values()):
+            try:
+                self.sel.unregister(conn.sock)
+            except (KeyError, ValueError):
+                pass
+            conn.reading = False
+
+    def close(self) -> None:
+        self.stop_reading()
+        for conn in list(self.conns.values()):
+            conn.flush()
+            self.drop(conn)
+        self.sel.close()
+        os.close(self._wake_r)
+        os.close(self._wake_w)
+
+
+class _Follower:
+    """One follower's connection, as the writer thread sees it."""
+
+    __slots__ = ("relay", "sock", "fd", "buf", "out", "closed", "reading")
+
+    def __init__(self, relay: _Relay, sock: "socket.socket") -> None:
+        self.relay = relay
+        self.sock = sock
+        self.fd = sock.fileno()
+        self.buf = bytearray()
+        self.out: list[bytes] = []
+        self.closed = False
+        self.reading = True
+
+    def read(self) -> None:
+        import msgspec
+
+        try:
+            data = self.sock.recv(1 << 16)
+        except (BlockingIOError, InterruptedError, TimeoutError):
+            return
+        except OSError:
+            data = b""
+        if not data:  # the follower went away; what it sent is still applied
+            self.relay.drop(self)
+            return
+        buf = self.buf
+        buf += data
+        start = 0
+        writer = self.relay.writer
+        try:
+            while len(buf) - start >= 4:
+                size = int.from_bytes(buf[start:start + 4], "big")
+                if len(buf) - start - 4 < size:
+                    break
+                key, raw = msgspec.msgpack.decode(buf[start + 4:start + 4 + size])
+                start += 4 + size
+                lines = [(int(n), bytes(line)) for n, line in raw]
+                writer.queue.put(_Job(lines, False, None, self._answerer(key)))
+        except (ValueError, TypeError, msgspec.DecodeError):
+            self.relay.drop(self)
+            return
+        del buf[:start]
+
+    def _answerer(self, key: Any) -> Callable[[list[Outcome] | None, BaseException | None],
+                                               None]:
+        def done(outs: list[Outcome] | None, exc: BaseException | None) -> None:
+            import msgspec
+
+            if self.closed:
+                return  # the follower went away; its lines were applied all the same
+            if exc is None:
+                # the batch's number: the follower counts the group commits its requests
+                # shared (its /health)
+                reply: dict = {"outcomes": [o.as_dict() for o in outs or []],
+                               "commit": self.relay.writer.commits}
+            else:
+                reply = {"error": [type(exc).__name__, str(exc)]}
+            message = msgspec.msgpack.encode([key, reply])
+            self.out.append(len(message).to_bytes(4, "big") + message)
+            self.relay._dirty.add(self)
+        return done
+
+    def flush(self) -> None:
+        out, self.out = self.out, []
+        if not out or self.closed:
+            return
+        try:
+            self.sock.sendall(b"".join(out))
+        except OSError:
+            self.relay.drop(self)
+
+
 class WriteRouter:
     """Sends command lines to one group commit per host: the leader's.
 
@@ -243,7 +531,10 @@ class WriteRouter:
     their requests' lines there and get the outcomes back, so all of them share the
     leader's batches. A follower keeps one connection to the leader for all its
     requests (numbered, answered in any order, each once its batch committed), so a
-    request costs no connect, accept or lock probe. If the leader is gone, a
+    request costs no connect, accept or lock probe; on the leader's side the writer
+    thread itself serves these connections (:class:`_Relay`). A follower counts its
+    requests and the leader's commits they shared in its own writer's ``requests``
+    and ``commits`` (its ``/health``). If the leader is gone, a
     follower's requests waiting on it fail with
     :class:`~ledger.errors.LedgerBusy` (503: try again; the command ids make the retry
     safe) and the next request takes the lead or writes itself. On PostgreSQL the
@@ -257,14 +548,14 @@ class WriteRouter:
         if self.base and len(self.base + "-writer.sock") > 100:  # AF_UNIX path limit
             self.base = None
         self.lead_fd: int | None = None
-        self.server: asyncio.AbstractServer | None = None
+        #: whether this process's writer serves the followers (see :class:`_Relay`)
+        self.relaying = False
         self.forwarded = 0
         #: a follower's one connection to the leader
         self._conn: _Link | None = None
         self._next_id = 0
+        self._last_commit: Any = None
         self._connecting = asyncio.Lock()
-        #: a leader's connections from followers
-        self._served: set[asyncio.Task] = set()
 
     @property
     def sock_path(self) -> str:
@@ -294,10 +585,19 @@ class WriteRouter:
                 os.unlink(self.sock_path)  # a dead leader's
             except FileNotFoundError:
                 pass
-            self.server = await asyncio.start_unix_server(self._serve, path=self.sock_path)
-            # only this user (who can write the ledger anyway) may hand it commands: the
-            # socket takes no token
-            os.chmod(self.sock_path, 0o600)
+            listening = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                listening.bind(self.sock_path)
+                # only this user (who can write the ledger anyway) may hand it commands:
+                # the socket takes no token
+                os.chmod(self.sock_path, 0o600)
+                listening.listen(128)
+            except OSError:
+                listening.close()
+                raise
+            # the writer thread itself reads and answers the followers
+            await asyncio.wrap_future(self.writer.serve_relay(listening))
+            self.relaying = True
         except OSError:  # e.g. another user's file in the way: every process writes itself
             os.close(fd)
             self.lead_fd = None
@@ -308,15 +608,13 @@ class WriteRouter:
     async def stop(self) -> None:
         if self._conn is not None:
             self._drop(self._conn)
-        for task in list(self._served):  # answer what followers sent, take no more
-            task.cancel()
-        if self.server is not None:
-            self.server.close()
+        if self.relaying:  # answer what followers sent, take no more
+            self.writer.stop_relay()
             try:
                 os.unlink(self.sock_path)
             except OSError:
                 pass
-            self.server = None
+            self.relaying = False
         if self.lead_fd is not None:
             os.close(self.lead_fd)
             self.lead_fd = None
@@ -336,15 +634,16 @@ class WriteRouter:
         reply_future: asyncio.Future = asyncio.get_running_loop().create_future()
         conn.pending[key] = reply_future
         try:
-            await _send(conn.writer,
-                        msgspec.msgpack.encode([key, [[n, line] for n, line in lines]]))
+            conn.send(msgspec.msgpack.encode([key, lines]))
             reply = await reply_future
-        except (OSError, RuntimeError):
-            self._drop(conn, "ConnectionError")
-            raise _gone("ConnectionError") from None
         finally:
             conn.pending.pop(key, None)
         self.forwarded += 1
+        if "commit" in reply:  # this process's requests and the group commits they shared
+            self.writer.requests += 1
+            if reply["commit"] != self._last_commit:
+                self._last_commit = reply["commit"]
+                self.writer.commits += 1
         if "error" in reply:
             from ledger.errors import LedgerBusy, StoreError
 
@@ -359,87 +658,100 @@ class WriteRouter:
             return self._conn
         async with self._connecting:
             if self._conn is None:
-                reader, writer = await asyncio.open_unix_connection(self.sock_path)
-                conn = _Link(reader, writer)
-                conn.task = asyncio.create_task(self._read_replies(conn))
+                loop = asyncio.get_running_loop()
+                _, conn = await loop.create_unix_connection(lambda: _Link(self),
+                                                            self.sock_path)
                 self._conn = conn
             return self._conn
-
-    async def _read_replies(self, conn: "_Link") -> None:
-        import msgspec
-
-        why = "IncompleteReadError"
-        try:
-            while True:
-                key, reply = msgspec.msgpack.decode(await _recv(conn.reader))
-                waiting = conn.pending.get(key)
-                if waiting is not None and not waiting.done():
-                    waiting.set_result(reply)
-        except (OSError, asyncio.IncompleteReadError, ValueError, TypeError,
-                msgspec.DecodeError) as exc:
-            why = type(exc).__name__
-        finally:
-            self._drop(conn, why)
 
     def _drop(self, conn: "_Link", why: str = "ConnectionError") -> None:
         """The leader went away: every request waiting on it is told so (503: send the
         same commands again); the next request takes the lead or connects anew."""
         if self._conn is conn:
             self._conn = None
-        conn.writer.close()
+        if conn.transport is not None:
+            conn.transport.close()
         for waiting in list(conn.pending.values()):
             if not waiting.done():
                 waiting.set_exception(_gone(why))
         conn.pending.clear()
 
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        """A follower's connection: requests in, each answered once committed."""
+
+class _Framed(asyncio.Protocol):
+    """Length-prefixed msgpack messages over a Unix socket (see :class:`_Relay`), read
+    in ``data_received`` (no task or await per message), written in one ``write`` per
+    turn of the event loop however many messages it made."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self._buf = bytearray()
+        self._out: list[bytes] = []
+        self._closed = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
         import msgspec
 
-        tasks: set[asyncio.Task] = set()
-        me = asyncio.current_task()
-        if me is not None:
-            self._served.add(me)
-
-        async def answer(key: Any, lines: list[tuple[int, bytes]]) -> None:
-            try:
-                outs = await self.writer.submit(lines)
-                reply: dict = {"outcomes": [o.as_dict() for o in outs]}
-            except Exception as exc:  # noqa: BLE001 - told to the follower
-                reply = {"error": [type(exc).__name__, str(exc)]}
-            try:
-                await _send(writer, msgspec.msgpack.encode([key, reply]))
-            except (OSError, RuntimeError):
-                pass
-
+        buf = self._buf
+        buf += data
+        start = 0
         try:
-            while True:
-                key, raw = msgspec.msgpack.decode(await _recv(reader))
-                lines = [(int(n), bytes(line)) for n, line in raw]
-                task = asyncio.create_task(answer(key, lines))
-                tasks.add(task)
-                task.add_done_callback(tasks.discard)
-        except (OSError, asyncio.IncompleteReadError, ValueError, TypeError,
-                msgspec.DecodeError, asyncio.CancelledError):
-            pass
-        finally:
-            if me is not None:
-                self._served.discard(me)
-            if tasks:  # answer what was sent before the follower went away or we stop
-                await asyncio.gather(*tasks, return_exceptions=True)
-            writer.close()
+            while len(buf) - start >= 4:
+                size = int.from_bytes(buf[start:start + 4], "big")
+                if len(buf) - start - 4 < size:
+                    break
+                message = msgspec.msgpack.decode(buf[start + 4:start + 4 + size])
+                start += 4 + size
+                self.received(message)
+        except (ValueError, TypeError, msgspec.DecodeError) as exc:
+            del buf[:]
+            self.broken(type(exc).__name__)
+            return
+        del buf[:start]
+
+    def send(self, message: bytes) -> None:
+        if self._closed:
+            raise _gone("ConnectionError")
+        if not self._out:
+            asyncio.get_running_loop().call_soon(self._flush)
+        self._out.append(len(message).to_bytes(4, "big"))
+        self._out.append(message)
+
+    def _flush(self) -> None:
+        out, self._out = self._out, []
+        if out and self.transport is not None and not self._closed:
+            self.transport.write(b"".join(out))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._closed = True
+        self.broken(type(exc).__name__ if exc is not None else "IncompleteReadError")
+
+    def received(self, message: Any) -> None:
+        raise NotImplementedError
+
+    def broken(self, why: str) -> None:
+        raise NotImplementedError
 
 
-class _Link:
+class _Link(_Framed):
     """A follower's connection to its leader and the requests waiting on it."""
 
-    __slots__ = ("reader", "writer", "pending", "task")
-
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.reader = reader
-        self.writer = writer
+    def __init__(self, router: WriteRouter) -> None:
+        super().__init__()
+        self.router = router
         self.pending: dict[int, asyncio.Future] = {}
-        self.task: asyncio.Task | None = None
+
+    def received(self, message: Any) -> None:
+        key, reply = message
+        waiting = self.pending.get(key)
+        if waiting is not None and not waiting.done():
+            waiting.set_result(reply)
+
+    def broken(self, why: str) -> None:
+        self._closed = True
+        self.router._drop(self, why)
 
 
 def _gone(why: str) -> Exception:
@@ -466,14 +778,3 @@ def router_base(db: str) -> str | None:
         return os.path.join(tempfile.gettempdir(), f"order-ledger-{digest}")
     path = sqlite_file(db)
     return os.path.abspath(path) if path else None
-
-
-async def _send(writer: asyncio.StreamWriter, data: bytes) -> None:
-    writer.write(len(data).to_bytes(4, "big") + data)
-    if writer.transport.get_write_buffer_size() > 65536:
-        await writer.drain()
-
-
-async def _recv(reader: asyncio.StreamReader) -> bytes:
-    size = int.from_bytes(await reader.readexactly(4), "big")
-    return await reader.readexactly(size)
