@@ -85,10 +85,15 @@ class Backend:
 
     def fast_log(self, recorder: Any) -> EventLog | None:
         """The direct reader of a SQLite ledger file (:class:`ledger.sqlite.SQLiteFileLog`)
-        opened by ``recorder``; None when there is none (PostgreSQL, in memory, a
-        file that cannot be opened so)."""
+        or a PostgreSQL ledger (:class:`ledger.postgres.PostgresLog`) opened by
+        ``recorder``; None when there is none (in memory, a file that cannot be
+        opened so)."""
         from .sqlite import LedgerSQLiteRecorder, SQLiteFileLog
 
+        if self.is_postgres:
+            from .postgres import PostgresLog
+
+            return PostgresLog.of(recorder)
         path = self.sqlite_file
         if not isinstance(recorder, LedgerSQLiteRecorder) or not path or not os.path.exists(path):
             return None

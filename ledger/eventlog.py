@@ -2,15 +2,17 @@
 
 Readers (the projections, replay, audit) ask for positions and events through
 :class:`EventLog`; none of them touches a recorder, a table or SQL of the
-ledger. Two implementations:
+ledger. Three implementations:
 
 - :class:`RecorderLog` -- through the ledger's recorder, on every backend;
 - :class:`ledger.sqlite.SQLiteFileLog` -- a SQLite ledger file read directly
   through a read-only connection of its own with one plain query per batch:
   the library builds a ``Notification`` object per row, which costs about as
-  much as decoding the event, and rebuilding views is what users wait on. It
-  alone can read one partition of the orders (for a parallel rebuild).
+  much as decoding the event, and rebuilding views is what users wait on;
+- :class:`ledger.postgres.PostgresLog` -- a PostgreSQL ledger through its
+  recorder, and one partition with a plain query on a connection of its own.
 
+The last two can read one partition of the orders (for a parallel rebuild).
 :meth:`ledger.application.Ledger.event_log` picks one.
 """
 
@@ -63,7 +65,8 @@ class RecorderLog:
     def read(self, after: int, limit: int, upto: int | None = None,
              partition: tuple[int, int] | None = None) -> list[RawEvent]:
         if partition is not None:
-            raise ValueError("partitioned reading needs a SQLite ledger file")
+            raise ValueError("partitioned reading needs the direct reader of a SQLite "
+                             "ledger file or a PostgreSQL ledger")
         rows = self.recorder.select_notifications(  # type: ignore[attr-defined]
             start=after + 1, limit=limit, stop=upto)
         return [(n.id, str(n.originator_id), n.topic, n.state) for n in rows]

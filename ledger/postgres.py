@@ -3,7 +3,9 @@
 :class:`LedgerPostgresRecorder` is the library's PostgreSQL application recorder,
 extended with the ledger's tables (written in the same transaction as the
 events, under the library's table lock); :class:`LedgerPostgresReader` opens a
-ledger for reading and creates nothing.
+ledger for reading and creates nothing; :class:`PostgresLog` is its
+:class:`~ledger.eventlog.EventLog` that can also read one partition of the
+orders (for the parallel rebuild).
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from eventsourcing.persistence import StoredEvent
 from eventsourcing.postgres import PostgresApplicationRecorder
 from psycopg.sql import Identifier
 
+from .domain import ORDER_PREFIX
+from .eventlog import RawEvent
 from .store import TOKENS_PG, LedgerRecorderMixin
 
 
@@ -115,3 +119,98 @@ class LedgerPostgresReader(LedgerPostgresRecorder):
     """The recorder of a ledger opened for reading: no schema, table or function is created."""
 
     create_schema = False
+
+
+class PostgresLog:
+    """The events of a PostgreSQL ledger, which can read one partition of the orders
+    (for a parallel rebuild).
+
+    The head and whole ranges are read through the recorder (its pool rides out
+    a lost connection or a server restart, as every reader of the ledger
+    does); a partition is read with one plain query per batch on a connection
+    of its own, opened on first use, so that each forked rebuild worker opens
+    its own.
+    """
+
+    partitionable = True
+
+    def __init__(self, params: dict[str, Any], table: str, recorder: Any = None) -> None:
+        from .eventlog import RecorderLog
+
+        self._params = params
+        self._table = table
+        self._plain = RecorderLog(recorder) if recorder is not None else None
+        self._conn: Any = None
+        self._closed = False
+
+    @classmethod
+    def of(cls, recorder: Any) -> PostgresLog | None:
+        """The log of the ledger ``recorder`` opened (None when its connection
+        settings cannot be reused)."""
+        try:
+            params = dict(recorder.datastore.pool.kwargs)
+        except AttributeError:
+            return None
+        params.pop("row_factory", None)
+        return cls(params, recorder.prefix + recorder.events_table_name, recorder)
+
+    def _db(self) -> Any:
+        if self._closed:
+            raise ValueError("the event log is closed")
+        if self._conn is None:
+            import psycopg
+
+            self._conn = psycopg.connect(**self._params, autocommit=True)
+        return self._conn
+
+    def _rows(self, sql: str, args: Sequence[Any] = ()) -> list[Any]:
+        """Run a query; a connection the server dropped (a restart, an idle timeout)
+        is opened again once, as the recorder's pool would."""
+        import psycopg
+
+        try:
+            return list(self._db().execute(sql, args).fetchall())
+        except psycopg.OperationalError:
+            if self._closed:
+                raise
+            conn, self._conn = self._conn, None
+            try:
+                conn.close()
+            except Exception:  # pragma: no cover - already gone
+                pass
+            return list(self._db().execute(sql, args).fetchall())
+
+    def head(self) -> int:
+        if self._closed:
+            raise ValueError("the event log is closed")
+        if self._plain is not None:
+            return self._plain.head()
+        rows = self._rows(f"SELECT MAX(notification_id) FROM {self._table}")
+        return int(rows[0][0] or 0)
+
+    def read(self, after: int, limit: int, upto: int | None = None,
+             partition: tuple[int, int] | None = None) -> list[RawEvent]:
+        if self._closed:
+            raise ValueError("the event log is closed")
+        if partition is None and self._plain is not None:
+            return [(p, o, t, bytes(s)) for p, o, t, s in self._plain.read(after, limit, upto)]
+        where, args = "notification_id > %s", [after]
+        if upto is not None:
+            where += " AND notification_id <= %s"
+            args.append(upto)
+        if partition is not None:
+            k, n = partition
+            where += (f" AND (CASE WHEN left(originator_id::text, {len(ORDER_PREFIX)}) = "
+                      f"'{ORDER_PREFIX}' THEN ascii(right(originator_id::text, 1)) %% %s "
+                      "ELSE 0 END) = %s")
+            args += [n, k]
+        rows = self._rows(
+            f"SELECT notification_id, originator_id::text, topic, state FROM {self._table} "
+            f"WHERE {where} ORDER BY notification_id LIMIT %s", (*args, limit))
+        return [(int(p), o, t, bytes(s)) for p, o, t, s in rows]
+
+    def close(self) -> None:
+        self._closed = True
+        if self._conn is not None:
+            conn, self._conn = self._conn, None
+            conn.close()

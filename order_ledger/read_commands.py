@@ -493,6 +493,9 @@ def rebuild_cmd(names: tuple[str, ...], db: str | None, views: str | None, batch
                 jobs: int | None, quiet: bool, as_json: bool) -> None:
     """Rebuild views from the first event (all of them, or the NAMEs given).
 
+    Without NAMEs a built audit index of the current version is kept and caught
+    up (its rows never change meaning); name it to rebuild it.
+
     The new tables are filled beside the old ones and swapped in at the end in
     one transaction: readers see the old view until then, and an interrupted
     rebuild leaves it intact. Views: orders, inventory, metrics, notifications.

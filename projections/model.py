@@ -1,7 +1,9 @@
-"""The projections' apply code: pure functions of the event stream.
+"""The projections: their tables, records, handlers, loading and flushing.
 
 Each projection is a class whose ``handlers()`` map event types to functions
-``(position, event) -> None`` that evolve in-memory state. The very same code
+``(position, event) -> None`` that evolve in-memory state; the handlers of all
+of them are written once, fused: one function per event type for any set of
+projections (:func:`handlers_for`, :func:`dispatch_table`). The very same code
 runs in two places:
 
 - :func:`projections.memory.project` applies a whole stream to fresh objects
@@ -18,15 +20,17 @@ or sorted, as microseconds since the epoch (``*_us``).
 
 from __future__ import annotations
 
+import sqlite3
+from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any, Callable, ClassVar, Iterable, Sequence, get_args
 
 import msgspec
 
 from ledger import events as ev
-from ledger.domain import ORDER_PREFIX
 from ledger.rules import BUYER_WISH_REASONS, SELLER_CANCEL_REASONS
-from ledger.store import to_us
+from ledger.store import EPOCH
+from ledger.store import to_us as _to_us_any
 
 PENDING, UNSHIPPED, PARTIALLY_SHIPPED, SHIPPED, CANCELED = (
     ev.PENDING, ev.UNSHIPPED, ev.PARTIALLY_SHIPPED, ev.SHIPPED, ev.CANCELED)
@@ -36,6 +40,13 @@ STATUSES: tuple[str, ...] = get_args(ev.Status)
 Handler = Callable[[int, Any], None]
 
 _enc = msgspec.json.Encoder()
+
+# The sqlite3 module binds a None only after failing to find an adapter for it (an
+# AttributeError raised and cleared per value: ~5 % of a rebuild, whose rows have
+# many NULL columns). An adapter that returns None (an empty dict's ``get``: a
+# call into C, no Python frame) is found at once; the value bound is the same NULL.
+_no_keys: dict[None, None] = {}
+sqlite3.register_adapter(type(None), _no_keys.get)
 
 
 def _json(obj: Any) -> str:
@@ -115,9 +126,15 @@ _address_decoder = msgspec.json.Decoder(ev.Address)
 
 
 def doc_to_row(d: OrderDoc) -> tuple[Any, ...]:
-    """The ``orders`` row of an :class:`OrderDoc` (``items`` as JSON)."""
-    t = msgspec.structs.astuple(d)
-    return t[:_DOC_ITEMS] + (_enc.encode(d.items).decode(),) + t[_DOC_ITEMS + 1:]
+    """The ``orders`` row of an :class:`OrderDoc` (``items`` as JSON). Booleans are
+    bound as the integers SQLite stores for them anyway: the sqlite3 module binds a
+    ``bool`` only after failing to find an adapter for it (an exception raised and
+    cleared per value)."""
+    t = list(msgspec.structs.astuple(d))
+    t[_DOC_ITEMS] = _enc.encode(d.items).decode()
+    for i in _DOC_BOOLS:
+        t[i] = int(t[i])
+    return tuple(t)
 
 
 #: where the ``bool`` fields of :class:`OrderDoc` are (SQLite gives them back as 0 / 1)
@@ -147,6 +164,8 @@ def market_of(d: OrderDoc) -> dict[str, Any]:
 
 
 def _market_json(e: ev.OrderPlaced) -> str:
+    if e.market is None and not e.restricted:
+        return "{}"
     out: dict[str, Any] = {}
     if e.market is not None:
         out.update(msgspec.to_builtins(e.market))
@@ -169,6 +188,14 @@ class MetricOrder(msgspec.Struct, gc=False):
 
 
 METRIC_COLUMNS: tuple[str, ...] = MetricOrder.__struct_fields__
+
+
+assert METRIC_COLUMNS[2] == "released"
+
+
+def _metric_row(t: tuple[Any, ...]) -> tuple[Any, ...]:
+    """A ``metric_orders`` row: ``released`` as an integer (see :func:`doc_to_row`)."""
+    return t[:2] + (int(t[2]),) + t[3:]
 
 
 def row_to_metric(row: Iterable[Any]) -> MetricOrder:
@@ -276,6 +303,9 @@ class Projection:
     keyed: ClassVar[bool] = True
     #: event types whose handlers never read the order's record (nothing to load)
     no_load: ClassVar[frozenset[type]] = frozenset()
+    #: whether a rebuild of all views rebuilds this one even when it is built at its
+    #: current version (False: rebuilt only when its version changes or when named)
+    rebuilt_by_default: ClassVar[bool] = True
 
     def __init__(self, complete: bool = True) -> None:
         #: True when every record that exists is in memory (a fresh build)
@@ -329,13 +359,6 @@ class KeyedProjection(Projection):
             return []
         recs = self.recs
         return [k for k in keys if k not in recs]
-
-    def _get(self, e: Any) -> Any:
-        """The record of the event's order (marked changed), or None if unknown."""
-        rec = self.recs.get(e.order_id)
-        if rec is not None:
-            self.dirty.add(e.order_id)
-        return rec
 
     def take_dirty(self, defer: int) -> list[str]:
         """The changed keys to write now, sorted (b-tree friendly); none while fewer
@@ -396,30 +419,7 @@ class OrdersProjection(KeyedProjection):
     )
 
     def handlers(self) -> dict[type, Handler]:
-        return {
-            ev.OrderPlaced: self._placed,
-            ev.HoldExpired: self._hold_expired,
-            ev.PaymentVerified: self._verified,
-            ev.PaymentExtended: self._extended,
-            ev.PaymentDeclined: self._declined,
-            ev.BuyerCanceled: self._canceled,
-            ev.SellerCanceled: self._canceled,
-            ev.LedgerCanceled: self._canceled,
-            ev.CancellationRequested: self._requested,
-            ev.ShipByWarningIssued: self._warned,
-            ev.ShipmentConfirmed: self._shipped,
-            ev.OrderAdjusted: self._adjusted,
-            ev.ShippingAddressChanged: self._address,
-            ev.RestrictedDataReleased: self._released_data,
-            ev.OrderAcknowledged: self._acknowledged,
-            ev.TrackingCorrected: self._touched,
-        }
-
-    def _get(self, e: Any) -> Any:
-        d = super()._get(e)
-        if d is not None:  # an order's events come in its time order
-            d.last_updated = iso(e.at)
-        return d
+        return handlers_for([self])
 
     def load_sql(self, t: dict[str, str]) -> str:
         return f"SELECT {', '.join(ORDER_COLUMNS)} FROM {t['orders']} WHERE order_id IN ({{marks}})"
@@ -437,160 +437,6 @@ class OrdersProjection(KeyedProjection):
         marks = ", ".join("?" * len(ORDER_COLUMNS))
         return [(f"INSERT OR REPLACE INTO {t['orders']} ({', '.join(ORDER_COLUMNS)}) "
                  f"VALUES ({marks})", rows)]
-
-    # helpers -----------------------------------------------------------------------
-
-    def _status(self, d: OrderDoc, e: Any) -> None:
-        new = e.status
-        if d.status == PENDING and new == UNSHIPPED:
-            d.payments_date = iso(e.at)
-            d.ever_released = True
-        if new == SHIPPED or new == CANCELED:
-            d.warning = None
-            d.buyer_requested_cancel = False
-            self.ended.add(d.order_id)
-        d.status = new
-
-    @staticmethod
-    def _cancel_qty(d: OrderDoc, lines: list[ev.ItemQuantity]) -> None:
-        if lines:
-            by_id = {i.order_item_id: i for i in d.items}
-            for q in lines:
-                it = by_id.get(q.order_item_id)
-                if it is not None:
-                    it.canceled += q.quantity
-
-    # handlers ----------------------------------------------------------------------
-
-    def _placed(self, pos: int, e: ev.OrderPlaced) -> None:
-        b = e.buyer
-        self.recs[e.order_id] = OrderDoc(
-            e.order_id, e.status, iso(e.at), to_us(e.at), None, iso(e.latest_ship_date),
-            iso(e.latest_delivery_date), b.name, b.email, b.phone, b.language,
-            e.currency, e.ship_service_level, None, None, None, None, False, False,
-            _json(e.ship_to), _market_json(e), iso(e.at),
-            [ItemRow(i.order_item_id, i.sku, i.title, i.quantity, 0, 0, i.item_price,
-                     i.item_tax, i.shipping_price, i.shipping_tax, i.gift_wrap_price,
-                     i.gift_wrap_tax, i.promotion_discount, i.ship_promotion_discount,
-                     i.price_designation)
-             for i in e.items])
-        self.dirty.add(e.order_id)
-
-    def _hold_expired(self, pos: int, e: ev.HoldExpired) -> None:
-        d = self._get(e)
-        if d is None:
-            return
-        self._cancel_qty(d, e.canceled)
-        if e.status == CANCELED:
-            d.cancel_reason = e.applied_outcome
-            d.canceled_by = "payments"
-        self._status(d, e)
-
-    def _verified(self, pos: int, e: ev.PaymentVerified) -> None:
-        d = self._get(e)
-        if d is None:
-            return
-        d.payment = "verified"
-        if e.effective:
-            d.latest_ship_date = iso(e.latest_ship_date)
-            d.latest_delivery_date = iso(e.latest_delivery_date)
-        self._status(d, e)
-
-    def _extended(self, pos: int, e: ev.PaymentExtended) -> None:
-        d = self._get(e)
-        if d is not None:
-            d.payment = "extended"
-
-    def _declined(self, pos: int, e: ev.PaymentDeclined) -> None:
-        d = self._get(e)
-        if d is None:
-            return
-        d.payment = e.outcome
-        if e.effective:
-            d.cancel_reason = e.outcome
-            d.canceled_by = "payments"
-            self._cancel_qty(d, e.canceled)
-        self._status(d, e)
-
-    def _canceled(self, pos: int, e: Any) -> None:
-        d = self._get(e)
-        if d is None:
-            return
-        self._cancel_qty(d, e.canceled)
-        d.cancel_reason = e.reason
-        d.canceled_by = e.actor
-        self._status(d, e)
-
-    def _requested(self, pos: int, e: ev.CancellationRequested) -> None:
-        d = self._get(e)
-        if d is not None:
-            d.buyer_requested_cancel = True
-            if e.reason:
-                market = market_of(d)
-                market["buyer_cancel_reason"] = e.reason
-                d.market = _json(market)
-
-    def _warned(self, pos: int, e: ev.ShipByWarningIssued) -> None:
-        d = self._get(e)
-        if d is not None and d.status in OPEN:
-            d.warning = e.text
-
-    def _shipped(self, pos: int, e: ev.ShipmentConfirmed) -> None:
-        d = self._get(e)
-        if d is None:
-            return
-        by_id = {i.order_item_id: i for i in d.items}
-        for q in e.items:
-            it = by_id.get(q.order_item_id)
-            if it is not None:
-                it.shipped += q.quantity
-        self._status(d, e)
-
-    def _adjusted(self, pos: int, e: ev.OrderAdjusted) -> None:
-        d = self._get(e)
-        if d is None:
-            return
-        by_id = {i.order_item_id: i for i in d.items}
-        for a in e.items:
-            it = by_id.get(a.order_item_id)
-            if it is not None:
-                it.canceled += a.quantity_cancelled
-        if e.status != d.status and e.status == CANCELED:
-            d.cancel_reason = e.items[0].reason if e.items else None
-            d.canceled_by = e.actor
-        self._status(d, e)
-
-    def _address(self, pos: int, e: ev.ShippingAddressChanged) -> None:
-        d = self._get(e)
-        if d is not None:
-            d.ship_to = _json(e.ship_to)
-
-    def _released_data(self, pos: int, e: ev.RestrictedDataReleased) -> None:
-        d = self._get(e)
-        if d is None:
-            return
-        if e.ship_to is not None:
-            d.ship_to = _json(e.ship_to)
-        if e.buyer is not None:
-            d.buyer_name, d.buyer_email = e.buyer.name, e.buyer.email
-            if e.buyer.phone:
-                d.buyer_phone = e.buyer.phone
-        market = market_of(d)
-        market.pop("restricted", None)
-        if e.restricted:
-            market["restricted"] = list(e.restricted)
-        d.market = _json(market)
-
-    def _acknowledged(self, pos: int, e: ev.OrderAcknowledged) -> None:
-        d = self._get(e)
-        if d is not None and e.merchant_order_id:
-            market = market_of(d)
-            market["merchant_order_id"] = e.merchant_order_id
-            d.market = _json(market)
-
-    def _touched(self, pos: int, e: Any) -> None:
-        self._get(e)  # only the last-updated time changes
-
 
 # --- Manage Inventory ---------------------------------------------------------------
 
@@ -612,10 +458,6 @@ class InventoryProjection(Projection):
               (("inventory_pending_by_sku", "sku"),)),
     )
 
-    #: events that can take an order out of Pending
-    _LEAVE = (ev.HoldExpired, ev.PaymentVerified, ev.PaymentDeclined, ev.BuyerCanceled,
-              ev.LedgerCanceled)
-
     def __init__(self, complete: bool = True) -> None:
         super().__init__(complete)
         self.available: dict[str, int] = {}
@@ -625,42 +467,7 @@ class InventoryProjection(Projection):
         self.gone: set[str] = set()
 
     def handlers(self) -> dict[type, Handler]:
-        h: dict[type, Handler] = {
-            ev.InventorySet: self._set,
-            ev.InventoryAllocated: self._moved,
-            ev.InventoryReturned: self._moved,
-            ev.OrderPlaced: self._placed,
-        }
-        for cls in self._LEAVE:
-            h[cls] = self._maybe_left
-        return h
-
-    def _set(self, pos: int, e: ev.InventorySet) -> None:
-        self.available[e.sku] = e.quantity
-        self.dirty.add(e.sku)
-
-    def _moved(self, pos: int, e: Any) -> None:
-        self.available[e.sku] = e.available
-        self.dirty.add(e.sku)
-
-    def _placed(self, pos: int, e: ev.OrderPlaced) -> None:
-        if e.status != PENDING:  # pragma: no cover - orders start Pending
-            return
-        skus: dict[str, int] = {}
-        for i in e.items:
-            skus[i.sku] = skus.get(i.sku, 0) + i.quantity
-        self.pending[e.order_id] = skus
-        self.new_pending.add(e.order_id)
-
-    def _maybe_left(self, pos: int, e: Any) -> None:
-        if e.status == PENDING:
-            return
-        oid = e.order_id
-        had = self.pending.pop(oid, None)
-        if oid in self.new_pending:
-            self.new_pending.discard(oid)  # never written: nothing to delete
-        elif had is not None or not self.complete:
-            self.gone.add(oid)
+        return handlers_for([self])
 
     def flush_ops(self, t: dict[str, str], defer: int = 0) -> list[tuple[str, list[tuple[Any, ...]]]]:
         ops: list[tuple[str, list[tuple[Any, ...]]]] = []
@@ -718,18 +525,7 @@ class MetricsProjection(KeyedProjection):
         self.retracked: list[tuple[bool, str]] = []
 
     def handlers(self) -> dict[type, Handler]:
-        return {
-            ev.OrderPlaced: self._placed,
-            ev.HoldExpired: self._status_only,
-            ev.PaymentVerified: self._verified,
-            ev.PaymentDeclined: self._status_only,
-            ev.BuyerCanceled: self._status_only,
-            ev.SellerCanceled: self._seller_canceled,
-            ev.LedgerCanceled: self._ledger_canceled,
-            ev.ShipmentConfirmed: self._shipped,
-            ev.OrderAdjusted: self._adjusted,
-            ev.TrackingCorrected: self._retracked,
-        }
+        return handlers_for([self])
 
     def load_sql(self, t: dict[str, str]) -> str:
         return (f"SELECT {', '.join(METRIC_COLUMNS)} FROM {t['metric_orders']} "
@@ -747,98 +543,19 @@ class MetricsProjection(KeyedProjection):
             astuple = msgspec.structs.astuple
             ops.append((f"INSERT OR REPLACE INTO {t['metric_orders']} ({', '.join(METRIC_COLUMNS)})"
                         f" VALUES ({', '.join('?' * len(METRIC_COLUMNS))})",
-                        [astuple(recs[k]) for k in keys]))
+                        [_metric_row(astuple(recs[k])) for k in keys]))
         if self.shipments:
             ops.append((f"INSERT INTO {t['metric_shipments']} (position, order_id, at_us, tracked)"
-                        " VALUES (?, ?, ?, ?)", self.shipments))
+                        " VALUES (?, ?, ?, ?)",
+                        [(p, o, at, int(tracked)) for p, o, at, tracked in self.shipments]))
             self.shipments = []
         if self.retracked:
             table = t["metric_shipments"]
             ops.append((f"UPDATE {table} SET tracked = ? WHERE position = "
-                        f"(SELECT MAX(position) FROM {table} WHERE order_id = ?)", self.retracked))
+                        f"(SELECT MAX(position) FROM {table} WHERE order_id = ?)",
+                        [(int(tracked), o) for tracked, o in self.retracked]))
             self.retracked = []
         return ops
-
-    def _status(self, m: MetricOrder, e: Any) -> None:
-        new = e.status
-        if m.status == PENDING and new == UNSHIPPED:
-            m.released = True
-        if new == SHIPPED or new == CANCELED:
-            self.ended.add(m.order_id)
-        m.status = new
-
-    @staticmethod
-    def _count(m: MetricOrder, reason: str, e: Any) -> None:
-        if m.counted_reason is None:
-            m.counted_reason = reason
-            m.counted_us = to_us(e.at)
-
-    def _placed(self, pos: int, e: ev.OrderPlaced) -> None:
-        self.recs[e.order_id] = MetricOrder(
-            e.order_id, to_us(e.at), False, to_us(e.latest_ship_date), None, e.status, None, None)
-        self.dirty.add(e.order_id)
-
-    def _status_only(self, pos: int, e: Any) -> None:
-        m = self._get(e)
-        if m is not None:
-            self._status(m, e)
-
-    def _verified(self, pos: int, e: ev.PaymentVerified) -> None:
-        m = self._get(e)
-        if m is None:
-            return
-        if e.effective:
-            m.latest_ship_us = to_us(e.latest_ship_date)
-        self._status(m, e)
-
-    def _seller_canceled(self, pos: int, e: ev.SellerCanceled) -> None:
-        m = self._get(e)
-        if m is None:
-            return
-        if e.canceled and not (e.buyer_requested and e.reason in BUYER_WISH_REASONS):
-            self._count(m, e.reason, e)
-        self._status(m, e)
-
-    def _ledger_canceled(self, pos: int, e: ev.LedgerCanceled) -> None:
-        m = self._get(e)
-        if m is None:
-            return
-        if e.reason == "ShipmentNotConfirmed" and e.canceled:
-            self._count(m, e.reason, e)
-        self._status(m, e)
-
-    def _adjusted(self, pos: int, e: ev.OrderAdjusted) -> None:
-        m = self._get(e)
-        if m is None:
-            return
-        for a in e.items:
-            if a.quantity_cancelled > 0 and not (
-                    e.buyer_requested and a.reason in BUYER_WISH_REASONS):
-                self._count(m, a.reason, e)
-                break
-        self._status(m, e)
-
-    def _shipped(self, pos: int, e: ev.ShipmentConfirmed) -> None:
-        m = self._get(e)
-        if m is None:
-            return
-        at = to_us(e.at)
-        m.last_confirmation_us = at
-        tn = e.tracking_number
-        self.shipments.append((pos, e.order_id, at, bool(tn and tn.strip())))
-        self._status(m, e)
-
-    def _retracked(self, pos: int, e: ev.TrackingCorrected) -> None:
-        """The order's latest shipment now has the corrected tracking number (or none)."""
-        tn = e.tracking_number
-        tracked = bool(tn and tn.strip())
-        ships = self.shipments
-        for i in range(len(ships) - 1, -1, -1):
-            if ships[i][1] == e.order_id:
-                ships[i] = (*ships[i][:3], tracked)
-                return
-        self.retracked.append((tracked, e.order_id))
-
 
 # --- notifications ---------------------------------------------------------------------
 
@@ -873,23 +590,7 @@ class NotificationsProjection(KeyedProjection):
                          ev.LedgerCanceled, ev.PaymentDeclined))
 
     def handlers(self) -> dict[type, Handler]:
-        return {
-            ev.OrderPlaced: self._placed,
-            ev.PaymentVerified: self._verified,
-            ev.HoldExpired: self._hold_expired,
-            ev.SellerCanceled: self._seller_canceled,
-            ev.OrderAdjusted: self._adjusted,
-            ev.ShipByWarningIssued: self._warned,
-            # only to know when an order is settled (its record may then be evicted)
-            ev.ShipmentConfirmed: self._settles,
-            ev.BuyerCanceled: self._settles,
-            ev.LedgerCanceled: self._settles,
-            ev.PaymentDeclined: self._settles,
-        }
-
-    def _settles(self, pos: int, e: Any) -> None:
-        if e.status == SHIPPED or e.status == CANCELED:
-            self.ended.add(e.order_id)
+        return handlers_for([self])
 
     def load_sql(self, t: dict[str, str]) -> str:
         return f"SELECT order_id, state FROM {t['notify_orders']} WHERE order_id IN ({{marks}})"
@@ -911,74 +612,6 @@ class NotificationsProjection(KeyedProjection):
                         "VALUES (?, ?, ?, ?, ?, ?, ?)", self.rows))
             self.rows = []
         return ops
-
-    def _emit(self, pos: int, seq: int, at: str, to: str, kind: str, order_id: str,
-              content: msgspec.Struct) -> None:
-        self.rows.append((pos, seq, at, to, kind, order_id, _enc.encode(content).decode()))
-
-    def _placed(self, pos: int, e: ev.OrderPlaced) -> None:
-        b = e.buyer
-        self.recs[e.order_id] = NotifyOrder(
-            e.order_id, b.name, b.email, b.language, e.ship_service_level,
-            iso(e.latest_ship_date), iso(e.latest_delivery_date),
-            [NItem(i.order_item_id, i.sku, i.title, i.quantity) for i in e.items])
-        self.dirty.add(e.order_id)
-
-    def _released(self, pos: int, e: Any, n: NotifyOrder) -> None:
-        at = iso(e.at)
-        self._emit(pos, 0, at, "buyer", "order-confirmation", n.order_id, OrderConfirmation(
-            n.order_id, n.buyer_name, n.buyer_email, n.language, n.latest_delivery_date,
-            n.items))
-        self._emit(pos, 1, at, "seller", "sold-ship-now", n.order_id, SoldShipNow(
-            n.order_id, n.latest_ship_date, n.ship_service_level, n.items))
-
-    def _verified(self, pos: int, e: ev.PaymentVerified) -> None:
-        if not e.effective:
-            return
-        n = self.recs.get(e.order_id)
-        if n is None:
-            return
-        ship, deliver = iso(e.latest_ship_date), iso(e.latest_delivery_date)
-        if ship != n.latest_ship_date or deliver != n.latest_delivery_date:
-            n.latest_ship_date, n.latest_delivery_date = ship, deliver
-            self.dirty.add(e.order_id)
-        if e.status == UNSHIPPED:
-            self._released(pos, e, n)
-
-    def _hold_expired(self, pos: int, e: ev.HoldExpired) -> None:
-        if e.status != UNSHIPPED:
-            self._settles(pos, e)
-            return
-        n = self.recs.get(e.order_id)
-        if n is not None:
-            self._released(pos, e, n)
-
-    def _cancellation(self, pos: int, e: Any, reasons: list[str],
-                      lines: Sequence[tuple[str, int, str | None]]) -> None:
-        n: NotifyOrder | None = self.recs.get(e.order_id)
-        titles = {i.order_item_id: i.title for i in n.items} if n is not None else {}
-        self._emit(pos, 0, iso(e.at), "buyer", "cancellation", e.order_id, Cancellation(
-            e.order_id, n.buyer_email if n else None, n.language if n else None,
-            ", ".join(reasons), "; ".join(reason_text(r) for r in reasons),
-            e.status == CANCELED,
-            [CanceledItem(k, titles.get(k, ""), q, r) for k, q, r in lines]))
-
-    def _seller_canceled(self, pos: int, e: ev.SellerCanceled) -> None:
-        self._settles(pos, e)
-        self._cancellation(pos, e, [e.reason],
-                           [(q.order_item_id, q.quantity, None) for q in e.canceled])
-
-    def _adjusted(self, pos: int, e: ev.OrderAdjusted) -> None:
-        self._settles(pos, e)
-        lines = [(a.order_item_id, a.quantity_cancelled, a.reason)
-                 for a in e.items if a.quantity_cancelled > 0]
-        if lines:  # a refund only is not a cancellation
-            self._cancellation(pos, e, sorted({r for _, _, r in lines}), lines)
-
-    def _warned(self, pos: int, e: ev.ShipByWarningIssued) -> None:
-        self._emit(pos, 0, iso(e.at), "seller", "ship-by-warning", e.order_id,
-                   ShipByWarning(e.order_id, iso(e.ship_by), e.text))
-
 
 # --- audit index -----------------------------------------------------------------------
 
@@ -1028,6 +661,9 @@ class AuditProjection(Projection):
     name = "audit"
     version = 1
     keyed = False
+    # its rows copy fields of one event each (time, type, actor, ids, reason): no
+    # change to the views' code changes them, so `rebuild` keeps it when current
+    rebuilt_by_default = False
     description = "Audit index: one row per event (time, type, actor, command, order, SKU, reason)"
     tables = (
         Table("audit",
@@ -1047,20 +683,7 @@ class AuditProjection(Projection):
         self.rows: list[tuple[Any, ...]] = []
 
     def handlers(self) -> dict[type, Handler]:
-        return {cls: self._handler(cls) for cls in ev.ALL_EVENTS}
-
-    def _handler(self, cls: type[ev.Event]) -> Handler:
-        name = cls.__name__
-        has_order = "order_id" in cls.__struct_fields__
-        has_sku = "sku" in cls.__struct_fields__
-        reasoned = cls in _REASONED
-
-        def row(pos: int, e: Any) -> None:
-            self.rows.append((
-                pos, to_us(e.at), iso(e.at), name, e.actor, e.command_id,
-                e.order_id if has_order else None, e.sku if has_sku else None,
-                _audit_reason(e) if reasoned else None))
-        return row
+        return handlers_for([self])
 
     def flush_ops(self, t: dict[str, str], defer: int = 0) -> list[tuple[str, list[tuple[Any, ...]]]]:
         if not self.rows:
@@ -1078,10 +701,653 @@ PROJECTIONS: dict[str, type[Projection]] = {
 NAMES: tuple[str, ...] = tuple(PROJECTIONS)
 
 
-def dispatch_table(projs: Iterable[Projection]) -> dict[type, tuple[Handler, ...]]:
-    """Event type -> the handlers of every projection interested in it."""
-    table: dict[type, list[Handler]] = {}
+# --- the handlers: one per event type, for any set of the projections above ----------
+#
+# For a set of projection objects, handlers_for() returns one handler per event
+# type that updates all of them: the event's order id, its time as ISO-8601 text
+# (iso) and as microseconds (to_us) are computed once per event and shared by
+# the views and the audit row, and no per-view dispatch, method lookup or
+# repeated record lookup is paid. The same handlers serve every caller -- a
+# rebuild, catch-up (checkpoints equal or not: a view alone is the same function
+# with the others absent), the parallel rebuild's workers and project() -- so
+# there is one apply path. ``Projection.handlers()`` of one view is
+# ``handlers_for([view])``.
+
+#: the event types each projection handles (the audit: every type)
+INTERESTS: dict[str, frozenset[type]] = {
+    "orders": frozenset((
+        ev.OrderPlaced, ev.HoldExpired, ev.PaymentVerified, ev.PaymentExtended,
+        ev.PaymentDeclined, ev.BuyerCanceled, ev.SellerCanceled, ev.LedgerCanceled,
+        ev.CancellationRequested, ev.ShipByWarningIssued, ev.ShipmentConfirmed,
+        ev.OrderAdjusted, ev.ShippingAddressChanged, ev.RestrictedDataReleased,
+        ev.OrderAcknowledged, ev.TrackingCorrected)),
+    "inventory": frozenset((
+        ev.InventorySet, ev.InventoryAllocated, ev.InventoryReturned, ev.OrderPlaced,
+        ev.HoldExpired, ev.PaymentVerified, ev.PaymentDeclined, ev.BuyerCanceled,
+        ev.LedgerCanceled)),
+    "metrics": frozenset((
+        ev.OrderPlaced, ev.HoldExpired, ev.PaymentVerified, ev.PaymentDeclined,
+        ev.BuyerCanceled, ev.SellerCanceled, ev.LedgerCanceled, ev.ShipmentConfirmed,
+        ev.OrderAdjusted, ev.TrackingCorrected)),
+    # ShipmentConfirmed, BuyerCanceled, LedgerCanceled, PaymentDeclined: only to know
+    # when an order is settled (its record may then be evicted)
+    "notifications": frozenset((
+        ev.OrderPlaced, ev.PaymentVerified, ev.HoldExpired, ev.SellerCanceled,
+        ev.OrderAdjusted, ev.ShipByWarningIssued, ev.ShipmentConfirmed, ev.BuyerCanceled,
+        ev.LedgerCanceled, ev.PaymentDeclined)),
+    "audit": frozenset(ev.ALL_EVENTS),
+}
+
+_KINDS: dict[str, type] = {
+    "orders": OrdersProjection, "inventory": InventoryProjection,
+    "metrics": MetricsProjection, "notifications": NotificationsProjection,
+    "audit": AuditProjection,
+}
+
+
+def handlers_for(projs: Iterable[Projection]) -> dict[type, Handler]:
+    """One handler per event type applying the event to every projection in ``projs``.
+
+    Each of the five projections may be present at most once (any subset);
+    ``Projection`` subclasses of other kinds keep their own ``handlers()``, called
+    after the fused handler of the same event type.
+    """
+    known: dict[str, Any] = {}
+    others: list[Projection] = []
     for p in projs:
-        for cls, h in p.handlers().items():
-            table.setdefault(cls, []).append(h)
-    return {k: tuple(v) for k, v in table.items()}
+        kind = _KINDS.get(getattr(p, "name", ""))
+        if kind is not None and type(p) is kind and p.name not in known:
+            known[p.name] = p
+        else:
+            others.append(p)
+    table = _Fused(known).table()
+    if others:
+        extra: dict[type, list[Handler]] = {}
+        for p in others:
+            for cls, h in p.handlers().items():
+                extra.setdefault(cls, []).append(h)
+        for cls, hs in extra.items():
+            table[cls] = _chain(table.get(cls), hs)
+    return table
+
+
+def _chain(first: Handler | None, rest: Sequence[Handler]) -> Handler:
+    calls = ([first] if first is not None else []) + list(rest)
+
+    def run(pos: int, e: Any) -> None:
+        for h in calls:
+            h(pos, e)
+    return run
+
+
+_EPOCHS: dict[Any, Any] = {}
+
+
+def to_us(t: datetime) -> int:
+    """:func:`ledger.store.to_us`, about twice as fast for the fixed-offset times events
+    carry: the epoch expressed in the time's own zone is subtracted (same ``tzinfo``:
+    no offset is computed on either side). msgspec decodes an offset to one shared
+    ``timezone`` object, so the cache holds a handful of entries."""
+    tz = t.tzinfo
+    if type(tz) is not timezone:
+        return _to_us_any(t)
+    e = _EPOCHS.get(tz)
+    if e is None:
+        e = _EPOCHS[tz] = EPOCH.astimezone(tz)
+    d: timedelta = t - e
+    return (d.days * 86_400 + d.seconds) * 1_000_000 + d.microseconds
+
+
+def _cancel_qty(d: OrderDoc, lines: list[ev.ItemQuantity]) -> None:
+    if lines:
+        by_id = {i.order_item_id: i for i in d.items}
+        for q in lines:
+            it = by_id.get(q.order_item_id)
+            if it is not None:
+                it.canceled += q.quantity
+
+
+class _Fused:
+    """The handlers over the present projections (``None`` for an absent one)."""
+
+    def __init__(self, known: dict[str, Any]) -> None:
+        self.O: OrdersProjection | None = known.get("orders")
+        self.I: InventoryProjection | None = known.get("inventory")
+        self.M: MetricsProjection | None = known.get("metrics")
+        self.N: NotificationsProjection | None = known.get("notifications")
+        self.A: AuditProjection | None = known.get("audit")
+        self.wanted: set[type] = set()
+        for name in known:
+            self.wanted |= INTERESTS[name]
+
+    # --- shared steps --------------------------------------------------------------
+
+    def _o_get(self, oid: str, at_iso: str) -> OrderDoc | None:
+        O = self.O
+        if O is None:
+            return None
+        d: OrderDoc | None = O.recs.get(oid)
+        if d is not None:  # an order's events come in its time order
+            O.dirty.add(oid)
+            d.last_updated = at_iso
+        return d
+
+    def _o_status(self, d: OrderDoc, new: str, at_iso: str) -> None:
+        if d.status == PENDING and new == UNSHIPPED:
+            d.payments_date = at_iso
+            d.ever_released = True
+        if new == SHIPPED or new == CANCELED:
+            d.warning = None
+            d.buyer_requested_cancel = False
+            self.O.ended.add(d.order_id)  # type: ignore[union-attr]
+        d.status = new
+
+    def _m_get(self, oid: str) -> MetricOrder | None:
+        M = self.M
+        if M is None:
+            return None
+        r: MetricOrder | None = M.recs.get(oid)
+        if r is not None:
+            M.dirty.add(oid)
+        return r
+
+    def _m_status(self, r: MetricOrder, new: str) -> None:
+        if r.status == PENDING and new == UNSHIPPED:
+            r.released = True
+        if new == SHIPPED or new == CANCELED:
+            self.M.ended.add(r.order_id)  # type: ignore[union-attr]
+        r.status = new
+
+    @staticmethod
+    def _m_count(r: MetricOrder, reason: str, at_us: int) -> None:
+        if r.counted_reason is None:
+            r.counted_reason = reason
+            r.counted_us = at_us
+
+    def _i_left(self, e: Any) -> None:
+        """Inventory: the order left Pending (its reservation ends)."""
+        I = self.I
+        if I is None or e.status == PENDING:
+            return
+        oid = e.order_id
+        had = I.pending.pop(oid, None)
+        if oid in I.new_pending:
+            I.new_pending.discard(oid)  # never written: nothing to delete
+        elif had is not None or not I.complete:
+            I.gone.add(oid)
+
+    def _n_settles(self, e: Any) -> None:
+        N = self.N
+        if N is not None and (e.status == SHIPPED or e.status == CANCELED):
+            N.ended.add(e.order_id)
+
+    def _n_emit(self, pos: int, seq: int, at: str, to: str, kind: str, order_id: str,
+                content: Any) -> None:
+        self.N.rows.append(  # type: ignore[union-attr]
+            (pos, seq, at, to, kind, order_id, _enc.encode(content).decode()))
+
+    def _n_released(self, pos: int, at_iso: str, n: NotifyOrder) -> None:
+        self._n_emit(pos, 0, at_iso, "buyer", "order-confirmation", n.order_id, OrderConfirmation(
+            n.order_id, n.buyer_name, n.buyer_email, n.language, n.latest_delivery_date,
+            n.items))
+        self._n_emit(pos, 1, at_iso, "seller", "sold-ship-now", n.order_id, SoldShipNow(
+            n.order_id, n.latest_ship_date, n.ship_service_level, n.items))
+
+    def _n_cancellation(self, pos: int, e: Any, at_iso: str, reasons: list[str],
+                        lines: Sequence[tuple[str, int, str | None]]) -> None:
+        n: NotifyOrder | None = self.N.recs.get(e.order_id)  # type: ignore[union-attr]
+        titles = {i.order_item_id: i.title for i in n.items} if n is not None else {}
+        self._n_emit(pos, 0, at_iso, "buyer", "cancellation", e.order_id, Cancellation(
+            e.order_id, n.buyer_email if n else None, n.language if n else None,
+            ", ".join(reasons), "; ".join(reason_text(r) for r in reasons),
+            e.status == CANCELED,
+            [CanceledItem(k, titles.get(k, ""), q, r) for k, q, r in lines]))
+
+    # --- the table -----------------------------------------------------------------
+
+    def table(self) -> dict[type, Handler]:
+        makers: dict[type, Callable[[type], Handler]] = {
+            ev.OrderPlaced: self._placed,
+            ev.HoldExpired: self._hold_expired,
+            ev.PaymentVerified: self._verified,
+            ev.PaymentExtended: self._extended,
+            ev.PaymentDeclined: self._declined,
+            ev.BuyerCanceled: self._buyer_canceled,
+            ev.SellerCanceled: self._seller_canceled,
+            ev.LedgerCanceled: self._ledger_canceled,
+            ev.CancellationRequested: self._requested,
+            ev.ShipByWarningIssued: self._warned,
+            ev.ShipmentConfirmed: self._shipped,
+            ev.OrderAdjusted: self._adjusted,
+            ev.ShippingAddressChanged: self._address,
+            ev.RestrictedDataReleased: self._released_data,
+            ev.OrderAcknowledged: self._acknowledged,
+            ev.TrackingCorrected: self._retracked,
+            ev.InventorySet: self._inventory,
+            ev.InventoryAllocated: self._inventory,
+            ev.InventoryReturned: self._inventory,
+        }
+        out: dict[type, Handler] = {}
+        for cls in ev.ALL_EVENTS:
+            if cls in self.wanted:
+                out[cls] = makers.get(cls, self._audit_only)(cls)
+        return out
+
+    def _audit(self, cls: type) -> Callable[[int, Any, int, str, Any], None] | None:
+        """The audit row of an event of type ``cls``: ``(pos, e, at_us, at_iso, order_id)``."""
+        A = self.A
+        if A is None:
+            return None
+        name = cls.__name__
+        has_sku = "sku" in cls.__struct_fields__  # type: ignore[attr-defined]
+        reasoned = cls in _REASONED
+
+        def row(pos: int, e: Any, at_us: int, at_iso: str, oid: Any) -> None:
+            A.rows.append((pos, at_us, at_iso, name, e.actor, e.command_id, oid,
+                           e.sku if has_sku else None,
+                           _audit_reason(e) if reasoned else None))
+        return row
+
+    def _audit_only(self, cls: type) -> Handler:
+        audit = self._audit(cls)
+        assert audit is not None  # only the audit wants the other event types
+        has_order = "order_id" in cls.__struct_fields__  # type: ignore[attr-defined]
+
+        def h(pos: int, e: Any) -> None:
+            at = e.at
+            audit(pos, e, to_us(at), iso(at), e.order_id if has_order else None)
+        return h
+
+    def _placed(self, cls: type) -> Handler:
+        O, I, M, N, audit = self.O, self.I, self.M, self.N, self._audit(cls)
+
+        def h(pos: int, e: ev.OrderPlaced) -> None:
+            at = e.at
+            at_iso = iso(at)
+            at_us = to_us(at)
+            oid = e.order_id
+            if O is not None or N is not None:
+                ship, deliver = iso(e.latest_ship_date), iso(e.latest_delivery_date)
+                b = e.buyer
+                if O is not None:
+                    # positional: several times faster than keywords for 23 fields
+                    # (the order of OrderDoc's fields, which is the table's columns)
+                    O.recs[oid] = OrderDoc(
+                        oid, e.status, at_iso, at_us, None, ship, deliver, b.name, b.email,
+                        b.phone, b.language, e.currency, e.ship_service_level, None, None,
+                        None, None, False, False, _json(e.ship_to), _market_json(e), at_iso,
+                        [ItemRow(i.order_item_id, i.sku, i.title, i.quantity, 0, 0,
+                                 i.item_price, i.item_tax, i.shipping_price, i.shipping_tax,
+                                 i.gift_wrap_price, i.gift_wrap_tax, i.promotion_discount,
+                                 i.ship_promotion_discount, i.price_designation)
+                         for i in e.items])
+                    O.dirty.add(oid)
+                if N is not None:
+                    N.recs[oid] = NotifyOrder(
+                        oid, b.name, b.email, b.language, e.ship_service_level, ship, deliver,
+                        [NItem(i.order_item_id, i.sku, i.title, i.quantity) for i in e.items])
+                    N.dirty.add(oid)
+            if I is not None and e.status == PENDING:  # orders start Pending
+                skus: dict[str, int] = {}
+                for i in e.items:
+                    skus[i.sku] = skus.get(i.sku, 0) + i.quantity
+                I.pending[oid] = skus
+                I.new_pending.add(oid)
+            if M is not None:
+                M.recs[oid] = MetricOrder(
+                    oid, at_us, False, to_us(e.latest_ship_date), None, e.status, None, None)
+                M.dirty.add(oid)
+            if audit is not None:
+                audit(pos, e, at_us, at_iso, oid)
+        return h
+
+    def _hold_expired(self, cls: type) -> Handler:
+        N, audit = self.N, self._audit(cls)
+
+        def h(pos: int, e: ev.HoldExpired) -> None:
+            at = e.at
+            at_iso = iso(at)
+            oid = e.order_id
+            new = e.status
+            d = self._o_get(oid, at_iso)
+            if d is not None:
+                _cancel_qty(d, e.canceled)
+                if new == CANCELED:
+                    d.cancel_reason = e.applied_outcome
+                    d.canceled_by = "payments"
+                self._o_status(d, new, at_iso)
+            self._i_left(e)
+            r = self._m_get(oid)
+            if r is not None:
+                self._m_status(r, new)
+            if N is not None:
+                if new != UNSHIPPED:
+                    self._n_settles(e)
+                else:
+                    n = N.recs.get(oid)
+                    if n is not None:
+                        self._n_released(pos, at_iso, n)
+            if audit is not None:
+                audit(pos, e, to_us(at), at_iso, oid)
+        return h
+
+    def _verified(self, cls: type) -> Handler:
+        N, audit = self.N, self._audit(cls)
+
+        def h(pos: int, e: ev.PaymentVerified) -> None:
+            at = e.at
+            at_iso = iso(at)
+            oid = e.order_id
+            new = e.status
+            effective = e.effective
+            if effective:
+                ship, deliver = iso(e.latest_ship_date), iso(e.latest_delivery_date)
+            d = self._o_get(oid, at_iso)
+            if d is not None:
+                d.payment = "verified"
+                if effective:
+                    d.latest_ship_date = ship
+                    d.latest_delivery_date = deliver
+                self._o_status(d, new, at_iso)
+            self._i_left(e)
+            r = self._m_get(oid)
+            if r is not None:
+                if effective:
+                    r.latest_ship_us = to_us(e.latest_ship_date)
+                self._m_status(r, new)
+            if N is not None and effective:
+                n = N.recs.get(oid)
+                if n is not None:
+                    if ship != n.latest_ship_date or deliver != n.latest_delivery_date:
+                        n.latest_ship_date, n.latest_delivery_date = ship, deliver
+                        N.dirty.add(oid)
+                    if new == UNSHIPPED:
+                        self._n_released(pos, at_iso, n)
+            if audit is not None:
+                audit(pos, e, to_us(at), at_iso, oid)
+        return h
+
+    def _extended(self, cls: type) -> Handler:
+        audit = self._audit(cls)
+
+        def h(pos: int, e: ev.PaymentExtended) -> None:
+            at_iso = iso(e.at)
+            d = self._o_get(e.order_id, at_iso)
+            if d is not None:
+                d.payment = "extended"
+            if audit is not None:
+                audit(pos, e, to_us(e.at), at_iso, e.order_id)
+        return h
+
+    def _declined(self, cls: type) -> Handler:
+        audit = self._audit(cls)
+
+        def h(pos: int, e: ev.PaymentDeclined) -> None:
+            at_iso = iso(e.at)
+            oid = e.order_id
+            d = self._o_get(oid, at_iso)
+            if d is not None:
+                d.payment = e.outcome
+                if e.effective:
+                    d.cancel_reason = e.outcome
+                    d.canceled_by = "payments"
+                    _cancel_qty(d, e.canceled)
+                self._o_status(d, e.status, at_iso)
+            self._i_left(e)
+            r = self._m_get(oid)
+            if r is not None:
+                self._m_status(r, e.status)
+            self._n_settles(e)
+            if audit is not None:
+                audit(pos, e, to_us(e.at), at_iso, oid)
+        return h
+
+    def _o_canceled(self, e: Any, at_iso: str) -> None:
+        d = self._o_get(e.order_id, at_iso)
+        if d is not None:
+            _cancel_qty(d, e.canceled)
+            d.cancel_reason = e.reason
+            d.canceled_by = e.actor
+            self._o_status(d, e.status, at_iso)
+
+    def _buyer_canceled(self, cls: type) -> Handler:
+        audit = self._audit(cls)
+
+        def h(pos: int, e: ev.BuyerCanceled) -> None:
+            at_iso = iso(e.at)
+            self._o_canceled(e, at_iso)
+            self._i_left(e)
+            r = self._m_get(e.order_id)
+            if r is not None:
+                self._m_status(r, e.status)
+            self._n_settles(e)
+            if audit is not None:
+                audit(pos, e, to_us(e.at), at_iso, e.order_id)
+        return h
+
+    def _seller_canceled(self, cls: type) -> Handler:
+        N, audit = self.N, self._audit(cls)
+
+        def h(pos: int, e: ev.SellerCanceled) -> None:
+            at = e.at
+            at_iso = iso(at)
+            at_us = to_us(at)
+            self._o_canceled(e, at_iso)
+            r = self._m_get(e.order_id)
+            if r is not None:
+                if e.canceled and not (e.buyer_requested and e.reason in BUYER_WISH_REASONS):
+                    self._m_count(r, e.reason, at_us)
+                self._m_status(r, e.status)
+            if N is not None:
+                self._n_settles(e)
+                self._n_cancellation(pos, e, at_iso, [e.reason],
+                                     [(q.order_item_id, q.quantity, None) for q in e.canceled])
+            if audit is not None:
+                audit(pos, e, at_us, at_iso, e.order_id)
+        return h
+
+    def _ledger_canceled(self, cls: type) -> Handler:
+        audit = self._audit(cls)
+
+        def h(pos: int, e: ev.LedgerCanceled) -> None:
+            at = e.at
+            at_iso = iso(at)
+            at_us = to_us(at)
+            self._o_canceled(e, at_iso)
+            self._i_left(e)
+            r = self._m_get(e.order_id)
+            if r is not None:
+                if e.reason == "ShipmentNotConfirmed" and e.canceled:
+                    self._m_count(r, e.reason, at_us)
+                self._m_status(r, e.status)
+            self._n_settles(e)
+            if audit is not None:
+                audit(pos, e, at_us, at_iso, e.order_id)
+        return h
+
+    def _requested(self, cls: type) -> Handler:
+        audit = self._audit(cls)
+
+        def h(pos: int, e: ev.CancellationRequested) -> None:
+            at_iso = iso(e.at)
+            d = self._o_get(e.order_id, at_iso)
+            if d is not None:
+                d.buyer_requested_cancel = True
+                if e.reason:
+                    market = market_of(d)
+                    market["buyer_cancel_reason"] = e.reason
+                    d.market = _json(market)
+            if audit is not None:
+                audit(pos, e, to_us(e.at), at_iso, e.order_id)
+        return h
+
+    def _warned(self, cls: type) -> Handler:
+        N, audit = self.N, self._audit(cls)
+
+        def h(pos: int, e: ev.ShipByWarningIssued) -> None:
+            at_iso = iso(e.at)
+            oid = e.order_id
+            d = self._o_get(oid, at_iso)
+            if d is not None and d.status in OPEN:
+                d.warning = e.text
+            if N is not None:
+                self._n_emit(pos, 0, at_iso, "seller", "ship-by-warning", oid,
+                             ShipByWarning(oid, iso(e.ship_by), e.text))
+            if audit is not None:
+                audit(pos, e, to_us(e.at), at_iso, oid)
+        return h
+
+    def _shipped(self, cls: type) -> Handler:
+        M, audit = self.M, self._audit(cls)
+
+        def h(pos: int, e: ev.ShipmentConfirmed) -> None:
+            at = e.at
+            at_iso = iso(at)
+            at_us = to_us(at)
+            oid = e.order_id
+            new = e.status
+            d = self._o_get(oid, at_iso)
+            if d is not None:
+                by_id = {i.order_item_id: i for i in d.items}
+                for q in e.items:
+                    it = by_id.get(q.order_item_id)
+                    if it is not None:
+                        it.shipped += q.quantity
+                self._o_status(d, new, at_iso)
+            r = self._m_get(oid)
+            if r is not None:
+                r.last_confirmation_us = at_us
+                tn = e.tracking_number
+                M.shipments.append((pos, oid, at_us, bool(tn and tn.strip())))  # type: ignore[union-attr]
+                self._m_status(r, new)
+            self._n_settles(e)
+            if audit is not None:
+                audit(pos, e, at_us, at_iso, oid)
+        return h
+
+    def _adjusted(self, cls: type) -> Handler:
+        N, audit = self.N, self._audit(cls)
+
+        def h(pos: int, e: ev.OrderAdjusted) -> None:
+            at = e.at
+            at_iso = iso(at)
+            at_us = to_us(at)
+            oid = e.order_id
+            d = self._o_get(oid, at_iso)
+            if d is not None:
+                by_id = {i.order_item_id: i for i in d.items}
+                for a in e.items:
+                    it = by_id.get(a.order_item_id)
+                    if it is not None:
+                        it.canceled += a.quantity_cancelled
+                if e.status != d.status and e.status == CANCELED:
+                    d.cancel_reason = e.items[0].reason if e.items else None
+                    d.canceled_by = e.actor
+                self._o_status(d, e.status, at_iso)
+            r = self._m_get(oid)
+            if r is not None:
+                for a in e.items:
+                    if a.quantity_cancelled > 0 and not (
+                            e.buyer_requested and a.reason in BUYER_WISH_REASONS):
+                        self._m_count(r, a.reason, at_us)
+                        break
+                self._m_status(r, e.status)
+            if N is not None:
+                self._n_settles(e)
+                lines = [(a.order_item_id, a.quantity_cancelled, a.reason)
+                         for a in e.items if a.quantity_cancelled > 0]
+                if lines:  # a refund only is not a cancellation
+                    self._n_cancellation(pos, e, at_iso, sorted({r for _, _, r in lines}), lines)
+            if audit is not None:
+                audit(pos, e, at_us, at_iso, oid)
+        return h
+
+    def _address(self, cls: type) -> Handler:
+        audit = self._audit(cls)
+
+        def h(pos: int, e: ev.ShippingAddressChanged) -> None:
+            at_iso = iso(e.at)
+            d = self._o_get(e.order_id, at_iso)
+            if d is not None:
+                d.ship_to = _json(e.ship_to)
+            if audit is not None:
+                audit(pos, e, to_us(e.at), at_iso, e.order_id)
+        return h
+
+    def _released_data(self, cls: type) -> Handler:
+        audit = self._audit(cls)
+
+        def h(pos: int, e: ev.RestrictedDataReleased) -> None:
+            at_iso = iso(e.at)
+            d = self._o_get(e.order_id, at_iso)
+            if d is not None:
+                if e.ship_to is not None:
+                    d.ship_to = _json(e.ship_to)
+                if e.buyer is not None:
+                    d.buyer_name, d.buyer_email = e.buyer.name, e.buyer.email
+                    if e.buyer.phone:
+                        d.buyer_phone = e.buyer.phone
+                market = market_of(d)
+                market.pop("restricted", None)
+                if e.restricted:
+                    market["restricted"] = list(e.restricted)
+                d.market = _json(market)
+            if audit is not None:
+                audit(pos, e, to_us(e.at), at_iso, e.order_id)
+        return h
+
+    def _acknowledged(self, cls: type) -> Handler:
+        audit = self._audit(cls)
+
+        def h(pos: int, e: ev.OrderAcknowledged) -> None:
+            at_iso = iso(e.at)
+            d = self._o_get(e.order_id, at_iso)
+            if d is not None and e.merchant_order_id:
+                market = market_of(d)
+                market["merchant_order_id"] = e.merchant_order_id
+                d.market = _json(market)
+            if audit is not None:
+                audit(pos, e, to_us(e.at), at_iso, e.order_id)
+        return h
+
+    def _retracked(self, cls: type) -> Handler:
+        M, audit = self.M, self._audit(cls)
+
+        def h(pos: int, e: ev.TrackingCorrected) -> None:
+            at_iso = iso(e.at)
+            oid = e.order_id
+            self._o_get(oid, at_iso)  # only the last-updated time changes
+            if M is not None:
+                # the order's latest shipment now has the corrected tracking number (or none)
+                tn = e.tracking_number
+                tracked = bool(tn and tn.strip())
+                ships = M.shipments
+                for i in range(len(ships) - 1, -1, -1):
+                    if ships[i][1] == oid:
+                        ships[i] = (*ships[i][:3], tracked)
+                        break
+                else:
+                    M.retracked.append((tracked, oid))
+            if audit is not None:
+                audit(pos, e, to_us(e.at), at_iso, oid)
+        return h
+
+    def _inventory(self, cls: type) -> Handler:
+        I, audit = self.I, self._audit(cls)
+        is_set = cls is ev.InventorySet
+        has_order = "order_id" in cls.__struct_fields__  # type: ignore[attr-defined]
+
+        def h(pos: int, e: Any) -> None:
+            if I is not None:
+                I.available[e.sku] = e.quantity if is_set else e.available
+                I.dirty.add(e.sku)
+            if audit is not None:
+                at = e.at
+                audit(pos, e, to_us(at), iso(at), e.order_id if has_order else None)
+        return h
+
+
+def dispatch_table(projs: Iterable[Projection]) -> dict[type, tuple[Handler, ...]]:
+    """Event type -> the handlers to call for it: one fused handler per type applying
+    the event to every projection in ``projs`` (see :func:`handlers_for`)."""
+    return {k: (h,) for k, h in handlers_for(projs).items()}

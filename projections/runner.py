@@ -31,6 +31,7 @@ import aiosqlite
 from ledger.domain import ORDER_PREFIX
 from ledger.events import OrderPlaced
 
+from . import shards
 from .model import NAMES, PROJECTIONS, Projection, dispatch_table
 from .source import EventSource
 from .store import NEW, Progress, ViewsError, ViewStore
@@ -135,7 +136,10 @@ class ViewRunner(ViewStore):
                       progress: Progress | None = None) -> RunResult:
         """Rebuild projections from position 0 into new tables, swap them in, catch up.
 
-        ``names`` defaults to all of them. If the views file belongs to another
+        ``names`` defaults to all of them, except a built audit index of the
+        current version (its rows only copy fields of each event, which no
+        version of the views' code reads differently: it is rebuilt when its own
+        version changes, or when named). If the views file belongs to another
         ledger every projection is rebuilt.
         """
         chosen = list(dict.fromkeys(names)) if names else list(NAMES)
@@ -149,6 +153,8 @@ class ViewRunner(ViewStore):
             stored_fp = await self._meta("ledger_fingerprint")
             if stored_fp is not None and fp != stored_fp:
                 chosen = list(NAMES)
+            elif not names:
+                chosen = await self._worth_rebuilding(chosen)
             head = self.source.head()
             result = await self._rebuild_locked(chosen, head, progress)
             # events appended while rebuilding, and any other projection behind
@@ -159,6 +165,14 @@ class ViewRunner(ViewStore):
             result.seconds = time.perf_counter() - t0
             result.position = self.source.head()
             return result
+
+    async def _worth_rebuilding(self, names: list[str]) -> list[str]:
+        """``names`` without the built, current views whose rows never change meaning
+        (``rebuilt_by_default`` False: the audit index); they are caught up instead."""
+        state, tables = await self._state(), await self._tables()
+        return [n for n in names if PROJECTIONS[n].rebuilt_by_default
+                or state.get(n, (0, 0))[0] == 0 or state[n][1] != PROJECTIONS[n].version
+                or not await self._tables_exist(n, tables)]
 
     async def _rebuild_locked(self, names: list[str], head: int,
                               progress: Progress | None) -> RunResult:
@@ -187,8 +201,9 @@ class ViewRunner(ViewStore):
 
     def _jobs_for(self, head: int) -> int:
         """Processes for a rebuild: ``jobs``; ``None`` = automatic: 2 on a machine with
-        2+ cores for a SQLite ledger of ``PARALLEL_MIN`` events or more, else 1.
-        Only SQLite ledger files on POSIX (``fork``) can be split."""
+        2+ cores for a ledger of ``PARALLEL_MIN`` events or more, else 1.
+        Only ledgers with a partitionable reader (SQLite files, PostgreSQL) on POSIX
+        (``fork``) can be split."""
         if not hasattr(os, "fork") or not self.source.direct or self.path == ":memory:":
             return 1
         if self.jobs is not None:
@@ -204,12 +219,14 @@ class ViewRunner(ViewStore):
         Every order's events go to one partition (by the order id), everything
         else to the first; each projection's rows depend on one partition only,
         so the partitions' rows are disjoint. Each child reads and applies only
-        its partition and writes its rows straight into this file's ``__new``
-        tables, one transaction per batch; the children take turns to write with
-        ``flock`` on ``VIEWS.fill.lock`` (while one writes, the other computes).
-        They inherit the lock on the views file (held until the last of them
-        exits) and stop by themselves if this process dies.
+        its partition; child 0 writes its rows into this file's ``__new`` tables,
+        child k into a shard file of its own (:mod:`projections.shards`), so none
+        waits for another; the shards are then copied in by SQLite, one
+        ``INSERT ... SELECT`` per table. They inherit the lock on the views file
+        (held until the last of them exits) and stop by themselves if this
+        process dies.
         """
+        shards.remove(self.path, jobs)  # an interrupted rebuild's
         counters = mmap.mmap(-1, 8 * jobs)
         pending: dict[int, int] = {}  # child pid -> read end of its result pipe
         parent = os.getpid()
@@ -246,6 +263,9 @@ class ViewRunner(ViewStore):
             if errors:
                 raise ViewsError("rebuild worker failed: " + "; ".join(errors))
             total = sum(r.get("events", 0) for r in results.values())
+            db = await self.open()
+            for k in range(1, jobs):
+                await shards.merge(db, shards.shard_path(self.path, k), names, self._transaction)
             if progress is not None:
                 progress(total, max(head, total))
             return int(total)
@@ -258,6 +278,7 @@ class ViewRunner(ViewStore):
                     pass
                 os.close(fd)
             counters.close()
+            shards.remove(self.path, jobs)
 
     # --- the batch loop ----------------------------------------------------------------
 
@@ -424,20 +445,23 @@ def _child_main(views: ViewRunner, names: list[str], head: int, partition: tuple
                 raise ViewsError("the rebuild was abandoned")
 
         async def work() -> int:
-            worker = ViewRunner(views.ledger, views.path, batch_size=views.batch_size,
-                           auto_sync=False, cache_limit=views.cache_limit,
-                           defer_limit=views.defer_limit,
-                           batch_delay=views.batch_delay, jobs=1)
+            # worker 0 fills the views file, the others a shard file each (copied in
+            # by the parent): no worker waits for another to write
+            own = shards.shard_path(views.path, k) if k else views.path
+            worker = ViewRunner(views.ledger, own, batch_size=views.batch_size,
+                                auto_sync=False, cache_limit=views.cache_limit,
+                                defer_limit=views.defer_limit,
+                                batch_delay=views.batch_delay, jobs=1)
             worker._source = EventSource(views.ledger, partition)
-            # its own open file description: flock then excludes the other workers
-            worker._turns = os.open(views.path + ".fill.lock", os.O_RDWR | os.O_CREAT, 0o644)
             try:
                 db = await worker.open()
-                await db.execute("PRAGMA wal_autocheckpoint = 25000")  # as the parent's
+                if k:
+                    await shards.prepare(db, names)
+                else:
+                    await db.execute("PRAGMA wal_autocheckpoint = 25000")  # as the parent's
                 return await worker._fill(names, head, progress)
             finally:
                 await worker.close()
-                os.close(worker._turns)
 
         events = asyncio.run(work())
         os.write(out, json.dumps({"events": events}).encode())

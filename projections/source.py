@@ -1,9 +1,9 @@
 """Reading the ledger's events in global order, in batches, for the projections.
 
 The events come through the ledger's narrow event-log interface
-(:meth:`ledger.application.Ledger.event_log`): on a SQLite ledger file its
-direct reader (one plain query per batch; it alone reads one partition of the
-orders, for the parallel rebuild), else the recorder. Payloads are decoded with
+(:meth:`ledger.application.Ledger.event_log`): on a SQLite ledger file or a
+PostgreSQL ledger its direct reader (one plain query per batch; only these read
+one partition of the orders, for the parallel rebuild), else the recorder. Payloads are decoded with
 the ledger's decoder (so cipher, compression and upcasters apply), except that a
 batch of plain payloads of current versions is decoded with the msgspec
 decoders directly (``plain_decoders``); any batch with another row falls back to
@@ -46,8 +46,8 @@ class EventSource:
 
     @property
     def direct(self) -> bool:
-        """Whether events are read straight from a SQLite ledger file (which alone can
-        read one partition)."""
+        """Whether events are read straight from the ledger's tables (a SQLite file or
+        a PostgreSQL schema), which alone can read one partition."""
         return bool(self._log.partitionable)
 
     def raw(self, after: int, limit: int, upto: int | None = None) -> list[RawEvent]:

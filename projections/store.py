@@ -114,9 +114,6 @@ class ViewStore:
         self.on_wait = on_wait
         #: seconds to sleep after each committed batch (demos and crash tests)
         self.batch_delay = batch_delay
-        #: a rebuild worker's file descriptor of ``<views>.fill.lock``: held around each of
-        #: its write transactions, so workers take turns without SQLite's busy sleeps
-        self._turns: int | None = None
         self._db: aiosqlite.Connection | None = None
         self._source: EventSource | None = None
 
@@ -229,22 +226,14 @@ class ViewStore:
 
     @asynccontextmanager
     async def _transaction(self, db: aiosqlite.Connection) -> AsyncIterator[None]:
-        """``BEGIN IMMEDIATE`` ... ``COMMIT`` (rolled back on any error); a rebuild
-        worker first waits for its turn (``flock``: woken at once when it is free)."""
-        turns = self._turns
-        if turns is not None:
-            fcntl.flock(turns, fcntl.LOCK_EX)
+        """``BEGIN IMMEDIATE`` ... ``COMMIT`` (rolled back on any error)."""
+        await db.execute("BEGIN IMMEDIATE")
         try:
-            await db.execute("BEGIN IMMEDIATE")
-            try:
-                yield
-                await db.execute("COMMIT")
-            except BaseException:
-                await _rollback(db)
-                raise
-        finally:
-            if turns is not None:
-                fcntl.flock(turns, fcntl.LOCK_UN)
+            yield
+            await db.execute("COMMIT")
+        except BaseException:
+            await _rollback(db)
+            raise
 
     # --- state ---------------------------------------------------------------------
 

@@ -37,6 +37,8 @@ def test_benchmark_runs_every_scenario(tmp_path):
     assert 0 < bulk["store_seconds"] < bulk["seconds"]
     assert bulk["ratio_without_store"] > bulk["ratio"]
     assert report["scenarios"]["rebuild_no_writes"]["rows_written"] == 0
+    again = report["scenarios"]["rebuild_again"]  # the audit index is kept, not rebuilt
+    assert "audit" not in again["rebuilt"] and "orders" in again["rebuilt"]
     for name, base in run.BASELINES.items():
         if "skipped" not in report["scenarios"][name]:
             assert report["scenarios"][name]["baseline"] == base

@@ -8,6 +8,7 @@ from builders import walkthrough_lines
 from ledger.application import Ledger
 from ledger.backend import Backend
 from ledger.eventlog import RecorderLog
+from ledger.postgres import PostgresLog
 from ledger.sqlite import SQLiteFileLog
 
 
@@ -31,12 +32,12 @@ def test_a_range_in_order_and_the_head(filled):
         log.close()
 
 
-def test_the_fast_log_is_the_recorder_log_of_a_sqlite_file(filled):
+def test_the_fast_log_reads_what_the_recorder_log_reads(filled):
     fast, plain = filled.event_log(), filled.event_log(fast=False)
     try:
         assert isinstance(plain, RecorderLog) and not plain.partitionable
         if filled.backend.is_postgres:
-            assert isinstance(fast, RecorderLog)
+            assert isinstance(fast, PostgresLog) and fast.partitionable
         else:
             assert isinstance(fast, SQLiteFileLog) and fast.partitionable
         assert [tuple(r[:3]) + (bytes(r[3]),) for r in fast.read(0, 10_000)] == \
@@ -48,13 +49,17 @@ def test_the_fast_log_is_the_recorder_log_of_a_sqlite_file(filled):
         plain.close()
 
 
-def test_partitions_are_disjoint_cover_the_log_and_keep_an_order_whole(sqlite_url):
-    with Ledger(sqlite_url, advance_clock=True) as led:
+def test_partitions_are_disjoint_cover_the_log_and_keep_an_order_whole(db_url):
+    with Ledger(db_url, advance_clock=True) as led:
         list(led.apply_lines(walkthrough_lines()))
         log = led.event_log()
         try:
             whole = log.read(0, 10_000)
             parts = [log.read(0, 10_000, partition=(k, 3)) for k in range(3)]
+            # a range of one part: after, upto and limit as for the whole log
+            mid = whole[len(whole) // 3][0]
+            assert log.read(mid, 5, upto=whole[-5][0], partition=(1, 3)) == [
+                r for r in parts[1] if mid < r[0] <= whole[-5][0]][:5]
         finally:
             log.close()
     assert sorted(r for p in parts for r in p) == sorted(whole)
@@ -97,3 +102,29 @@ def test_backend_answers_the_backend_questions(tmp_path, monkeypatch):
     mem = Backend(":memory:")
     assert (mem.name, mem.default_views_path()) == ("memory", ":memory:")
     assert Backend.of(None).location == "order-ledger.db"
+
+
+def test_the_postgres_log_reconnects_after_losing_its_connection(pg_url):
+    import psycopg
+
+    from conftest import PG_URL
+
+    with Ledger(pg_url, advance_clock=True) as led:
+        list(led.apply_lines(walkthrough_lines()))
+        log = led.event_log()
+        try:
+            assert isinstance(log, PostgresLog)
+            head = log.head()
+            log.read(0, 1, partition=(0, 1))
+            pid = log._db().info.backend_pid
+            with psycopg.connect(PG_URL, autocommit=True) as admin:  # a server restart, say
+                admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+            assert log.head() == head
+            other = led.event_log()
+            # a partition is read on the log's own connection, opened again
+            assert log.read(0, 3, partition=(0, 1)) == other.read(0, 3)
+            other.close()
+        finally:
+            log.close()
+        with pytest.raises(ValueError, match="closed"):
+            log.head()
