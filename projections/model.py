@@ -20,7 +20,6 @@ or sorted, as microseconds since the epoch (``*_us``).
 
 from __future__ import annotations
 
-import sqlite3
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any, Callable, ClassVar, Iterable, Sequence, get_args
@@ -40,14 +39,6 @@ STATUSES: tuple[str, ...] = get_args(ev.Status)
 Handler = Callable[[int, Any], None]
 
 _enc = msgspec.json.Encoder()
-
-# The sqlite3 module binds a None only after failing to find an adapter for it (an
-# AttributeError raised and cleared per value: ~5 % of a rebuild, whose rows have
-# many NULL columns). An adapter that returns None (an empty dict's ``get``: a
-# call into C, no Python frame) is found at once; the value bound is the same NULL.
-_no_keys: dict[None, None] = {}
-sqlite3.register_adapter(type(None), _no_keys.get)
-
 
 def _json(obj: Any) -> str:
     return _enc.encode(obj).decode()
