@@ -229,7 +229,10 @@ class Ledger:
         self.mapper: PayloadMapper = self.app.mapper  # type: ignore[assignment]
         self.clock = clock or SystemClock()
         self.cache_limit = cache_limit
-        self._cache: dict[str, LedgerAggregate] = {}
+        #: aggregates as the last commit left them, by key; None: known not to exist
+        #: (e.g. an untracked SKU), so it is not asked for again. Valid while the
+        #: store's head is where our last commit left it (``_head``).
+        self._cache: dict[str, LedgerAggregate | None] = {}
         self._head = -1
         self._writer_lock = WriterLock(self)
         self._store_readable = False
@@ -656,7 +659,7 @@ class Ledger:
                         f"the store failed while writing a batch: {exc}") from None
                 if len(self._cache) > self.cache_limit:
                     self._cache.clear()
-                self._cache.update({k: a for k, a in uow.aggs.items() if a is not None})
+                self._cache.update(uow.aggs)  # None included: known absent
                 # Trust the cache for the next batch only if no one else wrote in between.
                 self._head = max(ids) if ids and min(ids) == head + 1 else (head if not ids else -1)
                 return outcomes
@@ -890,9 +893,8 @@ class UnitOfWork:
     def get(self, key: str) -> Any:
         if key in self.aggs:
             return self.aggs[key]
-        agg = self.ledger._cache.get(key)
-        if agg is None:
-            agg = self.ledger.load(key)
+        cache = self.ledger._cache
+        agg = cache[key] if key in cache else self.ledger.load(key)
         self.aggs[key] = agg
         return agg
 
