@@ -828,6 +828,9 @@ class UnitOfWork:
         #: command id and outcome (see :meth:`finish`)
         self.late: dict[str, tuple[str, Outcome]] = {}
         self.heap: list[tuple[int, str, str]] = []
+        #: order id -> the (due, kind) this batch last pushed for it and has not popped:
+        #: an order whose next deadline did not move is not pushed again
+        self.pushed: dict[str, tuple[int, str]] = {}
         #: aggregates changed since the heap was last brought up to date: their orders'
         #: next deadlines are pushed only when the heap is next read (:meth:`_advance`)
         self.dirty: dict[str, Any] = {}
@@ -1103,7 +1106,11 @@ class UnitOfWork:
     def _push(self, order: Order) -> None:
         nd = order.next_deadline_us()
         if nd is not None:
-            heapq.heappush(self.heap, (nd[0], order.order_id, nd[1]))
+            order_id = order.order_id
+            if self.pushed.get(order_id) == nd:
+                return  # that very entry is in the heap already
+            self.pushed[order_id] = nd
+            heapq.heappush(self.heap, (nd[0], order_id, nd[1]))
 
     def _advance(self, at: datetime, cid: str, at_us: int | None = None) -> None:
         """Apply every deadline due at or before ``at`` (``at_us``: the same in
@@ -1114,6 +1121,8 @@ class UnitOfWork:
         heap = self.heap
         while heap and heap[0][0] <= limit:
             due_us, order_id, kind = heapq.heappop(heap)
+            if self.pushed.get(order_id) == (due_us, kind):
+                del self.pushed[order_id]
             order: Order | None = self.get(order_key(order_id))
             if order is None:
                 continue
