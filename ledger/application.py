@@ -227,7 +227,10 @@ class Ledger:
         self.mapper: PayloadMapper = self.app.mapper  # type: ignore[assignment]
         self.clock = clock or SystemClock()
         self.cache_limit = cache_limit
-        self._cache: dict[str, LedgerAggregate] = {}
+        #: aggregates as the last commit left them, by key; None: known not to exist
+        #: (e.g. an untracked SKU), so it is not asked for again. Valid while the
+        #: store's head is where our last commit left it (``_head``).
+        self._cache: dict[str, LedgerAggregate | None] = {}
         self._head = -1
         self._writer_lock = self.backend.writer_lock(self.recorder, self.app.env,
                                                      reading=self.mode == "read")
@@ -655,7 +658,7 @@ class Ledger:
                         f"the store failed while writing a batch: {exc}") from None
                 if len(self._cache) > self.cache_limit:
                     self._cache.clear()
-                self._cache.update({k: a for k, a in uow.aggs.items() if a is not None})
+                self._cache.update(uow.aggs)  # None included: known absent
                 # Trust the cache for the next batch only if no one else wrote in between.
                 self._head = max(ids) if ids and min(ids) == head + 1 else (head if not ids else -1)
                 return outcomes
@@ -824,6 +827,9 @@ class UnitOfWork:
         #: command id and outcome (see :meth:`finish`)
         self.late: dict[str, tuple[str, Outcome]] = {}
         self.heap: list[tuple[int, str, str]] = []
+        #: order id -> the (due, kind) this batch last pushed for it and has not popped:
+        #: an order whose next deadline did not move is not pushed again
+        self.pushed: dict[str, tuple[int, str]] = {}
         #: aggregates changed since the heap was last brought up to date: their orders'
         #: next deadlines are pushed only when the heap is next read (:meth:`_advance`)
         self.dirty: dict[str, Any] = {}
@@ -889,9 +895,8 @@ class UnitOfWork:
     def get(self, key: str) -> Any:
         if key in self.aggs:
             return self.aggs[key]
-        agg = self.ledger._cache.get(key)
-        if agg is None:
-            agg = self.ledger.load(key)
+        cache = self.ledger._cache
+        agg = cache[key] if key in cache else self.ledger.load(key)
         self.aggs[key] = agg
         return agg
 
@@ -1100,7 +1105,11 @@ class UnitOfWork:
     def _push(self, order: Order) -> None:
         nd = order.next_deadline_us()
         if nd is not None:
-            heapq.heappush(self.heap, (nd[0], order.order_id, nd[1]))
+            order_id = order.order_id
+            if self.pushed.get(order_id) == nd:
+                return  # that very entry is in the heap already
+            self.pushed[order_id] = nd
+            heapq.heappush(self.heap, (nd[0], order_id, nd[1]))
 
     def _advance(self, at: datetime, cid: str, at_us: int | None = None) -> None:
         """Apply every deadline due at or before ``at`` (``at_us``: the same in
@@ -1111,6 +1120,8 @@ class UnitOfWork:
         heap = self.heap
         while heap and heap[0][0] <= limit:
             due_us, order_id, kind = heapq.heappop(heap)
+            if self.pushed.get(order_id) == (due_us, kind):
+                del self.pushed[order_id]
             order: Order | None = self.get(order_key(order_id))
             if order is None:
                 continue

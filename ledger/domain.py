@@ -604,7 +604,9 @@ class Order(LedgerAggregate):
             seen.add(item.order_item_id)
             for comp in _COMPONENTS:
                 value = getattr(item, comp)
-                if value is not ev.ZERO:  # the default of a left-out amount is fine
+                # the default of a left-out amount is fine; the message's field name is
+                # built only for an amount check_money rejects (not finite, or negative)
+                if value is not ev.ZERO and not (value.is_finite() and value >= 0):
                     rules.check_money(value, f"items[{i}].{comp}")
         if not rules.LANGUAGE_RE.match(cmd.buyer.language):
             raise CommandRejected(

@@ -77,7 +77,106 @@ class _Msg:
 
 
 def _rx(*alternatives: str) -> re.Pattern[str]:
-    return re.compile("|".join(f"(?:{a})" for a in alternatives), re.IGNORECASE)
+    return _guarded("|".join(f"(?:{a})" for a in alternatives), re.IGNORECASE)
+
+
+def _re_module(name: str) -> Any:
+    """A module of the ``re`` package's own implementation (its parser, compiler and
+    constants; private, so untyped)."""
+    import importlib
+
+    return importlib.import_module("re." + name)
+
+
+def _first(items: Any) -> list[Any] | None:
+    """The characters a match of the parsed regular expression ``items`` can start with,
+    as the items of a character set, or None: any character, or it can match nothing.
+    Zero-width assertions are passed over (the set is then larger than needed, never
+    smaller)."""
+    k = _re_module("_constants")
+    out: list[Any] = []
+    for op, av in items:
+        if op in (k.AT, k.ASSERT, k.ASSERT_NOT):
+            continue
+        if op is k.LITERAL:
+            out.append((k.LITERAL, av))
+            return out
+        if op is k.IN:
+            if any(item[0] is k.NEGATE for item in av):
+                return None
+            out.extend(av)
+            return out
+        if op is k.BRANCH:
+            for alternative in av[1]:
+                first = _first(alternative.data)
+                if first is None:
+                    return None
+                out.extend(first)
+            return out
+        if op is k.SUBPATTERN and not av[1] and not av[2]:  # a group that sets no flags
+            first = _first(av[3].data)
+        elif op in (k.MAX_REPEAT, k.MIN_REPEAT, k.POSSESSIVE_REPEAT) and av[0] >= 1:
+            first = _first(av[2].data)
+        elif op in (k.MAX_REPEAT, k.MIN_REPEAT, k.POSSESSIVE_REPEAT) and av[0] == 0:
+            first = _first(av[2].data)  # optional: what follows may come first too
+            if first is None:
+                return None
+            out.extend(first)
+            continue
+        else:
+            return None
+        if first is None:
+            return None
+        out.extend(first)
+        return out
+    return None  # it can match the empty string: no first character
+
+
+def _guarded(source: str, flags: int = 0) -> re.Pattern[str]:
+    """``re.compile(source, flags)`` with a lookahead in front that lets a match start
+    only where one of its alternatives can: where that alternative's leading
+    assertions hold (a word boundary, a lookbehind) before one of the characters it
+    can start with.
+
+    The lookahead is a necessary condition of every match, so the matches are the same
+    (``tests/test_messaging_speed.py`` compares them); the engine no longer tries each
+    of dozens of alternatives at every position of the body, most of which are inside
+    a word. Built from the expression as the ``re`` module's own parser reads it, and
+    compiled by its compiler (one parse, as ``re.compile`` makes); a pattern it cannot
+    analyse is compiled as it is.
+    """
+    try:
+        _compiler, k, _parser = (_re_module(n) for n in ("_compiler", "_constants", "_parser"))
+        tree = _parser.parse(source, flags)
+        data = tree.data
+        alternatives = data[0][1][1] if len(data) == 1 and data[0][0] is k.BRANCH else [tree]
+        groups: dict[str, tuple[list[Any], list[Any]]] = {}
+        for alternative in alternatives:
+            items = list(alternative.data)
+            n = 0
+            while n < len(items) and items[n][0] in (k.AT, k.ASSERT, k.ASSERT_NOT):
+                n += 1
+            first = _first(items[n:])
+            if first is None:
+                return re.compile(source, flags)
+            groups.setdefault(repr(items[:n]), (items[:n], []))[1].extend(first)
+        if len(groups) > 4:
+            return re.compile(source, flags)
+        state = tree.state
+        branches = [_parser.SubPattern(state, [*lead, (k.IN, first)])
+                    for lead, first in groups.values()]
+        guard = _parser.SubPattern(state, [(k.BRANCH, (None, branches))])
+        tree.data = [(k.ASSERT, (1, guard)), *data]
+        guarded: re.Pattern[str] = _compiler.compile(tree, flags)
+    except Exception:  # noqa: BLE001 - another Python's parser: the pattern as it is
+        return re.compile(source, flags)
+    _PLAIN[guarded] = (source, flags)
+    return guarded
+
+
+#: each guarded pattern's expression and flags (the tests compare its matches with
+#: those of the plain pattern)
+_PLAIN: dict[re.Pattern[str], tuple[str, int]] = {}
 
 
 def _hits(rule: str, pattern: re.Pattern[str], text: str, message: Callable[[str], str]) -> Iterator[Violation]:
@@ -120,7 +219,8 @@ def _check_window_closed(m: _Msg) -> Iterator[Violation]:
                         f"({m.completed_at.isoformat()}); the window closed at {deadline.isoformat()}")
 
 
-_ANY_ORDER_ID = re.compile(r"(?<!\d)\d{3}[-\u2010-\u2013\u2212]\d{7}[-\u2010-\u2013\u2212]\d{7}(?!\d)")
+_ANY_ORDER_ID = _guarded(
+    r"(?<!\d)\d{3}[-\u2010-\u2013\u2212]\d{7}[-\u2010-\u2013\u2212]\d{7}(?!\d)")
 _DASHES = re.compile(r"[-\u2010-\u2013\u2212]")
 
 
@@ -160,7 +260,7 @@ def _check_language_mismatch(m: _Msg) -> Iterator[Violation]:
 
 # --------------------------------------------------------------------------- contact details
 
-_EMAIL = re.compile(
+_EMAIL = _guarded(
     r"(?<![A-Za-z0-9._%+\-])[A-Za-z0-9._%+\-]+"
     r"(?:\s*[@\uff20]\s*|\s*[\[(]\s*(?:at|snabel-a)\s*[\])]\s*)"
     r"(?:[\w\-]+(?:\.|\s*[\[(]\s*(?:dot|punkt)\s*[\])]\s*))+[A-Za-z]{2,}(?![A-Za-z0-9\-])",
@@ -173,7 +273,7 @@ def _check_email_address(m: _Msg) -> Iterator[Violation]:
 
 
 # Numbers that look like phone numbers but are not: masked before the phone search.
-_NOT_PHONE = re.compile(
+_NOT_PHONE = _guarded(
     r"https?://\S+"
     r"|(?<!\d)\d{3}[-\u2010-\u2013\u2212]\d{7}[-\u2010-\u2013\u2212]\d{7}(?!\d)"                    # order ids
     r"|(?<!\d)\d{4}[-./]\d{1,2}[-./]\d{1,2}(?!\d)|(?<!\d)\d{1,2}[-./]\d{1,2}[-./](?:\d{4}|\d{2})(?!\d)"  # dates
@@ -182,7 +282,7 @@ _NOT_PHONE = re.compile(
     r"|(?:[$€£¥\uffe5]|\b(?:SEK|USD|EUR|GBP|CNY|RMB|NOK|DKK|kr)\.?)\s?\d+(?:[ \u00a0.,']\d{3})*(?:[.,]\d{1,2})?"
     r"|(?<!\d)\d+(?:[ \u00a0.,']\d{3})*(?:[.,]\d{1,2}|[.,]-)?\s?(?:kronor|kr|SEK|USD|EUR|GBP|CNY|RMB|:-|[€$£元块])",
     re.IGNORECASE)
-_PHONE = re.compile(
+_PHONE = _guarded(
     r"(?<![\dA-Za-z\u00C0-\u024F_.,+/\-])(?:\+\s?)?(?:\(\d{1,5}\)\s?)?\d+"
     r"(?:(?:\s?[.\-/\u2013]\s?|[ \u00a0]|\s?\(\d{1,5}\)\s?)\d+)*"
     r"(?![\dA-Za-z\u00C0-\u024F_]|[.,]\d)")
@@ -396,8 +496,8 @@ def _char_class(ranges: Iterable[tuple[int, int]]) -> str:
 _E, _B = _char_class(_EMOJI_RANGES), _char_class(_VS16_ONLY_RANGES)
 _EMOJI_ELEMENT = (rf"(?:[#*0-9]\uFE0F?\u20E3|[\U0001F1E6-\U0001F1FF]{{2}}|{_E}|{_B}\uFE0F)"
                   r"[\uFE0E\uFE0F\u20E3\U0001F3FB-\U0001F3FF\U000E0020-\U000E007F]*")
-_EMOJI = re.compile(rf"{_EMOJI_ELEMENT}(?:\u200D(?:{_EMOJI_ELEMENT}|{_B}))*"
-                    r"|(?<![\w:;])[:;][-']?[)(DPp](?!\w)")   # ASCII emoticons :) :-( ;) :D :P
+_EMOJI = _guarded(rf"{_EMOJI_ELEMENT}(?:\u200D(?:{_EMOJI_ELEMENT}|{_B}))*"
+                  r"|(?<![\w:;])[:;][-']?[)(DPp](?!\w)")   # ASCII emoticons :) :-( ;) :D :P
 
 
 def _check_emoji(m: _Msg) -> Iterator[Violation]:

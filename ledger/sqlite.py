@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import sqlite3
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Sequence, cast
 
 from eventsourcing.persistence import IntegrityError, OperationalError, StoredEvent
 from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteCursor
 
+from .codec import StoredRow
 from .domain import ORDER_PREFIX
 from .errors import LedgerBusy, LedgerReadOnly
 from .eventlog import RawEvent
@@ -108,8 +109,12 @@ class LedgerSQLiteRecorder(LedgerRecorderMixin, SQLiteApplicationRecorder):
             c.execute(f"SELECT MAX(rowid) FROM {self.events_table_name}")
             last = c.fetchone()[0] or 0
             prev = self._chain_next(c, last)
-            rows = [(str(s.originator_id), s.originator_version, s.topic, s.state)
-                    for s in stored_events]
+            rows: Sequence[tuple[str, int, str, bytes]]
+            if isinstance(stored_events[0], tuple):
+                rows = cast("Sequence[StoredRow]", stored_events)  # the mapper's rows as they are
+            else:  # the library's StoredEvent (an imported bundle's events)
+                rows = [(str(s.originator_id), s.originator_version, s.topic, s.state)
+                        for s in stored_events]
             c.executemany(self.insert_events_statement, rows)
             ids = list(range(last + 1, last + 1 + len(stored_events)))
             self._write_chain(c, prev, [(pos, *row) for pos, row in zip(ids, rows)])

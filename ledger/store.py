@@ -34,9 +34,22 @@ DEFAULT_DB = "order-ledger.db"
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
+#: the epoch in each fixed UTC offset seen (msgspec decodes every time with one offset
+#: to the same ``timezone`` object): subtracting a time with the very same tzinfo is
+#: plain field arithmetic, without asking both times for their offsets
+_EPOCHS: dict[Any, datetime] = {timezone.utc: EPOCH}
+
+
 def to_us(t: datetime) -> int:
     """Microseconds since the epoch: sortable in any database."""
-    d = t - EPOCH
+    tz = t.tzinfo
+    epoch = _EPOCHS.get(tz)
+    if epoch is None:
+        epoch = EPOCH
+        # only a fixed offset: a zone with daylight saving has no one epoch to subtract
+        if type(tz) is timezone and len(_EPOCHS) < 1000:
+            epoch = _EPOCHS[tz] = EPOCH.astimezone(tz)
+    d = t - epoch
     return (d.days * 86_400 + d.seconds) * 1_000_000 + d.microseconds
 
 

@@ -9,17 +9,20 @@ import io
 import json
 import sqlite3
 import weakref
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from decimal import Decimal
+from zoneinfo import ZoneInfo
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import builders as b
 import ledger.application as application
 from bench.generate import generate, write
 from ledger import chain
 from ledger import commands as c
+from ledger import store
 from ledger.application import Ledger
 from ledger.clock import FixedClock
 from ledger.errors import CommandRejected
@@ -241,3 +244,74 @@ def test_the_fast_amount_check_never_accepts_what_the_full_one_rejects(value):
         parsed = False
         assert exc.code in ("bad-amount", "invalid-field")
     assert parsed == accepted
+
+
+# --- the store's absent aggregates and the fixed-offset epochs ------------------------
+
+
+_zones = st.one_of(
+    st.timedeltas(min_value=timedelta(hours=-23, minutes=-59),
+                  max_value=timedelta(hours=23, minutes=59)).map(timezone),
+    st.sampled_from([timezone.utc, ZoneInfo("Europe/Stockholm"), ZoneInfo("America/New_York"),
+                     timezone(timedelta(hours=1), "CET")]),
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.datetimes(timezones=_zones, allow_imaginary=True), st.integers(0, 1))
+def test_to_us_is_the_plain_subtraction_from_the_epoch(t, fold):
+    """Microseconds are found by subtracting the epoch in the time's own fixed offset
+    (one cached per offset): the same integer as subtracting the UTC epoch, for any
+    offset, any year, and zones with daylight saving (which take the plain way)."""
+    t = t.replace(fold=fold)
+    d = t - store.EPOCH
+    assert store.to_us(t) == (d.days * 86_400 + d.seconds) * 1_000_000 + d.microseconds
+    assert store.to_us(t) == store.to_us(t.astimezone(timezone.utc))
+
+
+def test_to_us_still_refuses_a_time_without_an_offset():
+    with pytest.raises(TypeError):
+        store.to_us(datetime(2026, 3, 2, 10, 0))
+
+
+def _loads(monkeypatch) -> list[str]:
+    """The keys of every aggregate the ledger loads one by one from now on."""
+    loaded: list[str] = []
+    real = Ledger.load
+
+    def load(self, key):
+        loaded.append(key)
+        return real(self, key)
+
+    monkeypatch.setattr(Ledger, "load", load)
+    return loaded
+
+
+def test_an_absent_aggregate_is_not_asked_for_again(db_url, monkeypatch):
+    """An untracked SKU has no inventory aggregate. A batch that finds it absent keeps
+    that knowledge for the next batches, as it keeps the aggregates it found: a seller
+    cancel that would give units back does not ask the store for it again."""
+    with Ledger(db_url, clock=FixedClock(RECORDED)) as led:
+        outs = list(led.apply_lines(b.lines(*b.released(b.oid(1), items=[b.item(sku="UNTRACKED")]))))
+        assert all(o.ok for o in outs)
+        loaded = _loads(monkeypatch)
+        cancel = b.cmd("cancel", b.at(45), order_id=b.oid(1), by="seller", reason="NoInventory")
+        out = led.execute(cancel)
+        assert out.status == "applied" and out.events == ["SellerCanceled"]
+        assert "sku:UNTRACKED" not in loaded
+
+
+def test_an_absent_aggregate_created_later_is_seen(db_url):
+    """What was absent stops being so when a line of this ledger creates it, or when
+    another writer does (the store's head moved: everything cached is dropped)."""
+    with Ledger(db_url, clock=FixedClock(RECORDED)) as led:
+        assert led.execute(b.place(b.oid(1), b.at(0), [b.item(sku="LATER")])).ok
+        # this ledger tracks the SKU from now on: an order for more than there is fails
+        assert led.execute(b.cmd("set-inventory", b.at(1), sku="LATER", quantity=1)).ok
+        out = led.execute(b.place(b.oid(2), b.at(2), [b.item(sku="LATER", quantity=2)]))
+        assert out.status == "rejected" and out.error["code"] == "insufficient-inventory"
+        assert led.execute(b.place(b.oid(3), b.at(3), [b.item(sku="OTHER")])).ok
+        with Ledger(db_url, clock=FixedClock(RECORDED)) as other:
+            assert other.execute(b.cmd("set-inventory", b.at(4), sku="OTHER", quantity=1)).ok
+        out = led.execute(b.place(b.oid(4), b.at(5), [b.item(sku="OTHER", quantity=2)]))
+        assert out.status == "rejected" and out.error["code"] == "insufficient-inventory"
