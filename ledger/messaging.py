@@ -77,103 +77,7 @@ class _Msg:
 
 
 def _rx(*alternatives: str) -> re.Pattern[str]:
-    return _guarded(re.compile("|".join(f"(?:{a})" for a in alternatives), re.IGNORECASE))
-
-
-def _re_module(name: str) -> Any:
-    """A module of the ``re`` package's own implementation (its parser, compiler and
-    constants; private, so untyped)."""
-    import importlib
-
-    return importlib.import_module("re." + name)
-
-
-def _first(items: Any) -> list[Any] | None:
-    """The characters a match of the parsed regular expression ``items`` can start with,
-    as the items of a character set, or None: any character, or it can match nothing.
-    Zero-width assertions are passed over (the set is then larger than needed, never
-    smaller)."""
-    k = _re_module("_constants")
-    out: list[Any] = []
-    for op, av in items:
-        if op in (k.AT, k.ASSERT, k.ASSERT_NOT):
-            continue
-        if op is k.LITERAL:
-            out.append((k.LITERAL, av))
-            return out
-        if op is k.IN:
-            if any(item[0] is k.NEGATE for item in av):
-                return None
-            out.extend(av)
-            return out
-        if op is k.BRANCH:
-            for alternative in av[1]:
-                first = _first(alternative.data)
-                if first is None:
-                    return None
-                out.extend(first)
-            return out
-        if op is k.SUBPATTERN and not av[1] and not av[2]:  # a group that sets no flags
-            first = _first(av[3].data)
-        elif op in (k.MAX_REPEAT, k.MIN_REPEAT, k.POSSESSIVE_REPEAT) and av[0] >= 1:
-            first = _first(av[2].data)
-        elif op in (k.MAX_REPEAT, k.MIN_REPEAT, k.POSSESSIVE_REPEAT) and av[0] == 0:
-            first = _first(av[2].data)  # optional: what follows may come first too
-            if first is None:
-                return None
-            out.extend(first)
-            continue
-        else:
-            return None
-        if first is None:
-            return None
-        out.extend(first)
-        return out
-    return None  # it can match the empty string: no first character
-
-
-def _guarded(pattern: re.Pattern[str]) -> re.Pattern[str]:
-    """``pattern`` with a lookahead in front that lets a match start only where one of
-    its alternatives can: where that alternative's leading assertions hold (a word
-    boundary, a lookbehind) before one of the characters it can start with.
-
-    The lookahead is a necessary condition of every match, so the matches are the same
-    (``tests/test_messaging_speed.py`` compares them); the engine no longer tries each
-    of dozens of alternatives at every position of the body, most of which are inside
-    a word. Built from the parsed expression (the ``re`` module's own parser and
-    compiler); a pattern it cannot analyse is returned as it is.
-    """
-    try:
-        _compiler, k, _parser = (_re_module(n) for n in ("_compiler", "_constants", "_parser"))
-        tree = _parser.parse(pattern.pattern, pattern.flags)
-        data = tree.data
-        alternatives = data[0][1][1] if len(data) == 1 and data[0][0] is k.BRANCH else [tree]
-        groups: dict[str, tuple[list[Any], list[Any]]] = {}
-        for alternative in alternatives:
-            items = list(alternative.data)
-            n = 0
-            while n < len(items) and items[n][0] in (k.AT, k.ASSERT, k.ASSERT_NOT):
-                n += 1
-            first = _first(items[n:])
-            if first is None:
-                return pattern
-            groups.setdefault(repr(items[:n]), (items[:n], []))[1].extend(first)
-        if len(groups) > 4:
-            return pattern
-        state = tree.state
-        branches = [_parser.SubPattern(state, [*lead, (k.IN, first)])
-                    for lead, first in groups.values()]
-        guard = _parser.SubPattern(state, [(k.BRANCH, (None, branches))])
-        tree.data = [(k.ASSERT, (1, guard)), *data]
-        guarded: re.Pattern[str] = _compiler.compile(tree, pattern.flags)
-        _PLAIN[guarded] = pattern
-        return guarded
-    except Exception:  # noqa: BLE001 - another Python's parser: the pattern as it is
-        return pattern
-
-
-#: each guarded pattern's plain one (the tests compare their matches)
-_PLAIN: dict[re.Pattern[str], re.Pattern[str]] = {}
+    return re.compile("|".join(f"(?:{a})" for a in alternatives), re.IGNORECASE)
 
 
 def _hits(rule: str, pattern: re.Pattern[str], text: str, message: Callable[[str], str]) -> Iterator[Violation]:
@@ -216,8 +120,7 @@ def _check_window_closed(m: _Msg) -> Iterator[Violation]:
                         f"({m.completed_at.isoformat()}); the window closed at {deadline.isoformat()}")
 
 
-_ANY_ORDER_ID = _guarded(re.compile(
-    r"(?<!\d)\d{3}[-\u2010-\u2013\u2212]\d{7}[-\u2010-\u2013\u2212]\d{7}(?!\d)"))
+_ANY_ORDER_ID = re.compile(r"(?<!\d)\d{3}[-\u2010-\u2013\u2212]\d{7}[-\u2010-\u2013\u2212]\d{7}(?!\d)")
 _DASHES = re.compile(r"[-\u2010-\u2013\u2212]")
 
 
@@ -257,11 +160,11 @@ def _check_language_mismatch(m: _Msg) -> Iterator[Violation]:
 
 # --------------------------------------------------------------------------- contact details
 
-_EMAIL = _guarded(re.compile(
+_EMAIL = re.compile(
     r"(?<![A-Za-z0-9._%+\-])[A-Za-z0-9._%+\-]+"
     r"(?:\s*[@\uff20]\s*|\s*[\[(]\s*(?:at|snabel-a)\s*[\])]\s*)"
     r"(?:[\w\-]+(?:\.|\s*[\[(]\s*(?:dot|punkt)\s*[\])]\s*))+[A-Za-z]{2,}(?![A-Za-z0-9\-])",
-    re.IGNORECASE))
+    re.IGNORECASE)
 
 
 def _check_email_address(m: _Msg) -> Iterator[Violation]:
@@ -270,7 +173,7 @@ def _check_email_address(m: _Msg) -> Iterator[Violation]:
 
 
 # Numbers that look like phone numbers but are not: masked before the phone search.
-_NOT_PHONE = _guarded(re.compile(
+_NOT_PHONE = re.compile(
     r"https?://\S+"
     r"|(?<!\d)\d{3}[-\u2010-\u2013\u2212]\d{7}[-\u2010-\u2013\u2212]\d{7}(?!\d)"                    # order ids
     r"|(?<!\d)\d{4}[-./]\d{1,2}[-./]\d{1,2}(?!\d)|(?<!\d)\d{1,2}[-./]\d{1,2}[-./](?:\d{4}|\d{2})(?!\d)"  # dates
@@ -278,11 +181,11 @@ _NOT_PHONE = _guarded(re.compile(
     r"|(?<!\d)(?:SE-?)?\d{3} \d{2}(?-i:(?= +[A-ZÅÄÖ](?:[a-zåäö]|[A-ZÅÄÖ]{2})))"                      # "123 45 Stockholm"
     r"|(?:[$€£¥\uffe5]|\b(?:SEK|USD|EUR|GBP|CNY|RMB|NOK|DKK|kr)\.?)\s?\d+(?:[ \u00a0.,']\d{3})*(?:[.,]\d{1,2})?"
     r"|(?<!\d)\d+(?:[ \u00a0.,']\d{3})*(?:[.,]\d{1,2}|[.,]-)?\s?(?:kronor|kr|SEK|USD|EUR|GBP|CNY|RMB|:-|[€$£元块])",
-    re.IGNORECASE))
-_PHONE = _guarded(re.compile(
+    re.IGNORECASE)
+_PHONE = re.compile(
     r"(?<![\dA-Za-z\u00C0-\u024F_.,+/\-])(?:\+\s?)?(?:\(\d{1,5}\)\s?)?\d+"
     r"(?:(?:\s?[.\-/\u2013]\s?|[ \u00a0]|\s?\(\d{1,5}\)\s?)\d+)*"
-    r"(?![\dA-Za-z\u00C0-\u024F_]|[.,]\d)"))
+    r"(?![\dA-Za-z\u00C0-\u024F_]|[.,]\d)")
 _PHONE_WORDS = _rx(r"phone|tel\b|tel\.|telefon|mobil|cell|\bring\b|\bcall\b|sms|fax|hotline|电话|手机|致电|拨打|热线",
                    r"téléphone|teléfono|llame|appelez|anrufen|rufen")
 _NUMBER_LABEL = re.compile(
@@ -493,8 +396,8 @@ def _char_class(ranges: Iterable[tuple[int, int]]) -> str:
 _E, _B = _char_class(_EMOJI_RANGES), _char_class(_VS16_ONLY_RANGES)
 _EMOJI_ELEMENT = (rf"(?:[#*0-9]\uFE0F?\u20E3|[\U0001F1E6-\U0001F1FF]{{2}}|{_E}|{_B}\uFE0F)"
                   r"[\uFE0E\uFE0F\u20E3\U0001F3FB-\U0001F3FF\U000E0020-\U000E007F]*")
-_EMOJI = _guarded(re.compile(rf"{_EMOJI_ELEMENT}(?:\u200D(?:{_EMOJI_ELEMENT}|{_B}))*"
-                    r"|(?<![\w:;])[:;][-']?[)(DPp](?!\w)"))   # ASCII emoticons :) :-( ;) :D :P
+_EMOJI = re.compile(rf"{_EMOJI_ELEMENT}(?:\u200D(?:{_EMOJI_ELEMENT}|{_B}))*"
+                    r"|(?<![\w:;])[:;][-']?[)(DPp](?!\w)")   # ASCII emoticons :) :-( ;) :D :P
 
 
 def _check_emoji(m: _Msg) -> Iterator[Violation]:
