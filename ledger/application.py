@@ -1013,9 +1013,12 @@ class UnitOfWork:
             elif isinstance(cmd, c.SetInventory):
                 keys.add(sku_key(cmd.sku))
         cache = self.ledger._cache
+        aggs = self.aggs
         for key in keys:
-            if key in cache:
-                self.aggs[key] = cache[key]
+            # what this batch holds already stays: a line undone may have replaced the
+            # cached aggregate (changed by the line) with one rebuilt from the store
+            if key in cache and key not in aggs:
+                aggs[key] = cache[key]
         missing = [k for k in keys if k not in self.aggs]
         if missing:
             self.aggs.update(self.ledger.load_many(missing))

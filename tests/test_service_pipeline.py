@@ -132,3 +132,41 @@ async def test_a_batch_decided_on_a_commit_that_failed_is_decided_again(writer, 
         assert led.recorder.known_commands(["a-1", "b-1", "b-2"]) == {"b-1", "b-2"}
         assert [(p.command_id, p.at) for _, _, p in led.read_events(0, 10)
                 if p.order_id == oid(1)][0][0] == "b-1"
+
+
+async def test_a_rejected_line_reloads_what_the_commit_in_flight_wrote(writer, monkeypatch):
+    """A line that changed an order and was then refused is undone by reloading the
+    order from the store: while the batch that placed the order still commits, the
+    reload waits for that commit, or the order would vanish from the batch."""
+    from builders import cmd
+
+    gate = Gate(monkeypatch)
+    placed = asyncio.create_task(writer.submit(_body(place(oid(1), at(0), command_id="x-1"))))
+    await gate.reached()
+
+    def ship(minutes: int) -> list[tuple[int, bytes]]:
+        return _body(cmd("ship", at(minutes), order_id=oid(1), carrier_code="PostNord",
+                         ship_date="2026-03-02", command_id=f"ship-{minutes}"))
+
+    # the hold's end fires for the order within this line, then the line is refused
+    first = asyncio.create_task(writer.submit(ship(45)))
+    await _until(lambda: writer._pending is not None)
+    await asyncio.sleep(0.2)
+    assert writer._pending is not None and writer._pending[1] == []  # waiting for the commit
+    second = asyncio.create_task(writer.submit(ship(46)))
+    verify = asyncio.create_task(writer.submit(_body(cmd(
+        "verify-payment", at(47), order_id=oid(1), outcome="verified", command_id="v-1"))))
+    await asyncio.sleep(0.1)
+    for gate_open in gate.opened:
+        gate_open.set()
+    assert [o.status for o in await asyncio.wait_for(placed, 5)] == ["applied"]
+    outs = await asyncio.wait_for(asyncio.gather(first, second), 5)
+    # both see the order the first batch placed (Pending), neither an unknown order
+    assert [o[0].error["code"] for o in outs] == ["order-pending", "order-pending"]
+    # and what the refused line did to the order is gone from the batch: the next line
+    # starts from the order as stored, and the order's events follow one another
+    assert [o.status for o in await asyncio.wait_for(verify, 5)] == ["applied"]
+    with Ledger(writer.ledger.db, mode="read") as led:
+        versions = [v for _, v, _ in led.events_of(f"order:{oid(1)}")]
+        assert versions == list(range(1, len(versions) + 1))
+        assert led.order(oid(1)) is not None
