@@ -52,6 +52,7 @@ from .errors import (
     StoreWriteFailed,
 )
 from .backend import Backend
+from .locks import ConnectionLost, WriterLock
 from .eventlog import EventLog, RecorderLog
 from .store import (
     Batch,
@@ -89,10 +90,7 @@ def _first_line(exc: BaseException) -> str:
     return text[0] if text else type(exc).__name__
 
 
-class _ConnectionLost(ConnectionError):
-    """Raised inside a batch when the PostgreSQL connection failed (not a lock
-    timeout, not a constraint): the batch is rolled back and retried once the
-    server answers again."""
+_ConnectionLost = ConnectionLost
 
 
 DEFAULT_BATCH = 1000
@@ -232,7 +230,8 @@ class Ledger:
         self.cache_limit = cache_limit
         self._cache: dict[str, LedgerAggregate] = {}
         self._head = -1
-        self._writer_lock = WriterLock(self)
+        self._writer_lock = self.backend.writer_lock(self.recorder, self.app.env,
+                                                     reading=self.mode == "read")
         self._store_readable = False
         #: seconds a batch waits for a PostgreSQL server that stopped answering
         self.reconnect_timeout = reconnect_timeout
@@ -1359,137 +1358,3 @@ class UnitOfWork:
         if self.sink:
             batch.recorded = [(len(self.sink) - 1, to_us(self.recorded))]
         return self.ledger.mapper.to_stored_events(self.sink, self.recorded), batch
-
-
-class WriterLock:
-    """A cross-process lock held by a ledger writer for one whole batch.
-
-    SQLite: an exclusive ``flock`` on ``<ledger file>-writer.lock``; PostgreSQL:
-    a transaction-scoped advisory lock keyed by the schema. Both are released
-    by the operating system or the server when the process dies, so a killed
-    writer never leaves the ledger locked. Waiting longer than the store's lock
-    timeout raises :class:`LedgerBusy`. Re-entrant within one ``Ledger``.
-    """
-
-    def __init__(self, ledger: Ledger) -> None:
-        self.ledger = ledger
-        self.depth = 0
-        self._fd: int | None = None
-        self._pg: Any = None
-        datastore = ledger.recorder.datastore  # type: ignore[attr-defined]
-        pool = getattr(datastore, "pool", None)
-        self.path: str | None = None
-        self.pg_key: int | None = None
-        if hasattr(datastore, "schema"):
-            import hashlib
-
-            digest = hashlib.blake2b(f"order-ledger:{datastore.schema}".encode(), digest_size=8)
-            self.pg_key = int.from_bytes(digest.digest(), "big", signed=True)
-            self.timeout = float(ledger.app.env.get("POSTGRES_LOCK_TIMEOUT") or 10)
-        elif ledger.mode == "read":
-            self.timeout = 10.0  # a reader never writes, so never locks
-        elif pool is not None and not getattr(pool, "is_sqlite_memory_mode", True):
-            self.path = os.path.abspath(pool.db_name) + "-writer.lock"
-            self.timeout = float(getattr(pool, "lock_timeout", None) or 10)
-        else:
-            self.timeout = 10.0
-
-    def __enter__(self) -> "WriterLock":
-        if self.depth == 0:
-            if self.path is not None:
-                self._lock_file()
-            elif self.pg_key is not None:
-                self._lock_pg()
-        self.depth += 1
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.depth -= 1
-        if self.depth == 0:
-            self._release(exc[0] is None)
-
-    def _busy(self) -> LedgerBusy:
-        return LedgerBusy(
-            f"the ledger is busy: another writer held it for more than {self.timeout:g} s; "
-            "try again")
-
-    def _lock_file(self) -> None:
-        try:
-            import fcntl
-        except ImportError:  # pragma: no cover - not POSIX: rely on optimistic retries
-            return
-        if self._fd is None:
-            try:
-                self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)  # type: ignore[arg-type]
-            except OSError:
-                self.path = None  # e.g. a read-only directory: optimistic retries only
-                return
-        deadline = time.monotonic() + self.timeout
-        pause = 0.0005
-        while True:
-            try:
-                fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                return
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    raise self._busy() from None
-                time.sleep(random.uniform(pause / 2, pause))
-                pause = min(pause * 2, 0.02)
-
-    def _lock_pg(self) -> None:
-        datastore = self.ledger.recorder.datastore  # type: ignore[attr-defined]
-        cm = datastore.get_connection()
-        conn = cm.__enter__()
-        try:
-            if conn.autocommit:
-                conn.execute("BEGIN")
-            conn.execute("SELECT set_config('lock_timeout', %s, true)",
-                         (f"{int(self.timeout * 1000)}ms",))
-            conn.execute("SELECT pg_advisory_xact_lock(%s)", (self.pg_key,))
-        except BaseException as exc:
-            try:
-                self._end(conn)
-            finally:
-                try:
-                    cm.__exit__(None, None, None)
-                except Exception:
-                    pass
-            import psycopg
-
-            if isinstance(exc, psycopg.errors.LockNotAvailable):
-                raise self._busy() from None
-            if connection_lost(exc):
-                raise _ConnectionLost(f"cannot take the ledger's writer lock: {exc}") from exc
-            if isinstance(exc, psycopg.OperationalError):
-                raise StoreError(f"cannot take the ledger's writer lock: {exc}") from None
-            raise
-        self._pg = (cm, conn)
-
-    def _release(self, ok: bool) -> None:
-        if self._fd is not None and self.path is not None:
-            import fcntl
-
-            fcntl.flock(self._fd, fcntl.LOCK_UN)
-        if self._pg is not None:
-            cm, conn = self._pg
-            self._pg = None
-            try:
-                self._end(conn)  # ends the transaction: releases the advisory lock
-            except Exception:
-                pass
-            try:
-                cm.__exit__(None, None, None)
-            except Exception:
-                pass
-
-    @staticmethod
-    def _end(conn: Any) -> None:
-        if conn.autocommit:
-            conn.execute("ROLLBACK")
-        else:
-            conn.rollback()
-
-    def close(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None

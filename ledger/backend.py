@@ -4,7 +4,8 @@
 (``postgresql://user@host:port/db?schema=name``). :class:`Backend` is the one
 place that tells them apart for the rest of the code: the file behind a SQLite
 ledger, whether a ledger exists there, where its views live by default, whether
-files can be copied for a backup, and the fast reader of its events.
+files can be copied for a backup, the writers' lock and the fast reader of its
+events.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from .store import is_postgres, resolve_db, sqlite_file
 
 if TYPE_CHECKING:
     from .eventlog import EventLog
+    from .locks import WriterLock
 
 
 @dataclass(frozen=True)
@@ -99,3 +101,20 @@ class Backend:
             return None
         uri = recorder.datastore.pool.db_name  # a reader's read-only URI (mode=ro/immutable)
         return SQLiteFileLog.open(path, recorder.events_table_name, uri)
+
+    def writer_lock(self, recorder: Any, env: dict[str, str], reading: bool) -> WriterLock:
+        """The lock a writer of the ledger opened by ``recorder`` holds for each batch
+        (:mod:`ledger.locks`): an advisory lock on PostgreSQL (``POSTGRES_LOCK_TIMEOUT``
+        seconds, default 10), ``flock`` on ``<ledger file>-writer.lock`` for a SQLite
+        file (the store's lock timeout), none in memory or when only ``reading``."""
+        from .locks import AdvisoryLock, FileLock, WriterLock, lock_file_of
+
+        datastore = recorder.datastore
+        if self.is_postgres:
+            return WriterLock(AdvisoryLock(datastore,
+                                           float(env.get("POSTGRES_LOCK_TIMEOUT") or 10)))
+        pool = getattr(datastore, "pool", None)
+        if reading or pool is None or getattr(pool, "is_sqlite_memory_mode", True):
+            return WriterLock(None)
+        return WriterLock(FileLock(lock_file_of(pool.db_name),
+                                   float(getattr(pool, "lock_timeout", None) or 10)))

@@ -25,6 +25,7 @@ from typing import Any
 
 from .errors import LedgerError, StoreError
 from .backend import Backend
+from .locks import lock_file_of, take_file_lock
 from .store import lock_timeout, sqlite_reader_uri
 
 EVENTS_TABLE = "stored_events"
@@ -189,20 +190,16 @@ def restore(backup_file: str, db: str, *, overwrite: bool = False) -> CopyResult
 
 
 def _writer_lock(target: str) -> int | None:
-    """Take the ledger writers' lock file (see ``ledger.application.WriterLock``)."""
+    """Take the ledger writers' lock file (:mod:`ledger.locks`)."""
     try:
-        import fcntl
+        import fcntl  # noqa: F401
     except ImportError:  # pragma: no cover - not POSIX
         return None
-    fd = os.open(os.path.abspath(target) + "-writer.lock", os.O_RDWR | os.O_CREAT, 0o644)
-    deadline = time.monotonic() + _timeout()
-    while True:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return fd
-        except BlockingIOError:
-            if time.monotonic() >= deadline:
-                os.close(fd)
-                raise StoreError("the ledger is busy: a writer holds it; stop it and try again"
-                                 ) from None
-            time.sleep(0.01)
+    fd = os.open(lock_file_of(target), os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        take_file_lock(fd, _timeout(), lambda: StoreError(
+            "the ledger is busy: a writer holds it; stop it and try again"))
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd

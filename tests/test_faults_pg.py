@@ -198,7 +198,7 @@ def test_server_down_longer_than_the_wait(cluster, workload):
     acked = writer.applied()
     assert 30 <= len(acked) < len(reference["commands"])
     # the same command again, once the server is back, completes the file
-    again = Writer(db, path, app="down-again")
+    again = Writer(db, path, app="down-again", batch_size=100)
     assert again.finish() == 0, again.stderr
     assert {a["command_id"] for a in again.acks if a["status"] == "applied"}.isdisjoint(acked)
     _assert_same_as_clean_run(db, reference, {**acked, **again.applied()})
