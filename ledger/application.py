@@ -45,6 +45,7 @@ from .errors import (
     CommandRejected,
     ConcurrencyConflict,
     LedgerBusy,
+    LedgerError,
     LedgerReadOnly,
     StoreError,
     StoreUnavailable,
@@ -553,6 +554,16 @@ class Ledger:
 
     def _decide_batch(self, chunk: list[tuple[int | None, Any]],
                       dry: "DryRun | None", advance_clock: bool | None) -> list[Outcome]:
+        parsed = self._parse(chunk)
+        if dry is not None:
+            return dry.decide(parsed, advance_clock)
+        if self.mode == "read":
+            raise LedgerReadOnly(self.db, "it was opened for reading (mode='read')")
+        return self._commit_waiting(parsed, advance_clock)
+
+    @staticmethod
+    def _parse(chunk: list[tuple[int | None, Any]]
+               ) -> list[tuple[int | None, c.Command | CommandRejected, bytes | None]]:
         parsed: list[tuple[int | None, c.Command | CommandRejected, bytes | None]] = []
         parse = c.parse_command
         Command = c.Command
@@ -573,11 +584,7 @@ class Ledger:
                     "malformed-json",
                     f"the line is not valid UTF-8 (byte {exc.start}: {exc.reason})",
                     hint="save the command file as UTF-8"), None))
-        if dry is not None:
-            return dry.decide(parsed, advance_clock)
-        if self.mode == "read":
-            raise LedgerReadOnly(self.db, "it was opened for reading (mode='read')")
-        return self._commit_waiting(parsed, advance_clock)
+        return parsed
 
     def _commit_waiting(self, parsed: list[Any], advance_clock: bool | None) -> list[Outcome]:
         """Decide and commit a batch; when the PostgreSQL server stops answering
@@ -618,6 +625,81 @@ class Ledger:
                           f"{time.monotonic() - started:.1f} s; the batch is committed")
             return outcomes
 
+    def _write_failure(self, exc: Exception) -> LedgerError:
+        """The error a failed write of a batch is reported as."""
+        if "lock" in str(exc).lower() or "busy" in str(exc).lower():
+            return LedgerBusy(f"the ledger is busy ({exc}); try again")
+        if "readonly" in str(exc).lower() or "read-only" in str(exc).lower():
+            return LedgerReadOnly(self.db, str(exc))
+        if "database or disk is full" in str(exc).lower():
+            return StoreWriteFailed(disk_full_message(self.db))
+        return StoreWriteFailed(f"the store failed while writing a batch: {exc}")
+
+    # --- a batch in two steps: decided, then committed (the service's pipeline) ---------
+
+    def begin_batch(self, *, advance_clock: bool | None = None,
+                    after: "PendingBatch | None" = None,
+                    wait: Callable[[], None] | None = None) -> "PendingBatch":
+        """Start a batch that is decided now and committed later: lines are added to it
+        (:meth:`PendingBatch.add`: parsed, checked and decided, nothing written), then
+        :meth:`PendingBatch.seal` encodes its writes, :meth:`PendingBatch.write` commits
+        them (the store's transaction only: it may run in another thread) and
+        :meth:`landed` ends it. The writer lock is taken here and released by
+        :meth:`landed` (or :meth:`abandon`).
+
+        ``after``: a batch sealed and still committing. The new batch is decided on
+        the state that one leaves -- its aggregates, command ids, clock, recording
+        time and deadlines -- so it can be decided while the other one's commit
+        syncs. The caller commits the two in order, and if ``after`` fails it must
+        :meth:`abandon` this one (it was decided on state that never committed) and
+        decide its lines again. ``wait()`` waits for ``after``'s commit (raising if it
+        failed): a rejected line whose aggregates must be reloaded calls it first.
+        SQLite files only: ``after`` needs the writer lock held from one batch to the
+        next, and the store read while the other commits (WAL readers)."""
+        if self.mode == "read":
+            raise LedgerReadOnly(self.db, "it was opened for reading (mode='read')")
+        self._writer_lock.__enter__()
+        try:
+            if not self._store_readable:
+                self._probe_store()
+            head: int | None = None
+            if after is None:
+                head = self.recorder.head()
+                if head != self._head:
+                    self._cache.clear()
+            return PendingBatch(self, advance_clock, after, wait, head)
+        except BaseException as exc:
+            self._writer_lock.__exit__(type(exc), exc, None)
+            raise
+
+    def landed(self, batch: "PendingBatch", ids: list[int] | None,
+               exc: BaseException | None) -> BaseException | None:
+        """End ``batch`` once :meth:`PendingBatch.write` returned ``ids`` or raised
+        ``exc``; releases its hold on the writer lock. Returns None when it committed,
+        else the error to report -- an :class:`IntegrityError` as it is (another
+        writer appended to one of its aggregates: decide its lines again, as
+        :meth:`apply_lines` does)."""
+        try:
+            if exc is not None:
+                self._cache.clear()
+                self._head = -1
+                if isinstance(exc, (OperationalError, InterfaceError)):
+                    return self._write_failure(exc)
+                return exc
+            head = batch.head
+            self._head = (max(ids) if ids and head is not None and min(ids) == head + 1
+                          else (head if not ids and head is not None else -1))
+            return None
+        finally:
+            self._writer_lock.__exit__(None, None, None)
+
+    def abandon(self, batch: "PendingBatch") -> None:
+        """Drop a batch that will not be committed (the one it was decided upon
+        failed): nothing it decided is kept; releases its hold on the writer lock."""
+        self._cache.clear()
+        self._head = -1
+        self._writer_lock.__exit__(None, None, None)
+
     def _say(self, message: str) -> None:
         if self.notice is not None:
             self.notice(message)
@@ -648,14 +730,7 @@ class Ledger:
                     self._head = -1
                     if self.backend.is_postgres and connection_lost(exc):
                         raise _ConnectionLost(str(exc)) from exc
-                    if "lock" in str(exc).lower() or "busy" in str(exc).lower():
-                        raise LedgerBusy(f"the ledger is busy ({exc}); try again") from None
-                    if "readonly" in str(exc).lower() or "read-only" in str(exc).lower():
-                        raise LedgerReadOnly(self.db, str(exc)) from None
-                    if "database or disk is full" in str(exc).lower():
-                        raise StoreWriteFailed(disk_full_message(self.db)) from None
-                    raise StoreWriteFailed(
-                        f"the store failed while writing a batch: {exc}") from None
+                    raise self._write_failure(exc) from None
                 if len(self._cache) > self.cache_limit:
                     self._cache.clear()
                 self._cache.update(uow.aggs)  # None included: known absent
@@ -664,6 +739,53 @@ class Ledger:
                 return outcomes
         raise ConcurrencyConflict(
             f"gave up after {MAX_RETRIES} attempts: other writers kept changing the same orders")
+
+
+class PendingBatch:
+    """A batch decided line by line and committed later (see :meth:`Ledger.begin_batch`)."""
+
+    def __init__(self, ledger: Ledger, advance_clock: bool | None,
+                 after: "PendingBatch | None", wait: Callable[[], None] | None,
+                 head: int | None) -> None:
+        self.ledger = ledger
+        self.parsed: list[tuple[int | None, c.Command | CommandRejected, bytes | None]] = []
+        #: the store's head this batch was decided on (None: the end of ``after``,
+        #: known once that one committed)
+        self.head = head
+        self.uow: UnitOfWork = UnitOfWork(ledger, [], advance_clock=advance_clock,
+                              after=after.uow if after is not None else None)
+        self.uow.settle = wait if after is not None else None
+        self.sealed: tuple[list[Any], Batch] | None = None
+
+    def add(self, lines: list[tuple[int | None, Any]]) -> list[Outcome]:
+        """Decide ``(line number, line)`` pairs in this batch; their outcomes (final once
+        the batch committed: a late order's deadlines are added to its last line when
+        sealed)."""
+        parsed = self.ledger._parse(lines)
+        self.uow.extend([p[1] for p in parsed if isinstance(p[1], c.Command)])
+        self.parsed += parsed
+        return [self.uow.handle(n, cmd) for n, cmd, _ in parsed]
+
+    def seal(self) -> None:
+        """Encode the batch's writes; its aggregates become the ledger's cached state
+        (the next batch may be decided on them before this one committed)."""
+        if self.head is None:
+            self.head = self.ledger._head if self.ledger._head >= 0 else None
+        self.sealed = self.uow.seal()
+        cache = self.ledger._cache
+        if len(cache) > self.ledger.cache_limit:
+            cache.clear()
+        cache.update({k: a for k, a in self.uow.aggs.items() if a is not None})
+
+    def write(self) -> list[int]:
+        """The store's transaction: the sealed writes, committed (durable on return).
+        Touches no state of the ledger but the store: it may run in another thread while
+        the next batch is decided."""
+        if self.sealed is None:
+            return []
+        stored, batch = self.sealed
+        ids = self.ledger.recorder.insert_events(stored, batch=batch)  # type: ignore[attr-defined]
+        return list(ids or [])
 
 
 class DryRun:
@@ -805,22 +927,32 @@ class UnitOfWork:
     """One batch: aggregates loaded once, lines checkpointed, one commit."""
 
     def __init__(self, ledger: Ledger, commands: list[c.Command], *,
-                 advance_clock: bool | None = None) -> None:
+                 advance_clock: bool | None = None, after: "UnitOfWork | None" = None) -> None:
         self.ledger = ledger
         self.aggs: dict[str, LedgerAggregate | None] = {}
         self.sink: list[Any] = []
+        #: a batch sealed but perhaps not yet committed that this one follows (see
+        #: Ledger.begin_batch): its clock, recording time, command ids and deadlines
+        #: count, not the store's, which may not have them yet
+        self.after = after
+        #: waits for ``after``'s commit (raising if it failed): before a rollback reloads
+        self.settle: Callable[[], None] | None = None
+        #: each changed order's next deadline, as committed (set by :meth:`seal`)
+        self.deadlines: list[tuple[str, int, str]] = []
         #: the watermark: every deadline due by then has fired (moved by ticks, or by
         #: every command when the clock advances with the lines)
-        self.clock = ledger.recorder.read_clock()
+        self.clock: datetime | None = (ledger.recorder.read_clock() if after is None
+                                       else after.clock)
         self.start_clock = self.clock
         self.advance = ledger.advance_clock if advance_clock is None else advance_clock
         # the recording time of this batch, taken under the writer lock: the
         # injected clock's now, never before the previous commit's
         now = ledger.clock.now()
-        last = ledger.recorder.last_recorded()
-        self.recorded = now if last is None or now > last else last
+        last: datetime | None = (ledger.recorder.last_recorded() if after is None
+                                 else after.recorded)
+        self.recorded: datetime = now if last is None or now > last else last
         self.future_us = to_us(self.recorded + FUTURE_LIMIT)
-        self.known: set[str] = set()
+        self.known: set[str] = set() if after is None else {a[0] for a in after.accepted}
         self.accepted: list[tuple[str, str, int]] = []
         self.conflicts: list[tuple[Any, ...]] = []
         #: orders changed by this batch in the default mode, with the last line's
@@ -862,6 +994,9 @@ class UnitOfWork:
             if self.horizon is None or latest > self.horizon:
                 # hints only: a stale or repeated entry is skipped in _advance
                 due = [(d, oid, kind) for oid, d, kind in self.ledger.recorder.due_deadlines(latest)]
+                if self.after is not None:  # set by the batch still committing, maybe
+                    limit = to_us(latest)
+                    due += [(d, oid, kind) for oid, d, kind in self.after.deadlines if d <= limit]
                 if self.heap:
                     for entry in due:
                         heapq.heappush(self.heap, entry)
@@ -883,9 +1018,12 @@ class UnitOfWork:
             elif isinstance(cmd, c.SetInventory):
                 keys.add(sku_key(cmd.sku))
         cache = self.ledger._cache
+        aggs = self.aggs
         for key in keys:
-            if key in cache:
-                self.aggs[key] = cache[key]
+            # what this batch holds already stays: a line undone may have replaced the
+            # cached aggregate (changed by the line) with one rebuilt from the store
+            if key in cache and key not in aggs:
+                aggs[key] = cache[key]
         missing = [k for k in keys if k not in self.aggs]
         if missing:
             self.aggs.update(self.ledger.load_many(missing))
@@ -1075,6 +1213,9 @@ class UnitOfWork:
             if agg.version == version:
                 continue
             kept = agg.pending_events[:n_pending]
+            if self.settle is not None:  # the store must hold the batch before this one
+                self.settle()
+                self.settle = None
             base = self.ledger.load(key)
             for event in kept:
                 base = event.mutate(base)
@@ -1196,6 +1337,18 @@ class UnitOfWork:
     # commit ------------------------------------------------------------------
 
     def commit(self) -> list[int]:
+        sealed = self.seal()
+        if sealed is None:
+            return []
+        # The library's EventStore.put, minus building Recording objects we never use.
+        ids = self.ledger.recorder.insert_events(  # type: ignore[attr-defined]
+            sealed[0], batch=sealed[1])
+        return list(ids or [])
+
+    def seal(self) -> tuple[list[Any], Batch] | None:
+        """The batch's writes, encoded and ready for the store (None: nothing to write):
+        its events (each payload stamped with the batch's recording time as it is
+        encoded), command ids, deadlines, clock and conflicts."""
         self.finish()
         batch = Batch(commands=self.accepted, conflicts=self.conflicts)
         for agg in self.aggs.values():
@@ -1210,12 +1363,9 @@ class UnitOfWork:
                     batch.deadlines.append((agg.order_id, nd[0], nd[1]))
         if self.clock is not None and self.clock != self.start_clock:
             batch.clock = self.clock
+        self.deadlines = batch.deadlines
         if not self.sink and not batch.commands and batch.clock is None and not batch.conflicts:
-            return []
+            return None
         if self.sink:
             batch.recorded = [(len(self.sink) - 1, to_us(self.recorded))]
-        # The library's EventStore.put, minus building Recording objects we never use;
-        # every payload is stamped with the batch's recording time as it is encoded.
-        ids = self.ledger.recorder.insert_events(  # type: ignore[attr-defined]
-            self.ledger.mapper.to_stored_events(self.sink, self.recorded), batch=batch)
-        return list(ids or [])
+        return self.ledger.mapper.to_stored_events(self.sink, self.recorded), batch

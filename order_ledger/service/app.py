@@ -216,8 +216,10 @@ def config_to_env(config: ServiceConfig) -> str:
                        "sse_max_lag": config.sse_max_lag, "max_body": config.max_body})
 
 
-def app_from_env() -> Litestar:
-    """The app for a uvicorn worker: settings from :data:`CONFIG_VAR`."""
+def app_from_env() -> Any:
+    """The app for a uvicorn worker: settings from :data:`CONFIG_VAR`; ``POST
+    /api/commands`` answered without Litestar when nothing about it needs it
+    (:mod:`~order_ledger.service.fastpath`)."""
     import json
     import os
     from datetime import timedelta
@@ -229,4 +231,6 @@ def app_from_env() -> Litestar:
                            sse_max_lag=raw["sse_max_lag"], max_body=raw["max_body"])
     from order_ledger.web import web_route_handlers  # the browser page at /
 
-    return create_app(config, extra_route_handlers=web_route_handlers())
+    from .fastpath import CommandsFastPath
+
+    return CommandsFastPath(create_app(config, extra_route_handlers=web_route_handlers()))

@@ -91,29 +91,53 @@ def _http(_: Request, exc: HTTPException) -> Response:
                           dict(exc.headers or {}))
 
 
-def _ledger(_: Request, exc: LedgerError) -> Response:
+#: an error's answer: status, code, message, field, hint, headers
+ErrorParts = tuple[int, str, str, "str | None", "str | None", "dict[str, str] | None"]
+
+
+def ledger_error(exc: LedgerError) -> ErrorParts:
     if isinstance(exc, LedgerBusy):
-        return error_response(503, "ledger-busy", str(exc), hint="try again in a moment",
-                              headers={"Retry-After": "1"})
+        return 503, "ledger-busy", str(exc), None, "try again in a moment", {"Retry-After": "1"}
     if isinstance(exc, StoreError):
-        return error_response(503, "store-error", str(exc))
+        return 503, "store-error", str(exc), None, None, None
     code = getattr(exc, "code", None) or "ledger-error"
-    return error_response(409 if code == "ledger-error" else 400, code, str(exc))
+    return 409 if code == "ledger-error" else 400, code, str(exc), None, None, None
+
+
+def store_error(exc: Exception) -> ErrorParts:
+    """The database failed under a request (server gone, disk full, lock timeout)."""
+    log.warning("store error: %s: %s", type(exc).__name__, exc)
+    return (503, "store-error", f"the ledger's store failed: {type(exc).__name__}", None,
+            "try again; if it persists, check the database", {"Retry-After": "1"})
+
+
+def unexpected_error(exc: Exception, method: str, path: str) -> ErrorParts:
+    log.exception("unexpected error in %s %s", method, path, exc_info=exc)
+    return (500, "internal-error", f"{type(exc).__name__}: the service failed on this "
+            "request; nothing was written by it", None, "report this with the time of the request",
+            None)
+
+
+def error_parts(exc: Exception, method: str, path: str) -> ErrorParts:
+    """What :data:`EXCEPTION_HANDLERS` answer for an error of the ledger, of its store or
+    of anything else (for code that answers without Litestar: the commands' fast path)."""
+    if isinstance(exc, LedgerError):
+        return ledger_error(exc)
+    if isinstance(exc, tuple(_store_errors())):
+        return store_error(exc)
+    return unexpected_error(exc, method, path)
+
+
+def _ledger(_: Request, exc: LedgerError) -> Response:
+    return error_response(*ledger_error(exc))
 
 
 def _store(_: Request, exc: Exception) -> Response:
-    """The database failed under a request (server gone, disk full, lock timeout)."""
-    log.warning("store error: %s: %s", type(exc).__name__, exc)
-    return error_response(503, "store-error", f"the ledger's store failed: {type(exc).__name__}",
-                          hint="try again; if it persists, check the database",
-                          headers={"Retry-After": "1"})
+    return error_response(*store_error(exc))
 
 
 def _anything(request: Request, exc: Exception) -> Response:
-    log.exception("unexpected error in %s %s", request.method, request.url.path)
-    return error_response(500, "internal-error", f"{type(exc).__name__}: the service failed "
-                          "on this request; nothing was written by it", None,
-                          "report this with the time of the request")
+    return error_response(*unexpected_error(exc, request.method, request.url.path))
 
 
 def _store_errors() -> list[type]:

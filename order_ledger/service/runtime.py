@@ -9,6 +9,15 @@ request with its own lines' outcomes. While a batch commits, the next requests
 gather, so concurrent posts share commits as a database's group commit does.
 Across processes the ledger's writer lock serialises the batches.
 
+On a SQLite file the writer is a pipeline of two threads: while one batch's
+commit syncs to disk in a committing thread (which releases the GIL), the writer
+thread decides the requests that arrive meanwhile into the next batch, on the
+state the committing batch leaves (:meth:`~ledger.application.Ledger.begin_batch`);
+that batch is sealed and handed over the moment the commit before it returns. Each
+request is still answered only after its own batch committed, and if a commit
+fails, the batch decided on it is dropped and its lines decided again on what
+the store holds.
+
 The answers of one batch reach each event loop in one wake-up
 (``call_soon_threadsafe`` once per loop, not once per request). In the host's
 writer leader (:class:`WriteRouter`) the same thread also reads the other
@@ -30,7 +39,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, Iterator
 
-from ledger.application import Ledger, Outcome
+from ledger.application import Ledger, Outcome, PendingBatch
 from ledger.clock import SystemClock
 
 
@@ -77,6 +86,24 @@ class _Job:
             concurrent.futures.Future() if done is None else None)
 
 
+class _Landed:
+    """Queued by the committing thread when a batch's commit returned (or failed)."""
+
+    __slots__ = ("future",)
+
+    def __init__(self, future: "concurrent.futures.Future[list[int]]") -> None:
+        self.future = future
+
+
+class _Abandoned(Exception):
+    """The batch being decided rests on a commit that failed: decide its lines again."""
+
+
+#: most batches committed back to back before the writer lets other writers of the
+#: ledger (another process's feed or tick) take a turn
+PIPELINE_RUN = 32
+
+
 def _answer_all(answers: list[tuple[_Job, list[Outcome] | None, BaseException | None]]
                 ) -> None:
     """In a request's event loop: the answers of one batch, all at once."""
@@ -106,8 +133,22 @@ class GroupWriter:
         self.ledger = ledger
         self.max_lines = max_lines
         self._turns = _turns_file(ledger)
-        self.queue: queue.Queue[_Job | None] = queue.Queue()
-        self.thread = threading.Thread(target=self._run, name="ledger-writer", daemon=True)
+        self.queue: queue.Queue[Any] = queue.Queue()
+        #: decide the next batch while the last one commits (SQLite files: see the module)
+        self.pipelined = self._turns is not None
+        self._committer: concurrent.futures.ThreadPoolExecutor | None = None
+        #: the batch committing: (batch, its requests and their outcomes, the commit)
+        self._flight: tuple[PendingBatch, list[tuple[_Job, list[Outcome]]],
+                            concurrent.futures.Future] | None = None
+        #: the batch being decided while ``_flight`` commits, and its requests
+        self._pending: tuple[PendingBatch, list[tuple[_Job, list[Outcome]]]] | None = None
+        #: requests to decide once the batch committing has landed
+        self._held: list[_Job] = []
+        self._turn_held = False
+        self._run_length = 0
+        self.thread = threading.Thread(
+            target=self._run_pipelined if self.pipelined else self._run,
+            name="ledger-writer", daemon=True)
         self.commits = 0
         self.requests = 0
         #: the relay (see WriteRouter): followers' connections, read and answered by this
@@ -163,6 +204,8 @@ class GroupWriter:
     def close(self) -> None:
         self._put(None)
         self.thread.join(timeout=30)
+        if self._committer is not None:
+            self._committer.shutdown(wait=True)
         if self._relay is not None:
             self._relay.close()
         if self._turns is not None:
@@ -236,6 +279,224 @@ class GroupWriter:
                     self._call(pending_call)
             if stop:
                 return
+
+    # --- the pipeline (SQLite files) ---------------------------------------------------
+
+    def _run_pipelined(self) -> None:
+        while True:
+            job = self._next()
+            jobs: list[_Job] = []
+            landed: list[_Landed] = []
+            call: _Job | None = None
+            stop = False
+            if self._relay is not None:  # what followers sent meanwhile
+                self._relay.poll(0)
+            while True:
+                if job is None:
+                    stop = True
+                    break
+                if isinstance(job, _Landed):
+                    landed.append(job)
+                elif callable(job.lines):
+                    call = job
+                    break
+                else:
+                    jobs.append(job)
+                try:
+                    job = self.queue.get_nowait()
+                except queue.Empty:
+                    break
+            # every request waiting goes into the batch being decided, then the commit
+            # that returned (if one did) is answered and the next batch handed over
+            if jobs:
+                self._decide(jobs)
+            for mark in landed:
+                self._land(mark.future)
+            if call is not None:
+                self._drain()
+                with self._turn():
+                    self._call(call)
+            if stop:
+                self._drain()
+                return
+
+    def _decide(self, jobs: list[_Job]) -> None:
+        """Decide ``jobs``: with no batch committing, into one of their own handed to the
+        committer at once; else into the next batch, decided while that one commits."""
+        fresh: list[_Job] = []
+        later: list[_Job] = []
+        size = 0
+        for job in jobs:
+            if job.advance_clock or len(job.lines) > self.max_lines:
+                # not pipelined: a big body goes in the CLI's batches of 1,000 lines
+                self._flush(fresh, later)
+                fresh, later, size = [], [], 0
+                self._drain()
+                with self._turn():
+                    self._batch([job])
+            elif self._flight is None and not later and (
+                    not fresh or size + len(job.lines) <= self.max_lines):
+                fresh.append(job)
+                size += len(job.lines)
+            else:
+                later.append(job)
+        self._flush(fresh, later)
+
+    def _flush(self, fresh: list[_Job], later: list[_Job]) -> None:
+        if fresh:
+            self._start(fresh)
+        if later:
+            if self._flight is None:  # the batch before failed to start
+                self._start(later)
+            else:
+                self._add_pending(later)
+
+    def _add_pending(self, jobs: list[_Job]) -> None:
+        """Decide ``jobs`` into the batch after the one committing, all in one go."""
+        if self._pending is None and self._run_length >= PIPELINE_RUN:
+            self._held += jobs  # after the commit: let other writers take a turn first
+            return
+        size = sum(len(j.lines) for j, _ in self._pending[1]) if self._pending else 0
+        take: list[_Job] = []
+        for job in jobs:
+            if size + len(job.lines) > self.max_lines:
+                self._held.append(job)
+            else:
+                take.append(job)
+                size += len(job.lines)
+        if not take:
+            return
+        flight = self._flight
+        assert flight is not None
+        try:
+            if self._pending is None:
+                self._pending = (self.ledger.begin_batch(
+                    after=flight[0], wait=lambda: self._settle(flight[2])), [])
+            lines = [line for job in take for line in job.lines]
+            outs = self._pending[0].add(lines)
+        except _Abandoned:  # the commit it rested on failed: decided again after it landed
+            self._held += take
+            return
+        except BaseException as exc:  # noqa: BLE001 - as a failed batch
+            self._fail_pending(exc, take)
+            return
+        at = 0
+        for job in take:
+            self._pending[1].append((job, outs[at:at + len(job.lines)]))
+            at += len(job.lines)
+
+    def _start(self, jobs: list[_Job]) -> None:
+        """A batch of ``jobs`` decided on the store's state, sealed and handed over."""
+        if not self._turn_held:
+            self._take_turn()
+        try:
+            batch = self.ledger.begin_batch()
+        except BaseException as exc:  # noqa: BLE001 - every request of the batch gets it
+            self._end_turn()
+            self._answer([(job, None, exc) for job in jobs])
+            return
+        owners: list[tuple[_Job, list[Outcome]]] = []
+        try:
+            outs = batch.add([line for job in jobs for line in job.lines])
+            at = 0
+            for job in jobs:
+                owners.append((job, outs[at:at + len(job.lines)]))
+                at += len(job.lines)
+            batch.seal()
+        except BaseException as exc:  # noqa: BLE001
+            self.ledger.abandon(batch)
+            self._end_turn()
+            self._answer([(job, None, exc) for job in jobs])
+            return
+        self._hand_over(batch, owners)
+
+    def _hand_over(self, batch: PendingBatch,
+                   owners: list[tuple[_Job, list[Outcome]]]) -> None:
+        if self._committer is None:
+            self._committer = concurrent.futures.ThreadPoolExecutor(
+                1, thread_name_prefix="ledger-commit")
+        future = self._committer.submit(batch.write)
+        self._flight = (batch, owners, future)
+        self._run_length += 1
+        future.add_done_callback(lambda f: self._put(_Landed(f)))  # type: ignore[arg-type]
+
+    def _settle(self, future: "concurrent.futures.Future[list[int]]") -> None:
+        """Wait for the commit a batch is being decided upon; raise if it failed."""
+        if future.exception() is not None:
+            raise _Abandoned()
+
+    def _fail_pending(self, exc: BaseException, more: list[_Job] | None = None) -> None:
+        """Deciding into the pending batch failed (the store could not be read): its
+        requests and ``more`` get the error, as a failed batch's do."""
+        pending, self._pending = self._pending, None
+        jobs = [j for j, _ in pending[1]] if pending is not None else []
+        if pending is not None:
+            self.ledger.abandon(pending[0])
+        jobs += more or []
+        self._answer([(j, None, exc) for j in jobs])
+
+    def _land(self, future: "concurrent.futures.Future[list[int]]") -> None:
+        """The commit in flight returned: answer its requests (or fail them), hand the
+        batch decided meanwhile over, decide what was held back."""
+        if self._flight is None or self._flight[2] is not future:
+            return  # already landed (see _drain)
+        batch, owners, _ = self._flight
+        self._flight = None
+        exc = future.exception()
+        error = self.ledger.landed(batch, None if exc is not None else future.result(), exc)
+        pending, self._pending = self._pending, None
+        if error is not None:
+            # the batch decided on this one rests on state that never committed
+            if pending is not None:
+                self.ledger.abandon(pending[0])
+                self._held[:0] = [j for j, _ in pending[1]]
+            from eventsourcing.persistence import IntegrityError
+
+            if isinstance(error, IntegrityError):
+                # another writer appended to one of its orders: decided again from
+                # scratch, with apply_lines' retries
+                self._batch([j for j, _ in owners])
+            else:
+                self._answer([(j, None, error) for j, _ in owners])
+        else:
+            self.commits += 1
+            self.requests += len(owners)
+            self._answer([(j, outs, None) for j, outs in owners])
+            if pending is not None:
+                try:
+                    pending[0].seal()
+                except BaseException as exc2:  # noqa: BLE001
+                    self._pending = pending
+                    self._fail_pending(exc2)
+                else:
+                    self._hand_over(*pending)
+        if self._flight is None:
+            self._run_length = 0
+            self._end_turn()
+        held, self._held = self._held, []
+        if held:
+            self._decide(held)
+
+    def _drain(self) -> None:
+        """Wait until nothing is committing or being decided (everything answered)."""
+        while self._flight is not None:
+            future = self._flight[2]
+            concurrent.futures.wait([future])
+            self._land(future)
+
+    def _take_turn(self) -> None:
+        if self._turns is not None:
+            import fcntl
+
+            fcntl.flock(self._turns, fcntl.LOCK_EX)
+        self._turn_held = True
+
+    def _end_turn(self) -> None:
+        if self._turn_held and self._turns is not None:
+            import fcntl
+
+            fcntl.flock(self._turns, fcntl.LOCK_UN)
+        self._turn_held = False
 
     def _call(self, job: _Job) -> None:
         assert job.future is not None
