@@ -496,7 +496,12 @@ def _child_main(views: ViewRunner, names: list[str], head: int, partition: tuple
             try:
                 db = await worker.open()
                 await db.execute("PRAGMA wal_autocheckpoint = 25000")  # as the parent's
-                return await worker._fill(names, head, progress)
+                events = await worker._fill(names, head, progress)
+                # copy what the workers wrote from the write-ahead log into the file
+                # here, while the other workers may still run, not in the parent's
+                # serial part after them (PASSIVE: nobody waits for it)
+                await db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                return events
             finally:
                 await worker.close()
 
