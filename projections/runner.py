@@ -376,10 +376,11 @@ class ViewRunner(ViewStore):
             cps[n] = last
         if run.pending:
             return  # rows not yet written: their records must stay in memory
+        late, run.late = run.late, False
         for n in names:
             p = run.projs[n]
-            p.evict_settled()  # only after the rows are committed: they may be loaded back
-            p.trim(self.cache_limit)
+            p.evict_settled(late)  # only after the rows are committed: they may be loaded back
+            p.trim(self.cache_limit, late)
 
     async def _write_turn(self, db: aiosqlite.Connection, run: "_Run") -> None:
         """Write a rebuild's pending rows in one transaction.
@@ -403,6 +404,9 @@ class ViewRunner(ViewStore):
                 await db.execute("ROLLBACK")
             raise
         run.pending = []
+        # rows built in an earlier batch are committed only now: the records changed
+        # since are dirty again, the others written (see Projection.evict_settled)
+        run.late = run.skipped > 0
         run.skipped = 0
 
     @staticmethod
@@ -551,5 +555,7 @@ class _Run:
         self.pending: list[tuple[str, list[tuple[Any, ...]]]] = []
         #: turns skipped in a row (see :meth:`ViewRunner._write_turn`)
         self.skipped = 0
+        #: the last write committed rows an earlier batch built
+        self.late = False
 
 

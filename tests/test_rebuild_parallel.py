@@ -27,7 +27,7 @@ from bench.generate import iter_lines
 from ledger.application import Ledger
 from projections import Views, project
 from projections import runner as runner_module
-from projections.model import PROJECTIONS, handlers_for
+from projections.model import PROJECTIONS, KeyedProjection, handlers_for
 from projections.model import to_us as fast_to_us
 from projections.source import EventSource
 
@@ -161,7 +161,8 @@ async def test_a_worker_that_finds_the_views_locked_writes_later(tmp_path, monke
     """A parallel rebuild's worker does not wait for another's write: while another
     connection holds the views file's write lock its rows (and the records they
     come from, never evicted before they are written) stay pending; written later,
-    they give the views a one-process rebuild gives."""
+    they give the views a one-process rebuild gives, and the settled records they
+    held are dropped from memory then, not at the next flush."""
     led = Ledger(str(tmp_path / "l.db"))
     for _ in led.apply_lines(iter_lines(150, 11)):
         pass
@@ -177,6 +178,16 @@ async def test_a_worker_that_finds_the_views_locked_writes_later(tmp_path, monke
         return answers[-1]
 
     monkeypatch.setattr(runner_module.ViewRunner, "_try_begin", staticmethod(recording_try))
+    evicted_late: list[int] = []
+    real_evict = KeyedProjection.evict_settled
+
+    def recording_evict(self, late=False):
+        gone = real_evict(self, late)
+        if late:
+            evicted_late.append(gone)
+        return gone
+
+    monkeypatch.setattr(KeyedProjection, "evict_settled", recording_evict)
     blocker = sqlite3.connect(path, isolation_level=None)
     calls = []
 
@@ -196,6 +207,8 @@ async def test_a_worker_that_finds_the_views_locked_writes_later(tmp_path, monke
     blocker.close()
     led.close()
     assert answers[:3] == [False, False, False] and answers[3] is True
+    # the records of the flush written late went at once, though others changed since
+    assert sum(evicted_late) > 0
     assert len(calls) > 6
     assert _rows(path) == _rows(one)
 
