@@ -325,13 +325,19 @@ class Projection:
         """
         return []
 
-    def trim(self, limit: int) -> None:
-        """After a flush: forget cached records if there are too many."""
+    def trim(self, limit: int, late: bool = False) -> None:
+        """After a flush: forget cached records if there are too many (``late``: see
+        :meth:`evict_settled`)."""
 
-    def evict_settled(self) -> int:
+    def evict_settled(self, late: bool = False) -> int:
         """After a flush: forget records of settled orders (shipped or canceled) that
         are written; returns how many. A later event of such an order loads its
-        record again, so memory follows the open orders, not all orders."""
+        record again, so memory follows the open orders, not all orders.
+
+        Called only when every row built so far is committed. ``late``: the rows of
+        an earlier batch's flush were committed only now (a parallel rebuild's
+        worker that skipped its turns), so records changed since then are dirty
+        again: those stay, the others may go."""
         return 0
 
 
@@ -360,25 +366,39 @@ class KeyedProjection(Projection):
         self.dirty.clear()
         return keys
 
-    def trim(self, limit: int) -> None:
-        if len(self.recs) > limit and not self.dirty:
+    def trim(self, limit: int, late: bool = False) -> None:
+        if len(self.recs) <= limit:
+            return
+        if not self.dirty:
             self.recs.clear()
             self.ended.clear()
             self.complete = False
+        elif late:  # every record not dirty is written: keep the dirty ones only
+            recs = self.recs
+            self.recs = {k: recs[k] for k in self.dirty if k in recs}
+            self.ended &= self.dirty
+            self.complete = False
 
-    def evict_settled(self) -> int:
+    def evict_settled(self, late: bool = False) -> int:
         # only once everything is written (a rebuild holds records back until
         # DEFER_LIMIT changed): then every ended record is in the table
         ended = self.ended
-        if not ended or self.dirty:
+        if not ended:
+            return 0
+        if not self.dirty:
+            gone, self.ended = ended, set()
+        elif late:  # written by a late turn, and not changed since
+            gone = ended - self.dirty
+            if not gone:
+                return 0
+            self.ended = ended & self.dirty
+        else:
             return 0
         pop = self.recs.pop
-        for k in ended:
+        for k in gone:
             pop(k, None)
-        gone = len(ended)
-        self.ended = set()
         self.complete = False  # from now on a missing record may be stored
-        return gone
+        return len(gone)
 
 
 # --- Manage Orders + reports --------------------------------------------------------
@@ -477,7 +497,7 @@ class InventoryProjection(Projection):
             self.dirty.clear()
         return ops
 
-    def trim(self, limit: int) -> None:
+    def trim(self, limit: int, late: bool = False) -> None:
         if len(self.pending) > limit:
             self.pending.clear()
             self.complete = False

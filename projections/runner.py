@@ -8,7 +8,8 @@ catching up and for rebuilding alike.
   batch changed with ``executemany`` in ONE transaction with the checkpoints;
 - a rebuild runs the same loop into the store's ``__new`` tables from position 0,
   in this process or -- a strategy of the same loop -- in forked workers that
-  each apply one partition of the orders (:meth:`ViewRunner._fill_parallel`),
+  each apply one partition of the orders and write its rows straight into the
+  views file, taking turns without waiting (:meth:`ViewRunner._fill_parallel`),
   then swaps the tables in (:meth:`projections.store.ViewStore._swap`).
 """
 
@@ -20,6 +21,7 @@ import json
 import mmap
 import os
 import signal
+import sqlite3
 import struct
 import time
 from dataclasses import dataclass, field
@@ -31,13 +33,16 @@ import aiosqlite
 from ledger.domain import ORDER_PREFIX
 from ledger.events import OrderPlaced
 
-from . import shards
 from .model import NAMES, PROJECTIONS, Projection, dispatch_table
 from .source import EventSource
-from .store import NEW, Progress, ViewsError, ViewStore
+from .store import BUSY_TIMEOUT_MS, NEW, Progress, ViewsError, ViewStore
 
 #: a rebuild of at least this many events runs in 2 processes (automatic jobs)
 PARALLEL_MIN = 20_000
+#: a parallel rebuild's worker that found the views file's write lock taken this many
+#: times in a row waits for it (its rows, and the records they come from, stay in
+#: memory until written)
+TURNS_SKIPPED_MAX = 4
 
 
 @dataclass
@@ -219,14 +224,13 @@ class ViewRunner(ViewStore):
         Every order's events go to one partition (by the order id), everything
         else to the first; each projection's rows depend on one partition only,
         so the partitions' rows are disjoint. Each child reads and applies only
-        its partition; child 0 writes its rows into this file's ``__new`` tables,
-        child k into a shard file of its own (:mod:`projections.shards`), so none
-        waits for another; the shards are then copied in by SQLite, one
-        ``INSERT ... SELECT`` per table. They inherit the lock on the views file
-        (held until the last of them exits) and stop by themselves if this
-        process dies.
+        its partition and writes its rows straight into this file's ``__new``
+        tables: when SQLite's write lock is free it writes what it has, else it
+        keeps its rows and applies its next batch (see :meth:`_write_turn`), so
+        no worker waits for another and no rows are copied afterwards. They
+        inherit the lock on the views file (held until the last of them exits)
+        and stop by themselves if this process dies.
         """
-        shards.remove(self.path, jobs)  # an interrupted rebuild's
         counters = mmap.mmap(-1, 8 * jobs)
         pending: dict[int, int] = {}  # child pid -> read end of its result pipe
         parent = os.getpid()
@@ -263,9 +267,6 @@ class ViewRunner(ViewStore):
             if errors:
                 raise ViewsError("rebuild worker failed: " + "; ".join(errors))
             total = sum(r.get("events", 0) for r in results.values())
-            db = await self.open()
-            for k in range(1, jobs):
-                await shards.merge(db, shards.shard_path(self.path, k), names, self._transaction)
             if progress is not None:
                 progress(total, max(head, total))
             return int(total)
@@ -278,7 +279,6 @@ class ViewRunner(ViewStore):
                     pass
                 os.close(fd)
             counters.close()
-            shards.remove(self.path, jobs)
 
     # --- the batch loop ----------------------------------------------------------------
 
@@ -324,10 +324,11 @@ class ViewRunner(ViewStore):
             if self.batch_delay:
                 await asyncio.sleep(self.batch_delay)
         if not run.live:
-            ops = self._changes(run, 0)  # what a rebuild still held back
-            if ops:
+            run.pending += self._changes(run, 0)  # what a rebuild still held back
+            if run.pending:
                 async with self._transaction(db):
-                    await self._write(db, ops)
+                    await self._write(db, run.pending)
+                run.pending = []
         return done
 
     @staticmethod
@@ -368,15 +369,60 @@ class ViewRunner(ViewStore):
         else:
             await self._load(db, run, batch)
             self._apply(run, batch)
-            ops = self._changes(run, defer)  # built before taking the write lock
-            if ops:
-                async with self._transaction(db):
-                    await self._write(db, ops)
+            run.pending += self._changes(run, defer)  # built before taking the write lock
+            if run.pending:
+                await self._write_turn(db, run)
         for n in names:
             cps[n] = last
+        if run.pending:
+            return  # rows not yet written: their records must stay in memory
+        late, run.late = run.late, False
+        for n in names:
             p = run.projs[n]
-            p.evict_settled()  # only after the rows are committed: they may be loaded back
-            p.trim(self.cache_limit)
+            p.evict_settled(late)  # only after the rows are committed: they may be loaded back
+            p.trim(self.cache_limit, late)
+
+    async def _write_turn(self, db: aiosqlite.Connection, run: "_Run") -> None:
+        """Write a rebuild's pending rows in one transaction.
+
+        A parallel rebuild's worker (``turns``) shares the views file's write lock
+        with the other workers: when another one holds it, the rows stay pending
+        (in order) and this worker goes on with its next batch instead of waiting;
+        after ``TURNS_SKIPPED_MAX`` skipped turns in a row it waits.
+        """
+        if self.turns and run.skipped < TURNS_SKIPPED_MAX:
+            if not await self._try_begin(db):
+                run.skipped += 1
+                return
+        else:
+            await db.execute("BEGIN IMMEDIATE")
+        try:
+            await self._write(db, run.pending)
+            await db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                await db.execute("ROLLBACK")
+            raise
+        run.pending = []
+        # rows built in an earlier batch are committed only now: the records changed
+        # since are dirty again, the others written (see Projection.evict_settled)
+        run.late = run.skipped > 0
+        run.skipped = 0
+
+    @staticmethod
+    async def _try_begin(db: aiosqlite.Connection) -> bool:
+        """``BEGIN IMMEDIATE`` if no other connection holds the write lock, without
+        waiting for it (False: another one does)."""
+        await db.execute("PRAGMA busy_timeout = 0")
+        try:
+            await db.execute("BEGIN IMMEDIATE")
+            return True
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) and "busy" not in str(exc):
+                raise
+            return False
+        finally:
+            await db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
 
     async def _load(self, db: aiosqlite.Connection, run: "_Run", batch: list[Any]) -> None:
         """Read the stored records the batch's events need (keyed projections that
@@ -427,8 +473,8 @@ class ViewRunner(ViewStore):
 def _child_main(views: ViewRunner, names: list[str], head: int, partition: tuple[int, int],
                 counters: mmap.mmap, out: int,
                 parent: int) -> None:  # pragma: no cover - runs in a forked child
-    """A forked rebuild worker: fill its partition's rows into the ``__new`` tables,
-    report, exit.
+    """A forked rebuild worker: fill its partition's rows into the views file's
+    ``__new`` tables (taking turns with the other workers), report, exit.
 
     It uses nothing of the parent's connections or threads: a new event loop, a
     new aiosqlite connection and a new reading connection to the ledger file.
@@ -445,21 +491,21 @@ def _child_main(views: ViewRunner, names: list[str], head: int, partition: tuple
                 raise ViewsError("the rebuild was abandoned")
 
         async def work() -> int:
-            # worker 0 fills the views file, the others a shard file each (copied in
-            # by the parent): no worker waits for another to write
-            own = shards.shard_path(views.path, k) if k else views.path
-            worker = ViewRunner(views.ledger, own, batch_size=views.batch_size,
+            worker = ViewRunner(views.ledger, views.path, batch_size=views.batch_size,
                                 auto_sync=False, cache_limit=views.cache_limit,
                                 defer_limit=views.defer_limit,
                                 batch_delay=views.batch_delay, jobs=1)
             worker._source = EventSource(views.ledger, partition)
+            worker.turns = True  # no worker waits for another to write
             try:
                 db = await worker.open()
-                if k:
-                    await shards.prepare(db, names)
-                else:
-                    await db.execute("PRAGMA wal_autocheckpoint = 25000")  # as the parent's
-                return await worker._fill(names, head, progress)
+                await db.execute("PRAGMA wal_autocheckpoint = 25000")  # as the parent's
+                events = await worker._fill(names, head, progress)
+                # copy what the workers wrote from the write-ahead log into the file
+                # here, while the other workers may still run, not in the parent's
+                # serial part after them (PASSIVE: nobody waits for it)
+                await db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                return events
             finally:
                 await worker.close()
 
@@ -505,5 +551,11 @@ class _Run:
         self.keyed = {n: (projs[n], frozenset(self.dispatch[n]) - projs[n].no_load)
                       for n in self.names if projs[n].keyed}
         self.after = min(cps.values())
+        #: a rebuild's statements and rows built but not written yet, in order
+        self.pending: list[tuple[str, list[tuple[Any, ...]]]] = []
+        #: turns skipped in a row (see :meth:`ViewRunner._write_turn`)
+        self.skipped = 0
+        #: the last write committed rows an earlier batch built
+        self.late = False
 
 

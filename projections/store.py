@@ -49,6 +49,8 @@ DEFAULT_BATCH = 10_000
 CACHE_LIMIT = 250_000
 #: a rebuild holds back per-order rows until this many changed (or the end)
 DEFER_LIMIT = 25_000
+#: how long a views connection waits for another's write lock
+BUSY_TIMEOUT_MS = 30_000
 NEW = "__new"
 Progress = Callable[[int, int], None]
 
@@ -124,6 +126,8 @@ class ViewStore:
         self.batch_delay = batch_delay
         self._db: aiosqlite.Connection | None = None
         self._source: EventSource | None = None
+        #: a parallel rebuild's worker: writes when the write lock is free, else later
+        self.turns = False
 
     # --- connection --------------------------------------------------------------
 
@@ -153,8 +157,8 @@ class ViewStore:
         try:
             # temp_store stays FILE: a rebuild's CREATE INDEX sorts every row, and in
             # memory that sort would grow with the ledger
-            for pragma in ("journal_mode = WAL", "synchronous = NORMAL", "busy_timeout = 30000",
-                           "cache_size = -65536"):
+            for pragma in ("journal_mode = WAL", "synchronous = NORMAL",
+                           f"busy_timeout = {BUSY_TIMEOUT_MS}", "cache_size = -65536"):
                 await db.execute(f"PRAGMA {pragma}")
             await db.execute(
                 "CREATE TABLE IF NOT EXISTS checkpoints (name TEXT PRIMARY KEY,"

@@ -3,9 +3,11 @@
 - the fused handlers (one per event type, every view at once) give exactly what
   each view's handlers alone give, on a generated marketplace workload;
 - the event log of either backend reads disjoint partitions that cover it;
-- a rebuild in 2 or 3 processes (each filling its own shard) stores the same
-  rows as one process, leaves no shard behind, and a worker's failure keeps
-  the old views.
+- a rebuild in 2 or 3 processes (each writing its partition's rows straight
+  into the views file, taking turns) stores the same rows as one process, and
+  a worker's failure keeps the old views;
+- a worker that finds the views file's write lock taken keeps its rows, goes
+  on, and writes them later: the views are the same.
 """
 
 from __future__ import annotations
@@ -23,8 +25,9 @@ from test_projections_support import everything
 
 from bench.generate import iter_lines
 from ledger.application import Ledger
-from projections import Views, project, shards
-from projections.model import PROJECTIONS, handlers_for
+from projections import Views, project
+from projections import runner as runner_module
+from projections.model import PROJECTIONS, KeyedProjection, handlers_for
 from projections.model import to_us as fast_to_us
 from projections.source import EventSource
 
@@ -114,56 +117,100 @@ def test_partitions_are_disjoint_and_cover_the_log(location):
 
 
 @pytest.mark.parametrize("jobs", [2, 3])
-async def test_sharded_rebuild_stores_what_one_process_stores(location, tmp_path, jobs,
-                                                              monkeypatch):
-    merged: list[str] = []
-    real_merge = shards.merge
-
-    async def counting_merge(db, path, names, transaction):
-        merged.append(path)
-        return await real_merge(db, path, names, transaction)
-
-    monkeypatch.setattr(shards, "merge", counting_merge)
+async def test_parallel_rebuild_stores_what_one_process_stores(location, tmp_path, jobs):
     report_time = datetime.fromisoformat(REPORT_TIME)
     with Ledger(location) as led:
         async with Views(led, str(tmp_path / "one.views.db"), jobs=1) as v:
             await v.rebuild()
             want = await everything(v, report_time)
-        assert merged == []
         async with Views(led, str(tmp_path / "many.views.db"), jobs=jobs,
                          batch_size=97) as v:
             await v.rebuild()
             got = await everything(v, report_time)
         memory = await everything(project(led.iter_events()), report_time)
-    assert merged == [shards.shard_path(str(tmp_path / "many.views.db"), k)
-                      for k in range(1, jobs)]
-    assert not list(tmp_path.glob("*.shard*"))
     assert _rows(str(tmp_path / "many.views.db")) == _rows(str(tmp_path / "one.views.db"))
     assert got == want == memory
 
 
-async def test_a_failing_shard_worker_keeps_the_old_views(tmp_path, monkeypatch):
+async def test_a_failing_worker_keeps_the_old_views(tmp_path, monkeypatch):
     led = Ledger(str(tmp_path / "l.db"))
     for _ in led.apply_lines(iter_lines(60, 3)):
         pass
     path = str(tmp_path / "v.views.db")
     async with Views(led, path) as v:
         before = await v.orders()
-    real_prepare = shards.prepare
+    real_read = EventSource.read
 
-    async def broken(db, names):  # runs in worker 1 only
-        await real_prepare(db, names)
-        raise RuntimeError("shard boom")
+    def broken(self, after, limit, upto=None):  # fails in worker 1 only
+        if self.partition == (1, 2):
+            raise RuntimeError("worker boom")
+        return real_read(self, after, limit, upto)
 
-    monkeypatch.setattr(shards, "prepare", broken)
+    monkeypatch.setattr(EventSource, "read", broken)
     async with Views(led, path, jobs=2) as v:
-        with pytest.raises(Exception, match="shard boom"):
+        with pytest.raises(Exception, match="worker boom"):
             await v.rebuild()
     monkeypatch.undo()
-    assert not list(Path(tmp_path).glob("*.shard*"))
     async with Views(led, path, auto_sync=False) as v:
         assert await v.orders() == before
+        assert await v.checkpoints() == {n: led.head() for n in PROJECTIONS}
     led.close()
+
+
+async def test_a_worker_that_finds_the_views_locked_writes_later(tmp_path, monkeypatch):
+    """A parallel rebuild's worker does not wait for another's write: while another
+    connection holds the views file's write lock its rows (and the records they
+    come from, never evicted before they are written) stay pending; written later,
+    they give the views a one-process rebuild gives, and the settled records they
+    held are dropped from memory then, not at the next flush."""
+    led = Ledger(str(tmp_path / "l.db"))
+    for _ in led.apply_lines(iter_lines(150, 11)):
+        pass
+    one = str(tmp_path / "one.views.db")
+    async with Views(led, one, jobs=1) as v:
+        await v.rebuild()
+    path = str(tmp_path / "turns.views.db")
+    answers: list[bool] = []
+    real_try = runner_module.ViewRunner._try_begin
+
+    async def recording_try(db):
+        answers.append(await real_try(db))
+        return answers[-1]
+
+    monkeypatch.setattr(runner_module.ViewRunner, "_try_begin", staticmethod(recording_try))
+    evicted_late: list[int] = []
+    real_evict = KeyedProjection.evict_settled
+
+    def recording_evict(self, late=False):
+        gone = real_evict(self, late)
+        if late:
+            evicted_late.append(gone)
+        return gone
+
+    monkeypatch.setattr(KeyedProjection, "evict_settled", recording_evict)
+    blocker = sqlite3.connect(path, isolation_level=None)
+    calls = []
+
+    def progress(done: int, total: int) -> None:
+        calls.append(done)
+        if len(calls) == 1:  # the __new tables exist: another writer takes the lock
+            blocker.execute("BEGIN IMMEDIATE")
+        elif len(calls) == 4:  # and leaves it after three batches
+            blocker.execute("COMMIT")
+
+    # small batches, early flushes and a tiny cache: records are evicted and loaded
+    # back, never while their rows are pending
+    async with Views(led, path, jobs=1, batch_size=50, defer_limit=10,
+                     cache_limit=30) as v:
+        v.turns = True
+        await v.rebuild(progress=progress)
+    blocker.close()
+    led.close()
+    assert answers[:3] == [False, False, False] and answers[3] is True
+    # the records of the flush written late went at once, though others changed since
+    assert sum(evicted_late) > 0
+    assert len(calls) > 6
+    assert _rows(path) == _rows(one)
 
 
 async def test_rebuilding_all_views_keeps_a_current_audit_index(tmp_path, monkeypatch):
