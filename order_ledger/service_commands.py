@@ -122,8 +122,14 @@ def run_workers(host: str, port: int, workers: int, log_level: str) -> None:
                 err_console.print(f"worker {p.pid} exited ({p.returncode}); starting another",
                                   markup=False)
                 time.sleep(0.5)
+                if stopping:  # told to stop during the pause: start nothing more
+                    break
                 procs[i] = subprocess.Popen(args)
         if stopping:
+            # a worker started while the signal was being handled did not get it
+            for p in procs:
+                if p.poll() is None:
+                    p.send_signal(signal.SIGTERM)
             for p in procs:
                 try:
                     p.wait(timeout=20)

@@ -229,3 +229,23 @@ def test_a_lost_database_is_503_not_500(pg_url):
                 assert r.json()["error"]["code"] in ("store-error", "views-error", "ledger-busy")
             r = c.post("/api/commands", json=[place(oid(1), now_iso())])
             assert r.status_code == 503, r.text
+
+
+def test_stopped_while_it_restarts_a_worker_it_starts_nothing_more(tmp_path):
+    """SIGTERM to ``serve --workers 2`` while it is about to start a worker again (one
+    died a moment ago): every worker stops and ``serve`` ends, not a worker started
+    after the signal that nobody told to stop (it was waited for, then killed)."""
+    import os
+    import signal
+
+    server = Server(str(tmp_path / "ledger.db"), workers=2).start()
+    try:
+        procs = health_of_each(server, 2)
+        assert len(procs) == 2
+        os.kill(next(iter(procs)), signal.SIGKILL)
+        time.sleep(0.3)  # the supervisor sees the death within 0.2 s, then pauses 0.5 s
+        os.kill(server.proc.pid, signal.SIGTERM)
+        server.proc.wait(timeout=10)  # a worker it failed to tell would hold it 20 s
+        assert "starting another" in server.output()
+    finally:
+        server.kill()
