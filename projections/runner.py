@@ -26,7 +26,7 @@ import struct
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Iterable, cast
+from typing import Any, Callable, Iterable, cast
 
 import aiosqlite
 
@@ -115,17 +115,37 @@ class ViewRunner(ViewStore):
             return await self._sync_locked(head, progress)
 
     async def _sync_locked(self, head: int, progress: Progress | None) -> RunResult:
-        t0 = time.perf_counter()
         rebuild, behind, cps = await self._plan(head)  # again, under the lock
-        result = RunResult(names=sorted(set(rebuild) | set(behind)))
+        return await self._rebuild_then_catch_up(
+            rebuild, head, lambda: head, progress, progress,
+            names=sorted(set(rebuild) | set(behind)), plan=(behind, cps))
+
+    async def _rebuild_then_catch_up(self, rebuild: list[str], head: int,
+                                     upto: Callable[[], int], progress: Progress | None,
+                                     catch_up_progress: Progress | None,
+                                     names: list[str],
+                                     plan: tuple[list[str], dict[str, int]] | None = None
+                                     ) -> RunResult:
+        """The one path of ``sync`` and ``rebuild``, under the views' lock: rebuild
+        ``rebuild`` (if any) from position 0 to ``head``, then catch every projection
+        still behind up to ``upto()`` (asked after the rebuild: a rebuild also takes
+        what was appended while it ran). ``plan``: what is behind and the checkpoints,
+        when the caller just read them and nothing is to be rebuilt."""
+        t0 = time.perf_counter()
+        result = RunResult(names=names)
         if rebuild:
             r = await self._rebuild_locked(rebuild, head, progress)
             result.events += r.events
             result.rebuilt = r.rebuilt
-            _, behind, cps = await self._plan(head)
+        end = upto()
+        if rebuild or plan is None:
+            _, behind, cps = await self._plan(end)
+        else:
+            behind, cps = plan
         if behind:
-            result.events += await self._catch_up({n: cps[n] for n in behind}, head, progress)
-        result.position = head
+            result.events += await self._catch_up({n: cps[n] for n in behind}, end,
+                                                  catch_up_progress)
+        result.position = end
         result.seconds = time.perf_counter() - t0
         return result
 
@@ -153,23 +173,16 @@ class ViewRunner(ViewStore):
                 raise ViewsError(f"unknown projection {n!r}; known: {', '.join(NAMES)}")
         await self.open()
         async with self._lock(), self._disk_full("rebuild"):
-            t0 = time.perf_counter()
             fp = self.source.fingerprint()
             stored_fp = await self._meta("ledger_fingerprint")
             if stored_fp is not None and fp != stored_fp:
                 chosen = list(NAMES)
             elif not names:
                 chosen = await self._worth_rebuilding(chosen)
-            head = self.source.head()
-            result = await self._rebuild_locked(chosen, head, progress)
-            # events appended while rebuilding, and any other projection behind
-            _, behind, cps = await self._plan(self.source.head())
-            if behind:
-                result.events += await self._catch_up(
-                    {n: cps[n] for n in behind}, self.source.head(), None)
-            result.seconds = time.perf_counter() - t0
-            result.position = self.source.head()
-            return result
+            # then the events appended while rebuilding, and any other projection behind
+            return await self._rebuild_then_catch_up(
+                chosen, self.source.head(), self.source.head, progress, None,
+                names=list(chosen))
 
     async def _worth_rebuilding(self, names: list[str]) -> list[str]:
         """``names`` without the built, current views whose rows never change meaning
