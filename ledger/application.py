@@ -52,7 +52,7 @@ from .errors import (
     StoreWriteFailed,
 )
 from .backend import Backend
-from .locks import ConnectionLost, WriterLock
+from .locks import ConnectionLost
 from .eventlog import EventLog, RecorderLog
 from .store import (
     Batch,
@@ -90,7 +90,6 @@ def _first_line(exc: BaseException) -> str:
     return text[0] if text else type(exc).__name__
 
 
-_ConnectionLost = ConnectionLost
 
 
 DEFAULT_BATCH = 1000
@@ -627,11 +626,12 @@ class Ledger:
 
     def _write_failure(self, exc: Exception) -> LedgerError:
         """The error a failed write of a batch is reported as."""
-        if "lock" in str(exc).lower() or "busy" in str(exc).lower():
+        text = str(exc).lower()
+        if "lock" in text or "busy" in text:
             return LedgerBusy(f"the ledger is busy ({exc}); try again")
-        if "readonly" in str(exc).lower() or "read-only" in str(exc).lower():
+        if "readonly" in text or "read-only" in text:
             return LedgerReadOnly(self.db, str(exc))
-        if "database or disk is full" in str(exc).lower():
+        if "database or disk is full" in text:
             return StoreWriteFailed(disk_full_message(self.db))
         return StoreWriteFailed(f"the store failed while writing a batch: {exc}")
 
@@ -700,6 +700,13 @@ class Ledger:
         self._head = -1
         self._writer_lock.__exit__(None, None, None)
 
+    def _keep(self, aggs: dict[str, LedgerAggregate | None]) -> None:
+        """Cache a batch's aggregates as it leaves them (None included: known absent)
+        for the next batch; past ``cache_limit`` the cache starts again."""
+        if len(self._cache) > self.cache_limit:
+            self._cache.clear()
+        self._cache.update(aggs)
+
     def _say(self, message: str) -> None:
         if self.notice is not None:
             self.notice(message)
@@ -729,11 +736,9 @@ class Ledger:
                     self._cache.clear()
                     self._head = -1
                     if self.backend.is_postgres and connection_lost(exc):
-                        raise _ConnectionLost(str(exc)) from exc
+                        raise ConnectionLost(str(exc)) from exc
                     raise self._write_failure(exc) from None
-                if len(self._cache) > self.cache_limit:
-                    self._cache.clear()
-                self._cache.update(uow.aggs)  # None included: known absent
+                self._keep(uow.aggs)
                 # Trust the cache for the next batch only if no one else wrote in between.
                 self._head = max(ids) if ids and min(ids) == head + 1 else (head if not ids else -1)
                 return outcomes
@@ -772,10 +777,7 @@ class PendingBatch:
         if self.head is None:
             self.head = self.ledger._head if self.ledger._head >= 0 else None
         self.sealed = self.uow.seal()
-        cache = self.ledger._cache
-        if len(cache) > self.ledger.cache_limit:
-            cache.clear()
-        cache.update({k: a for k, a in self.uow.aggs.items() if a is not None})
+        self.ledger._keep(self.uow.aggs)
 
     def write(self) -> list[int]:
         """The store's transaction: the sealed writes, committed (durable on return).

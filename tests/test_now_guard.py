@@ -20,7 +20,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from click.testing import CliRunner
 
-from builders import T0, at, cmd, item, lines, oid, place, released
+from builders import T0, at, cmd, lines, oid, place, released
 from ledger.application import Ledger
 from order_ledger import common
 from order_ledger.cli import main

@@ -301,10 +301,10 @@ def test_writers_with_advancing_times_count_time_backwards(db_url, second_locati
 @pytest.fixture
 def no_writer_lock(monkeypatch):
     """Writers that do not take the writer lock (foreign tools): only the retry protects."""
-    from ledger import application
+    from ledger import locks
 
-    monkeypatch.setattr(application.WriterLock, "__enter__", lambda self: self)
-    monkeypatch.setattr(application.WriterLock, "__exit__", lambda self, *exc: None)
+    monkeypatch.setattr(locks.WriterLock, "__enter__", lambda self: self)
+    monkeypatch.setattr(locks.WriterLock, "__exit__", lambda self, *exc: None)
 
 
 def _released(led: Ledger, o: str, minutes: float = 0) -> None:

@@ -9,7 +9,6 @@ import time
 from datetime import datetime, timedelta, timezone
 
 import httpx
-import pytest
 
 from builders import oid, place
 from service_harness import Server, make_token

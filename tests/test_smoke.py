@@ -1,4 +1,4 @@
-from builders import at, cmd, lines, oid, released
+from builders import at, lines, oid, released
 
 
 def test_released_order_is_unshipped_on_both_backends(ledger):

@@ -9,7 +9,6 @@ import sys
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-import pytest
 
 from builders import at, cmd, item, oid, place, released
 from ledger.application import Ledger

@@ -19,9 +19,8 @@ import anyio
 import msgspec
 from litestar import MediaType, Request, Response, get, post
 from litestar.openapi.datastructures import ResponseSpec
-from litestar.params import FromPath, HeaderParameter, QueryParameter
+from litestar.params import FromPath, QueryParameter
 
-from ledger.errors import CommandRejected, LedgerError
 from projections import ViewsError, read
 
 from . import schemas as s

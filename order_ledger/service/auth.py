@@ -22,7 +22,7 @@ from typing import Any, Callable
 from litestar.connection import ASGIConnection
 from litestar.handlers.base import BaseRouteHandler
 
-from ledger.tokens import ROLES, Principal, hash_token, verify_token
+from ledger.tokens import ROLES, Principal, hash_token
 
 from .errors import ServiceError
 

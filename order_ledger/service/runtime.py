@@ -216,17 +216,13 @@ class GroupWriter:
     def _turn(self) -> Iterator[None]:
         """Service processes on one SQLite ledger take turns on a lock file with a
         blocking ``flock`` (the kernel wakes the next at once) before the ledger's own
-        writer lock, which polls; so the ledger's lock is nearly always free for them."""
-        if self._turns is None:
-            yield
-            return
-        import fcntl
-
-        fcntl.flock(self._turns, fcntl.LOCK_EX)
+        writer lock, which polls; so the ledger's lock is nearly always free for them.
+        (The pipeline takes and ends its turns itself, across several batches.)"""
+        self._take_turn()
         try:
             yield
         finally:
-            fcntl.flock(self._turns, fcntl.LOCK_UN)
+            self._end_turn()
 
     def _next(self) -> _Job | None:
         """The next job: from the queue, or, with the relay on, the first request a
